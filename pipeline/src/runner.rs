@@ -1,0 +1,289 @@
+//! The processor runner: poll a batch, hand it to a processor, wait for its sink to
+//! acknowledge, then commit — per consumer group, until told to stop or caught up.
+//!
+//! Offsets are committed only after the handler returned `Ok` for the batch (the
+//! sink has the data), and rebalances happen only while polling, so nothing is in
+//! flight for a partition the consumer is losing. A crash between the sink's write and
+//! the commit replays the batch; processors make that harmless (DESIGN.md,
+//! "effectively once").
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tracing::Instrument;
+
+use crate::config::RunnerConfig;
+use crate::log::{ConsumedRecord, ConsumerEvent, EventLog, GroupConsumer, LogError, TopicPartition};
+use crate::metrics::metrics;
+use crate::shutdown::Shutdown;
+
+/// A failure of a handler.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    /// Whether trying the same batch again may succeed (a sink that is down).
+    pub retryable: bool,
+    /// What failed, for a person.
+    pub message: String,
+}
+
+impl HandlerError {
+    /// A failure worth retrying.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        HandlerError { retryable: true, message: message.into() }
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        HandlerError { retryable: false, message: message.into() }
+    }
+}
+
+/// What a processor plugs into the runner. `handle` returns once the batch's effects
+/// are durable in the sink.
+#[async_trait]
+pub trait Handler: Send {
+    /// Partitions just assigned. Return a start offset for every partition whose
+    /// position the handler keeps itself (a checkpoint stored with its view); the
+    /// others start at the group's committed offset.
+    async fn on_assigned(
+        &mut self,
+        _partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, u64)>, HandlerError> {
+        Ok(Vec::new())
+    }
+
+    /// Partitions taken away; drop any per-partition state.
+    async fn on_revoked(&mut self, _partitions: &[TopicPartition]) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    /// Applies a batch (records in offset order per partition) and makes its
+    /// effects durable.
+    async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError>;
+}
+
+/// Why a run stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The log failed.
+    #[error("log: {0}")]
+    Log(#[from] LogError),
+    /// The handler failed for good.
+    #[error("processor {processor}: {source}")]
+    Handler {
+        /// Which processor.
+        processor: String,
+        /// Its error.
+        source: HandlerError,
+    },
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunStats {
+    /// Records handed to the handler and committed.
+    pub records: u64,
+    /// Batches committed.
+    pub batches: u64,
+}
+
+/// How to run one processor.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Processor name: metrics label and consumer group suffix.
+    pub processor: String,
+    /// Consumer group.
+    pub group: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Stop once every owned partition reached the end it had when the run began.
+    pub until_caught_up: bool,
+    /// Batching and retry settings.
+    pub runner: RunnerConfig,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Exponential backoff with jitter: 100 ms · 2^attempt, capped at 10 s, times a
+/// factor in [0.5, 1.0) so restarted instances do not retry in lockstep.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = 0.5 + f64::from(nanos % 1000) / 2000.0;
+    Duration::from_millis((base as f64 * jitter) as u64)
+}
+
+/// Runs a handler as a member of its consumer group until shutdown, or until caught
+/// up when asked. On return the last batch is committed and the group left cleanly.
+pub async fn run(
+    log: Arc<dyn EventLog>,
+    handler: &mut dyn Handler,
+    opts: RunOptions,
+    mut shutdown: Shutdown,
+) -> Result<RunStats, RunError> {
+    // The ends as they were when the run began: `--until-caught-up` means this much,
+    // not a moving target that a busy producer could keep ahead forever.
+    let mut targets = BTreeMap::new();
+    if opts.until_caught_up {
+        for topic in &opts.topics {
+            for p in 0..log.partitions(topic)? {
+                let (_, high) = log.watermarks(topic, p).await?;
+                targets.insert(TopicPartition::new(topic.clone(), p), high);
+            }
+        }
+    }
+    let mut consumer = log.subscribe(&opts.group, &opts.topics).await?;
+    let result = drive(&mut *consumer, handler, &opts, &targets, &mut shutdown).await;
+    if let Err(e) = consumer.close().await {
+        tracing::warn!(error = %e, group = %opts.group, "leaving the consumer group failed");
+    }
+    result
+}
+
+async fn drive(
+    consumer: &mut dyn GroupConsumer,
+    handler: &mut dyn Handler,
+    opts: &RunOptions,
+    targets: &BTreeMap<TopicPartition, u64>,
+    shutdown: &mut Shutdown,
+) -> Result<RunStats, RunError> {
+    let m = metrics();
+    let poll_timeout = Duration::from_millis(opts.runner.poll_timeout_ms);
+    let mut stats = RunStats::default();
+    let processor = opts.processor.as_str();
+    loop {
+        if shutdown.is_triggered() {
+            tracing::info!(processor, "shutdown requested; last batch committed");
+            return Ok(stats);
+        }
+        let event = tokio::select! {
+            ev = consumer.poll(opts.runner.max_batch, poll_timeout) => ev,
+            _ = shutdown.wait() => continue,
+        };
+        let event = event.inspect_err(|_| m.errors.with_label_values(&[processor, "poll"]).inc())?;
+        match event {
+            ConsumerEvent::Assigned(tps) => {
+                tracing::info!(processor, partitions = ?tps, "partitions assigned");
+                let seeks = handler
+                    .on_assigned(&tps)
+                    .await
+                    .map_err(|source| RunError::Handler { processor: processor.to_string(), source })?;
+                for (tp, offset) in seeks {
+                    tracing::info!(processor, %tp, offset, "resuming from the processor's checkpoint");
+                    consumer.seek(&tp, offset).await?;
+                }
+            }
+            ConsumerEvent::Revoked(tps) => {
+                tracing::info!(processor, partitions = ?tps, "partitions revoked");
+                for tp in &tps {
+                    m.lag.with_label_values(&[processor, &tp.topic, &tp.partition.to_string()]).set(0);
+                }
+                handler
+                    .on_revoked(&tps)
+                    .await
+                    .map_err(|source| RunError::Handler { processor: processor.to_string(), source })?;
+            }
+            ConsumerEvent::Records(records) if records.is_empty() => {
+                if opts.until_caught_up && caught_up(consumer, targets) {
+                    tracing::info!(processor, records = stats.records, "caught up with the end of the log");
+                    return Ok(stats);
+                }
+            }
+            ConsumerEvent::Records(records) => {
+                let span = tracing::info_span!(
+                    "batch",
+                    processor,
+                    records = records.len(),
+                    first_offset = records[0].offset,
+                    partition = records[0].partition
+                );
+                process_batch(consumer, handler, opts, &records, shutdown).instrument(span).await?;
+                stats.records += records.len() as u64;
+                stats.batches += 1;
+                if opts.until_caught_up && caught_up(consumer, targets) {
+                    tracing::info!(processor, records = stats.records, "caught up with the end of the log");
+                    return Ok(stats);
+                }
+            }
+        }
+    }
+}
+
+fn caught_up(consumer: &dyn GroupConsumer, targets: &BTreeMap<TopicPartition, u64>) -> bool {
+    consumer.assignment().iter().all(|tp| {
+        let target = targets.get(tp).copied().unwrap_or(0);
+        consumer.position(tp).is_some_and(|pos| pos >= target)
+    })
+}
+
+async fn process_batch(
+    consumer: &mut dyn GroupConsumer,
+    handler: &mut dyn Handler,
+    opts: &RunOptions,
+    records: &[ConsumedRecord],
+    shutdown: &Shutdown,
+) -> Result<(), RunError> {
+    let m = metrics();
+    let processor = opts.processor.as_str();
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        match handler.handle(records).await {
+            Ok(()) => break,
+            Err(e) => {
+                m.errors.with_label_values(&[processor, "handler"]).inc();
+                attempt += 1;
+                // A fatal error, the last attempt, or a stop request while the sink is
+                // down: give up without committing, so the batch is redelivered later.
+                if !e.retryable || attempt >= opts.runner.max_attempts || shutdown.is_triggered() {
+                    tracing::error!(processor, error = %e, attempt, "batch failed; not committed");
+                    return Err(RunError::Handler { processor: processor.to_string(), source: e });
+                }
+                let wait = backoff(attempt - 1);
+                tracing::warn!(processor, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "batch failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    // Next offset to read per partition: one past the last record handled.
+    let mut next: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+    for r in records {
+        let e = next.entry(r.topic_partition()).or_insert(0);
+        *e = (*e).max(r.offset + 1);
+    }
+    let offsets: Vec<_> = next.into_iter().collect();
+    consumer
+        .commit(&offsets)
+        .await
+        .inspect_err(|_| m.errors.with_label_values(&[processor, "commit"]).inc())?;
+
+    m.batch_seconds.with_label_values(&[processor]).observe(started.elapsed().as_secs_f64());
+    let now = now_ms();
+    let e2e = m.e2e_seconds.with_label_values(&[processor]);
+    for r in records {
+        e2e.observe((now - r.timestamp_ms).max(0) as f64 / 1000.0);
+    }
+    for (tp, _) in &offsets {
+        let n = records.iter().filter(|r| r.partition == tp.partition && r.topic == tp.topic).count();
+        m.events
+            .with_label_values(&[processor, &tp.topic, &tp.partition.to_string()])
+            .inc_by(n as u64);
+    }
+    for (tp, lag) in consumer.lag() {
+        m.lag
+            .with_label_values(&[processor, &tp.topic, &tp.partition.to_string()])
+            .set(lag as i64);
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! courier's sinks: adapters that implement the processors' storage ports for real
+//! stores (RocksDB now; Cassandra, tantivy, HTTP push and Kafka as they arrive).
+//!
+//! Architecture invariant: sinks hold no domain rules; they store and load what the
+//! processors hand them, atomically where the port says so.
+
+pub mod presence;

@@ -1,0 +1,106 @@
+//! The presence table in RocksDB: one row per user, and per-partition checkpoints
+//! written in the same batch as the rows.
+
+use std::path::Path;
+
+use courier_processors::presence::{PresenceRow, PresenceStore, Status};
+use courier_processors::store::StoreError;
+use rocksdb::{DB, Options, WriteBatch};
+
+const STORE: &str = "presence/rocksdb";
+
+/// Presence rows on local disk.
+pub struct RocksPresenceStore {
+    db: DB,
+}
+
+fn row_key(user: &str) -> Vec<u8> {
+    let mut k = b"u/".to_vec();
+    k.extend_from_slice(user.as_bytes());
+    k
+}
+
+fn checkpoint_key(partition: u32) -> Vec<u8> {
+    let mut k = b"cp/".to_vec();
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+impl RocksPresenceStore {
+    /// Opens (creating) the table in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let mut o = Options::default();
+        o.create_if_missing(true);
+        let db = DB::open(&o, dir).map_err(|e| StoreError::fatal(STORE, format!("opening {}: {e}", dir.display())))?;
+        Ok(RocksPresenceStore { db })
+    }
+}
+
+impl PresenceStore for RocksPresenceStore {
+    fn checkpoint(&self, partition: u32) -> Result<Option<u64>, StoreError> {
+        let v = self.db.get(checkpoint_key(partition)).map_err(|e| StoreError::retryable(STORE, e))?;
+        v.map(|v| {
+            v.as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::fatal(STORE, format!("checkpoint of partition {partition} is corrupt")))
+        })
+        .transpose()
+    }
+
+    fn write(&mut self, rows: &[PresenceRow], checkpoints: &[(u32, u64)]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for r in rows {
+            let mut v = Vec::with_capacity(9);
+            v.push(match r.status {
+                Status::Online => 1,
+                Status::Offline => 2,
+            });
+            v.extend_from_slice(&r.last_seen_ms.to_be_bytes());
+            batch.put(row_key(&r.user_id), v);
+        }
+        // Checkpoints go in the same batch: rows and position land together or not at all.
+        for (p, next) in checkpoints {
+            batch.put(checkpoint_key(*p), next.to_be_bytes());
+        }
+        self.db.write(batch).map_err(|e| StoreError::retryable(STORE, e))
+    }
+
+    fn get(&self, user_id: &str) -> Result<Option<PresenceRow>, StoreError> {
+        let Some(v) = self.db.get(row_key(user_id)).map_err(|e| StoreError::retryable(STORE, e))? else {
+            return Ok(None);
+        };
+        let status = match v.first() {
+            Some(1) => Status::Online,
+            Some(2) => Status::Offline,
+            _ => return Err(StoreError::fatal(STORE, format!("row of {user_id} is corrupt"))),
+        };
+        let last_seen_ms = v
+            .get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes)
+            .ok_or_else(|| StoreError::fatal(STORE, format!("row of {user_id} is corrupt")))?;
+        Ok(Some(PresenceRow { user_id: user_id.to_string(), status, last_seen_ms }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_and_checkpoints_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = RocksPresenceStore::open(dir.path()).unwrap();
+            assert_eq!(s.checkpoint(3).unwrap(), None);
+            let row = PresenceRow { user_id: "u1".into(), status: Status::Online, last_seen_ms: -7 };
+            s.write(std::slice::from_ref(&row), &[(3, 11)]).unwrap();
+        }
+        let s = RocksPresenceStore::open(dir.path()).unwrap();
+        assert_eq!(s.checkpoint(3).unwrap(), Some(11));
+        let got = s.get("u1").unwrap().unwrap();
+        assert_eq!((got.status, got.last_seen_ms), (Status::Online, -7));
+        assert!(s.get("u2").unwrap().is_none());
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod presence;
+pub mod produce;
+pub mod replay;
+pub mod run;
+pub mod topics;

@@ -1,0 +1,108 @@
+//! The `courier` command: parse flags, build the configuration, wire components, run.
+//!
+//! Architecture invariant: this is wiring only. Behaviour lives in the library
+//! crates; a command here reads its arguments, calls them, and prints.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use courier_pipeline::Config;
+
+/// courier: the event log of a messaging platform, and the processors that fold it
+/// into views.
+#[derive(Debug, Parser)]
+#[command(name = "courier", version, about)]
+struct Cli {
+    /// Data directory for everything kept on local disk (embedded log, views).
+    /// Overrides `data_dir` of the config and COURIER_DATA_DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Configuration file (TOML). Without one, everything is embedded under --data.
+    #[arg(long, global = true, value_name = "FILE", env = "COURIER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish canonical JSON lines (one event per line) to the log.
+    Produce(cmd::produce::Args),
+    /// Write a range of a topic out as canonical JSON lines or an Avro file.
+    Replay(cmd::replay::Args),
+    /// Run a processor in its consumer group.
+    Run(cmd::run::Args),
+    /// A user's latest presence.
+    Presence(cmd::presence::Args),
+    /// The topic catalog.
+    Topics {
+        #[command(subcommand)]
+        command: cmd::topics::Command,
+    },
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = &cli.data {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn init_tracing(default: &str) {
+    // Logs go to stderr so stdout stays clean for JSON and Avro output.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COURIER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Produce(args) => {
+            let log = config.open_log().context("opening the log")?;
+            cmd::produce::run(&*log, args).await
+        }
+        Command::Replay(args) => {
+            let log = config.open_log().context("opening the log")?;
+            cmd::replay::run(&*log, args).await
+        }
+        Command::Run(args) => {
+            let log = config.open_log().context("opening the log")?;
+            cmd::run::run(&config, log, args).await
+        }
+        Command::Presence(args) => cmd::presence::run(&config, args),
+        Command::Topics { command } => {
+            let log = config.open_log().context("opening the log")?;
+            cmd::topics::run(&*log, command).await
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Long-running commands say what they do; one-shot commands only warn.
+    init_tracing(if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

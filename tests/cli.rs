@@ -1,0 +1,366 @@
+//! End-to-end tests of the `courier` binary on the embedded log: produce → replay
+//! round trips, all-or-nothing validation, kill -9 of a producer, and processors
+//! that resume from their committed offsets after SIGTERM and SIGKILL.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn courier(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
+    c.arg("--data").arg(data);
+    c.env_remove("COURIER_CONFIG").env_remove("COURIER_DATA_DIR").env_remove("COURIER_LOG");
+    c
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "courier failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8 stdout")
+}
+
+fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let p = dir.join(name);
+    let mut f = std::fs::File::create(&p).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    p
+}
+
+/// A mixed stream: several conversations interleaved, every event type, presence.
+fn stream(conversations: usize, per: usize) -> Vec<String> {
+    let t0 = 1_764_000_000_000i64;
+    let mut out = Vec::new();
+    for c in 0..conversations {
+        out.push(format!(
+            r#"{{"type":"conversation_created","event_id":"cc{c}","conversation_id":"c{c}","kind":"group","creator_id":"u0","member_ids":["u0","u1","u2"],"title":"room {c}","at_ms":{t0}}}"#
+        ));
+    }
+    for i in 0..per {
+        for c in 0..conversations {
+            let t = t0 + 1 + (i * conversations + c) as i64;
+            out.push(match i % 6 {
+                0 | 1 => format!(
+                    r#"{{"type":"message_sent","event_id":"s{c}-{i}","conversation_id":"c{c}","message_id":"m{i}","sender_id":"u{}","text":"hello \"{i}\" ✓","at_ms":{t}}}"#,
+                    i % 3
+                ),
+                2 => format!(
+                    r#"{{"type":"message_edited","event_id":"ed{c}-{i}","conversation_id":"c{c}","message_id":"m{}","editor_id":"u0","text":"edited","at_ms":{t}}}"#,
+                    i - 2
+                ),
+                3 => format!(
+                    r#"{{"type":"receipt","event_id":"r{c}-{i}","conversation_id":"c{c}","message_id":"m{}","user_id":"u1","status":"read","at_ms":{t}}}"#,
+                    i - 3
+                ),
+                4 => format!(
+                    r#"{{"type":"members_added","event_id":"ma{c}-{i}","conversation_id":"c{c}","actor_id":"u0","user_ids":["u{}"],"at_ms":{t}}}"#,
+                    i + 3
+                ),
+                _ => format!(
+                    r#"{{"type":"message_deleted","event_id":"d{c}-{i}","conversation_id":"c{c}","message_id":"m{}","actor_id":"u0","at_ms":{t}}}"#,
+                    i - 5
+                ),
+            });
+        }
+        out.push(format!(
+            r#"{{"type":"presence","event_id":"p{i}","user_id":"u{}","status":"{}","at_ms":{}}}"#,
+            i % 5,
+            if i % 2 == 0 { "online" } else { "offline" },
+            t0 + i as i64
+        ));
+    }
+    out
+}
+
+fn json(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+fn conversation_of(v: &Value) -> Option<String> {
+    v.get("conversation_id").and_then(Value::as_str).map(str::to_string)
+}
+
+#[test]
+fn produce_then_replay_gives_back_every_event_in_conversation_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let lines = stream(7, 30);
+    let file = write_lines(dir.path(), "events.jsonl", &lines);
+    let out = ok(courier(&data).args(["produce", "--file"]).arg(&file).output().unwrap());
+    assert!(out.starts_with(&format!("published {} event(s)", lines.len())), "{out}");
+
+    let replayed = ok(courier(&data).args(["replay", "courier.conversations.v1", "--format", "json"]).output().unwrap());
+    let got: Vec<Value> = replayed.lines().map(json).collect();
+    let want: Vec<Value> = lines.iter().map(|l| json(l)).filter(|v| v["type"] != "presence").collect();
+    assert_eq!(got.len(), want.len(), "every conversation event comes back");
+    for c in 0..7 {
+        let id = format!("c{c}");
+        let g: Vec<_> = got.iter().filter(|v| conversation_of(v).as_deref() == Some(&id)).collect();
+        let w: Vec<_> = want.iter().filter(|v| conversation_of(v).as_deref() == Some(&id)).collect();
+        assert_eq!(g, w, "conversation {id}: same events, same order, field for field");
+    }
+    // Field order too: `type` first, canonical form byte for byte.
+    let first_c0 = replayed.lines().find(|l| l.contains(r#""conversation_id":"c0""#)).unwrap();
+    assert_eq!(first_c0, lines[0]);
+
+    let presence = ok(courier(&data).args(["replay", "courier.presence.v1"]).output().unwrap());
+    assert_eq!(presence.lines().count(), 30);
+
+    // Filters and ranges.
+    let c3 = ok(courier(&data).args(["replay", "courier.conversations.v1", "--conversation", "c3"]).output().unwrap());
+    assert_eq!(c3.lines().count(), 31);
+    assert!(c3.lines().all(|l| l.contains(r#""conversation_id":"c3""#)));
+    let ranged = ok(courier(&data)
+        .args(["replay", "courier.conversations.v1", "--from", "2025-11-24T16:00:00.001Z", "--to", "2025-11-24T16:00:00.011Z"])
+        .output()
+        .unwrap());
+    assert_eq!(ranged.lines().count(), 10, "[from, to) by event time: {ranged}");
+
+    // Avro: an object container file with one record per event.
+    let avro = dir.path().join("out.avro");
+    ok(courier(&data).args(["replay", "courier.conversations.v1", "--format", "avro", "--out"]).arg(&avro).output().unwrap());
+    let reader = apache_avro::Reader::new(std::fs::File::open(&avro).unwrap()).unwrap();
+    assert_eq!(reader.count(), want.len());
+
+    let topics = ok(courier(&data).args(["topics", "list", "--json"]).output().unwrap());
+    let topics: Value = serde_json::from_str(&topics).unwrap();
+    assert_eq!(topics[0]["name"], "courier.conversations.v1");
+    assert_eq!(topics[0]["records"], want.len());
+    assert_eq!(topics[1]["records"], 30);
+}
+
+#[test]
+fn one_bad_line_publishes_nothing_unless_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut lines = stream(2, 3);
+    lines.insert(3, r#"{"type":"message_sent","event_id":"bad","conversation_id":"c0","message_id":"mx","text":"no sender","at_ms":1}"#.into());
+    lines.insert(5, "{not json".into());
+    let file = write_lines(dir.path(), "events.jsonl", &lines);
+    let out = courier(&data).args(["produce", "--file"]).arg(&file).output().unwrap();
+    assert!(!out.status.success(), "a bad line fails the command");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("events.jsonl:4: message_sent is missing `sender_id`"), "{err}");
+    assert!(err.contains("events.jsonl:6: invalid JSON"), "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+    let replayed = ok(courier(&data).args(["replay", "courier.conversations.v1"]).output().unwrap());
+    assert_eq!(replayed, "", "nothing was published");
+
+    let out = ok(courier(&data).args(["produce", "--skip-invalid", "--file"]).arg(&file).output().unwrap());
+    assert!(out.contains(&format!("published {} event(s)", lines.len() - 2)) && out.contains("skipped 2"), "{out}");
+    let replayed = ok(courier(&data).args(["replay", "courier.conversations.v1"]).output().unwrap());
+    assert!(!replayed.contains(r#""event_id":"bad""#));
+    assert_eq!(replayed.lines().count(), lines.len() - 2 - 3);
+}
+
+#[test]
+fn produce_reads_stdin_and_fills_missing_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = courier(&data)
+        .args(["produce", "--file", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"type\":\"presence\",\"user_id\":\"u1\",\"status\":\"online\",\"at_ms\":5}\n")
+        .unwrap();
+    ok(child.wait_with_output().unwrap());
+    let replayed = ok(courier(&data).args(["replay", "courier.presence.v1"]).output().unwrap());
+    let v = json(replayed.trim());
+    let id = v["event_id"].as_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    assert_eq!(&id[14..15], "7", "a UUIDv7: {id}");
+}
+
+/// Reads stderr lines of a child until one satisfies `pred`; returns it.
+fn wait_for_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    for line in lines.by_ref() {
+        let line = line.expect("read child output");
+        if pred(&line) {
+            return line;
+        }
+    }
+    panic!("the process ended before printing {what}");
+}
+
+#[test]
+fn kill_9_of_a_producer_loses_nothing_it_reported_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let t0 = 1_764_000_000_000i64;
+    let lines: Vec<String> = (0..200_000)
+        .map(|i| {
+            format!(
+                r#"{{"type":"message_sent","event_id":"k{i}","conversation_id":"c{}","message_id":"m{i}","sender_id":"u1","text":"n{i}","at_ms":{}}}"#,
+                i % 50,
+                t0 + i
+            )
+        })
+        .collect();
+    let file = write_lines(dir.path(), "big.jsonl", &lines);
+    let mut child: Child = courier(&data)
+        .args(["produce", "--file"])
+        .arg(&file)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = wait_for_line(&mut err, "a progress line", |l| l.starts_with("written "));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let reported: usize = line["written ".len()..].split('/').next().unwrap().parse().unwrap();
+    assert!(reported >= 5000);
+
+    let replayed = ok(courier(&data).args(["replay", "courier.conversations.v1"]).output().unwrap());
+    let ids: std::collections::HashSet<String> =
+        replayed.lines().map(|l| json(l)["event_id"].as_str().unwrap().to_string()).collect();
+    assert!(ids.len() >= reported, "{} events in the log, {reported} reported written", ids.len());
+    // What is there is a prefix of the file: whole chunks, nothing torn.
+    for i in 0..ids.len() {
+        assert!(ids.contains(&format!("k{i}")), "event k{i} of the first {} is missing", ids.len());
+    }
+    assert_eq!(ids.len() % 5000, 0, "only whole chunks were written");
+}
+
+fn presence_stream(n: usize, users: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"type":"presence","event_id":"p{i}","user_id":"u{}","status":"{}","at_ms":{}}}"#,
+                i % users,
+                if (i / users) % 2 == 0 { "online" } else { "offline" },
+                1_000 + i
+            )
+        })
+        .collect()
+}
+
+fn applied(stderr: &[u8]) -> u64 {
+    let s = String::from_utf8_lossy(stderr);
+    let line = s.lines().find(|l| l.starts_with("presence: applied ")).unwrap_or_else(|| panic!("no summary in {s}"));
+    line["presence: applied ".len()..].split(' ').next().unwrap().parse().unwrap()
+}
+
+/// GET /metrics over a plain socket and sum the presence processor's event counter.
+fn processed_so_far(addr: &str) -> u64 {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return 0 };
+    let _ = s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes());
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with("courier_processor_events_total{") && l.contains("processor=\"presence\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A live `courier run presence`, its metrics address, and the rest of its stderr
+/// (drained by a thread so the child never blocks on a full pipe).
+fn spawn_live_presence(data: &Path, config: &Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = courier(data)
+        .arg("--config")
+        .arg(config)
+        .args(["run", "presence"])
+        .env("COURIER_METRICS_LISTEN", "127.0.0.1:0")
+        .env("COURIER_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = wait_for_line(&mut err, "the metrics address", |l| l.contains("serving /metrics"));
+    let addr = line.rsplit("addr=").next().unwrap().split_whitespace().next().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in err.map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    (child, addr, rx)
+}
+
+fn await_progress(addr: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processed_so_far(addr) < at_least {
+        assert!(Instant::now() < deadline, "the processor made no progress");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_processor_resumes_from_its_commit_after_sigterm_and_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Small batches: many commits, so the signals land mid-run.
+    let config = dir.path().join("courier.toml");
+    std::fs::write(&config, "[runner]\nmax_batch = 10\n").unwrap();
+    let total = 100_000u64;
+    let users = 500;
+    let lines = presence_stream(total as usize, users);
+    ok(courier(&data).args(["produce", "--file"]).arg(write_lines(dir.path(), "p.jsonl", &lines)).output().unwrap());
+
+    // SIGTERM mid-run: the batch in hand is finished and committed, then the next
+    // run applies exactly the rest.
+    let (child, addr, rest) = spawn_live_presence(&data, &config);
+    await_progress(&addr, 1);
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "SIGTERM is a clean stop: {}", out.status);
+    let first: u64 = rest
+        .iter()
+        .find_map(|l| l.strip_prefix("presence: applied ").and_then(|r| r.split(' ').next()?.parse().ok()))
+        .expect("a summary after SIGTERM");
+    assert!(first >= 1 && first <= total);
+
+    // SIGKILL mid-run: nothing committed is lost, whatever was not is redone.
+    let (mut child, addr, _rest) = spawn_live_presence(&data, &config);
+    await_progress(&addr, 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = courier(&data).args(["run", "presence", "--until-caught-up"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let last = applied(&out.stderr);
+    assert!(last <= total - first, "a restarted processor resumes from its commit: applied {last} after {first} of {total}");
+    let again = applied(&courier(&data).args(["run", "presence", "--until-caught-up"]).output().unwrap().stderr);
+    assert_eq!(again, 0, "caught up: nothing left to apply");
+
+    // The view equals one clean pass: the last event of each user wins.
+    for u in [0, 1, users - 1] {
+        let i = (0..total as usize).rev().find(|i| i % users == u).unwrap();
+        let want_status = if (i / users) % 2 == 0 { "online" } else { "offline" };
+        let got = json(&ok(courier(&data).args(["presence", &format!("u{u}"), "--json"]).output().unwrap()));
+        assert_eq!(got, serde_json::json!({"user_id": format!("u{u}"), "status": want_status, "last_seen_ms": 1000 + i as i64}));
+    }
+    let nobody = json(&ok(courier(&data).args(["presence", "nobody", "--json"]).output().unwrap()));
+    assert_eq!(nobody, serde_json::json!({"user_id": "nobody", "status": "offline", "last_seen_ms": null}));
+}
+
+#[test]
+fn bad_arguments_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = courier(&data).args(["replay", "courier.nope.v1"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown topic `courier.nope.v1`"));
+    let out = courier(&data).args(["replay", "courier.presence.v1", "--from", "yesterday"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from \"yesterday\": expected earliest, latest"));
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[log]\nbackend = \"kafak\"\n").unwrap();
+    let out = courier(&data).arg("--config").arg(&cfg).args(["topics", "list"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kafak"));
+}
