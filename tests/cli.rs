@@ -12,7 +12,9 @@ use serde_json::Value;
 fn courier(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
     c.arg("--data").arg(data);
-    c.env_remove("COURIER_CONFIG").env_remove("COURIER_DATA_DIR").env_remove("COURIER_LOG");
+    c.env_remove("COURIER_CONFIG")
+        .env_remove("COURIER_DATA_DIR")
+        .env_remove("COURIER_LOG");
     c
 }
 
@@ -86,7 +88,9 @@ fn json(line: &str) -> Value {
 }
 
 fn conversation_of(v: &Value) -> Option<String> {
-    v.get("conversation_id").and_then(Value::as_str).map(str::to_string)
+    v.get("conversation_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 #[test]
@@ -95,43 +99,99 @@ fn produce_then_replay_gives_back_every_event_in_conversation_order() {
     let data = dir.path().join("data");
     let lines = stream(7, 30);
     let file = write_lines(dir.path(), "events.jsonl", &lines);
-    let out = ok(courier(&data).args(["produce", "--file"]).arg(&file).output().unwrap());
-    assert!(out.starts_with(&format!("published {} event(s)", lines.len())), "{out}");
+    let out = ok(courier(&data)
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    assert!(
+        out.starts_with(&format!("published {} event(s)", lines.len())),
+        "{out}"
+    );
 
-    let replayed = ok(courier(&data).args(["replay", "courier.conversations.v1", "--format", "json"]).output().unwrap());
+    let replayed = ok(courier(&data)
+        .args(["replay", "courier.conversations.v1", "--format", "json"])
+        .output()
+        .unwrap());
     let got: Vec<Value> = replayed.lines().map(json).collect();
-    let want: Vec<Value> = lines.iter().map(|l| json(l)).filter(|v| v["type"] != "presence").collect();
+    let want: Vec<Value> = lines
+        .iter()
+        .map(|l| json(l))
+        .filter(|v| v["type"] != "presence")
+        .collect();
     assert_eq!(got.len(), want.len(), "every conversation event comes back");
     for c in 0..7 {
         let id = format!("c{c}");
-        let g: Vec<_> = got.iter().filter(|v| conversation_of(v).as_deref() == Some(&id)).collect();
-        let w: Vec<_> = want.iter().filter(|v| conversation_of(v).as_deref() == Some(&id)).collect();
-        assert_eq!(g, w, "conversation {id}: same events, same order, field for field");
+        let g: Vec<_> = got
+            .iter()
+            .filter(|v| conversation_of(v).as_deref() == Some(&id))
+            .collect();
+        let w: Vec<_> = want
+            .iter()
+            .filter(|v| conversation_of(v).as_deref() == Some(&id))
+            .collect();
+        assert_eq!(
+            g, w,
+            "conversation {id}: same events, same order, field for field"
+        );
     }
     // Field order too: `type` first, canonical form byte for byte.
-    let first_c0 = replayed.lines().find(|l| l.contains(r#""conversation_id":"c0""#)).unwrap();
+    let first_c0 = replayed
+        .lines()
+        .find(|l| l.contains(r#""conversation_id":"c0""#))
+        .unwrap();
     assert_eq!(first_c0, lines[0]);
 
-    let presence = ok(courier(&data).args(["replay", "courier.presence.v1"]).output().unwrap());
+    let presence = ok(courier(&data)
+        .args(["replay", "courier.presence.v1"])
+        .output()
+        .unwrap());
     assert_eq!(presence.lines().count(), 30);
 
     // Filters and ranges.
-    let c3 = ok(courier(&data).args(["replay", "courier.conversations.v1", "--conversation", "c3"]).output().unwrap());
+    let c3 = ok(courier(&data)
+        .args(["replay", "courier.conversations.v1", "--conversation", "c3"])
+        .output()
+        .unwrap());
     assert_eq!(c3.lines().count(), 31);
     assert!(c3.lines().all(|l| l.contains(r#""conversation_id":"c3""#)));
     let ranged = ok(courier(&data)
-        .args(["replay", "courier.conversations.v1", "--from", "2025-11-24T16:00:00.001Z", "--to", "2025-11-24T16:00:00.011Z"])
+        .args([
+            "replay",
+            "courier.conversations.v1",
+            "--from",
+            "2025-11-24T16:00:00.001Z",
+            "--to",
+            "2025-11-24T16:00:00.011Z",
+        ])
         .output()
         .unwrap());
-    assert_eq!(ranged.lines().count(), 10, "[from, to) by event time: {ranged}");
+    assert_eq!(
+        ranged.lines().count(),
+        10,
+        "[from, to) by event time: {ranged}"
+    );
 
     // Avro: an object container file with one record per event.
     let avro = dir.path().join("out.avro");
-    ok(courier(&data).args(["replay", "courier.conversations.v1", "--format", "avro", "--out"]).arg(&avro).output().unwrap());
+    ok(courier(&data)
+        .args([
+            "replay",
+            "courier.conversations.v1",
+            "--format",
+            "avro",
+            "--out",
+        ])
+        .arg(&avro)
+        .output()
+        .unwrap());
     let reader = apache_avro::Reader::new(std::fs::File::open(&avro).unwrap()).unwrap();
     assert_eq!(reader.count(), want.len());
 
-    let topics = ok(courier(&data).args(["topics", "list", "--json"]).output().unwrap());
+    let topics = ok(courier(&data)
+        .args(["topics", "list", "--json"])
+        .output()
+        .unwrap());
     let topics: Value = serde_json::from_str(&topics).unwrap();
     assert_eq!(topics[0]["name"], "courier.conversations.v1");
     assert_eq!(topics[0]["records"], want.len());
@@ -146,18 +206,39 @@ fn one_bad_line_publishes_nothing_unless_skipped() {
     lines.insert(3, r#"{"type":"message_sent","event_id":"bad","conversation_id":"c0","message_id":"mx","text":"no sender","at_ms":1}"#.into());
     lines.insert(5, "{not json".into());
     let file = write_lines(dir.path(), "events.jsonl", &lines);
-    let out = courier(&data).args(["produce", "--file"]).arg(&file).output().unwrap();
+    let out = courier(&data)
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "a bad line fails the command");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("events.jsonl:4: message_sent is missing `sender_id`"), "{err}");
+    assert!(
+        err.contains("events.jsonl:4: message_sent is missing `sender_id`"),
+        "{err}"
+    );
     assert!(err.contains("events.jsonl:6: invalid JSON"), "{err}");
     assert!(err.contains("nothing was published"), "{err}");
-    let replayed = ok(courier(&data).args(["replay", "courier.conversations.v1"]).output().unwrap());
+    let replayed = ok(courier(&data)
+        .args(["replay", "courier.conversations.v1"])
+        .output()
+        .unwrap());
     assert_eq!(replayed, "", "nothing was published");
 
-    let out = ok(courier(&data).args(["produce", "--skip-invalid", "--file"]).arg(&file).output().unwrap());
-    assert!(out.contains(&format!("published {} event(s)", lines.len() - 2)) && out.contains("skipped 2"), "{out}");
-    let replayed = ok(courier(&data).args(["replay", "courier.conversations.v1"]).output().unwrap());
+    let out = ok(courier(&data)
+        .args(["produce", "--skip-invalid", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    assert!(
+        out.contains(&format!("published {} event(s)", lines.len() - 2))
+            && out.contains("skipped 2"),
+        "{out}"
+    );
+    let replayed = ok(courier(&data)
+        .args(["replay", "courier.conversations.v1"])
+        .output()
+        .unwrap());
     assert!(!replayed.contains(r#""event_id":"bad""#));
     assert_eq!(replayed.lines().count(), lines.len() - 2 - 3);
 }
@@ -176,10 +257,15 @@ fn produce_reads_stdin_and_fills_missing_ids() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"{\"type\":\"presence\",\"user_id\":\"u1\",\"status\":\"online\",\"at_ms\":5}\n")
+        .write_all(
+            b"{\"type\":\"presence\",\"user_id\":\"u1\",\"status\":\"online\",\"at_ms\":5}\n",
+        )
         .unwrap();
     ok(child.wait_with_output().unwrap());
-    let replayed = ok(courier(&data).args(["replay", "courier.presence.v1"]).output().unwrap());
+    let replayed = ok(courier(&data)
+        .args(["replay", "courier.presence.v1"])
+        .output()
+        .unwrap());
     let v = json(replayed.trim());
     let id = v["event_id"].as_str().unwrap();
     assert_eq!(id.len(), 36, "a UUID: {id}");
@@ -187,7 +273,11 @@ fn produce_reads_stdin_and_fills_missing_ids() {
 }
 
 /// Reads stderr lines of a child until one satisfies `pred`; returns it.
-fn wait_for_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, what: &str, pred: impl Fn(&str) -> bool) -> String {
+fn wait_for_line(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) -> String {
     for line in lines.by_ref() {
         let line = line.expect("read child output");
         if pred(&line) {
@@ -223,16 +313,35 @@ fn kill_9_of_a_producer_loses_nothing_it_reported_written() {
     let line = wait_for_line(&mut err, "a progress line", |l| l.starts_with("written "));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let reported: usize = line["written ".len()..].split('/').next().unwrap().parse().unwrap();
+    let reported: usize = line["written ".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(reported >= 5000);
 
-    let replayed = ok(courier(&data).args(["replay", "courier.conversations.v1"]).output().unwrap());
-    let ids: std::collections::HashSet<String> =
-        replayed.lines().map(|l| json(l)["event_id"].as_str().unwrap().to_string()).collect();
-    assert!(ids.len() >= reported, "{} events in the log, {reported} reported written", ids.len());
+    let replayed = ok(courier(&data)
+        .args(["replay", "courier.conversations.v1"])
+        .output()
+        .unwrap());
+    let ids: std::collections::HashSet<String> = replayed
+        .lines()
+        .map(|l| json(l)["event_id"].as_str().unwrap().to_string())
+        .collect();
+    eprintln!("kill -9 test: reported {reported}, found {}", ids.len());
+    assert!(
+        ids.len() >= reported,
+        "{} events in the log, {reported} reported written",
+        ids.len()
+    );
     // What is there is a prefix of the file: whole chunks, nothing torn.
     for i in 0..ids.len() {
-        assert!(ids.contains(&format!("k{i}")), "event k{i} of the first {} is missing", ids.len());
+        assert!(
+            ids.contains(&format!("k{i}")),
+            "event k{i} of the first {} is missing",
+            ids.len()
+        );
     }
     assert_eq!(ids.len() % 5000, 0, "only whole chunks were written");
 }
@@ -252,25 +361,40 @@ fn presence_stream(n: usize, users: usize) -> Vec<String> {
 
 fn applied(stderr: &[u8]) -> u64 {
     let s = String::from_utf8_lossy(stderr);
-    let line = s.lines().find(|l| l.starts_with("presence: applied ")).unwrap_or_else(|| panic!("no summary in {s}"));
-    line["presence: applied ".len()..].split(' ').next().unwrap().parse().unwrap()
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("presence: applied "))
+        .unwrap_or_else(|| panic!("no summary in {s}"));
+    line["presence: applied ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// GET /metrics over a plain socket and sum the presence processor's event counter.
 fn processed_so_far(addr: &str) -> u64 {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return 0 };
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
     let _ = s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes());
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     body.lines()
-        .filter(|l| l.starts_with("courier_processor_events_total{") && l.contains("processor=\"presence\""))
+        .filter(|l| {
+            l.starts_with("courier_processor_events_total{") && l.contains("processor=\"presence\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
 
 /// A live `courier run presence`, its metrics address, and the rest of its stderr
 /// (drained by a thread so the child never blocks on a full pipe).
-fn spawn_live_presence(data: &Path, config: &Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+fn spawn_live_presence(
+    data: &Path,
+    config: &Path,
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
     let mut child = courier(data)
         .arg("--config")
         .arg(config)
@@ -281,8 +405,17 @@ fn spawn_live_presence(data: &Path, config: &Path) -> (Child, String, std::sync:
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = wait_for_line(&mut err, "the metrics address", |l| l.contains("serving /metrics"));
-    let addr = line.rsplit("addr=").next().unwrap().split_whitespace().next().unwrap().to_string();
+    let line = wait_for_line(&mut err, "the metrics address", |l| {
+        l.contains("serving /metrics")
+    });
+    let addr = line
+        .rsplit("addr=")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in err.map_while(Result::ok) {
@@ -310,19 +443,37 @@ fn a_processor_resumes_from_its_commit_after_sigterm_and_sigkill() {
     let total = 100_000u64;
     let users = 500;
     let lines = presence_stream(total as usize, users);
-    ok(courier(&data).args(["produce", "--file"]).arg(write_lines(dir.path(), "p.jsonl", &lines)).output().unwrap());
+    ok(courier(&data)
+        .args(["produce", "--file"])
+        .arg(write_lines(dir.path(), "p.jsonl", &lines))
+        .output()
+        .unwrap());
 
     // SIGTERM mid-run: the batch in hand is finished and committed, then the next
     // run applies exactly the rest.
     let (child, addr, rest) = spawn_live_presence(&data, &config);
     await_progress(&addr, 1);
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "SIGTERM is a clean stop: {}", out.status);
+    assert!(
+        out.status.success(),
+        "SIGTERM is a clean stop: {}",
+        out.status
+    );
     let first: u64 = rest
         .iter()
-        .find_map(|l| l.strip_prefix("presence: applied ").and_then(|r| r.split(' ').next()?.parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("presence: applied ")
+                .and_then(|r| r.split(' ').next()?.parse().ok())
+        })
         .expect("a summary after SIGTERM");
+    eprintln!("sigterm test: first run applied {first} of {total}");
     assert!(first >= 1 && first <= total);
 
     // SIGKILL mid-run: nothing committed is lost, whatever was not is redone.
@@ -331,36 +482,83 @@ fn a_processor_resumes_from_its_commit_after_sigterm_and_sigkill() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let out = courier(&data).args(["run", "presence", "--until-caught-up"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = courier(&data)
+        .args(["run", "presence", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let last = applied(&out.stderr);
-    assert!(last <= total - first, "a restarted processor resumes from its commit: applied {last} after {first} of {total}");
-    let again = applied(&courier(&data).args(["run", "presence", "--until-caught-up"]).output().unwrap().stderr);
+    assert!(
+        last <= total - first,
+        "a restarted processor resumes from its commit: applied {last} after {first} of {total}"
+    );
+    eprintln!("sigterm test: final run applied {last}");
+    let again = applied(
+        &courier(&data)
+            .args(["run", "presence", "--until-caught-up"])
+            .output()
+            .unwrap()
+            .stderr,
+    );
     assert_eq!(again, 0, "caught up: nothing left to apply");
 
     // The view equals one clean pass: the last event of each user wins.
     for u in [0, 1, users - 1] {
         let i = (0..total as usize).rev().find(|i| i % users == u).unwrap();
-        let want_status = if (i / users) % 2 == 0 { "online" } else { "offline" };
-        let got = json(&ok(courier(&data).args(["presence", &format!("u{u}"), "--json"]).output().unwrap()));
-        assert_eq!(got, serde_json::json!({"user_id": format!("u{u}"), "status": want_status, "last_seen_ms": 1000 + i as i64}));
+        let want_status = if (i / users) % 2 == 0 {
+            "online"
+        } else {
+            "offline"
+        };
+        let got = json(&ok(courier(&data)
+            .args(["presence", &format!("u{u}"), "--json"])
+            .output()
+            .unwrap()));
+        assert_eq!(
+            got,
+            serde_json::json!({"user_id": format!("u{u}"), "status": want_status, "last_seen_ms": 1000 + i as i64})
+        );
     }
-    let nobody = json(&ok(courier(&data).args(["presence", "nobody", "--json"]).output().unwrap()));
-    assert_eq!(nobody, serde_json::json!({"user_id": "nobody", "status": "offline", "last_seen_ms": null}));
+    let nobody = json(&ok(courier(&data)
+        .args(["presence", "nobody", "--json"])
+        .output()
+        .unwrap()));
+    assert_eq!(
+        nobody,
+        serde_json::json!({"user_id": "nobody", "status": "offline", "last_seen_ms": null})
+    );
 }
 
 #[test]
 fn bad_arguments_are_explained() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = courier(&data).args(["replay", "courier.nope.v1"]).output().unwrap();
+    let out = courier(&data)
+        .args(["replay", "courier.nope.v1"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown topic `courier.nope.v1`"));
-    let out = courier(&data).args(["replay", "courier.presence.v1", "--from", "yesterday"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--from \"yesterday\": expected earliest, latest"));
+    let out = courier(&data)
+        .args(["replay", "courier.presence.v1", "--from", "yesterday"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--from \"yesterday\": expected earliest, latest")
+    );
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[log]\nbackend = \"kafak\"\n").unwrap();
-    let out = courier(&data).arg("--config").arg(&cfg).args(["topics", "list"]).output().unwrap();
+    let out = courier(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["topics", "list"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("kafak"));
 }

@@ -56,8 +56,12 @@ struct Sample {
 }
 
 fn raw_put(dir: &std::path::Path, framed: &[([u8; 16], Vec<u8>)]) -> Sample {
-    let db = DB::open_cf_descriptors(&db_options(), dir, vec![ColumnFamilyDescriptor::new("records", records_cf_options())])
-        .expect("open raw db");
+    let db = DB::open_cf_descriptors(
+        &db_options(),
+        dir,
+        vec![ColumnFamilyDescriptor::new("records", records_cf_options())],
+    )
+    .expect("open raw db");
     let cf = db.cf_handle("records").expect("cf");
     let wo = WriteOptions::default();
     let started = Instant::now();
@@ -70,12 +74,19 @@ fn raw_put(dir: &std::path::Path, framed: &[([u8; 16], Vec<u8>)]) -> Sample {
         }
         db.write_opt(b, &wo).expect("write");
     }
-    Sample { secs: started.elapsed().as_secs_f64(), bytes }
+    Sample {
+        secs: started.elapsed().as_secs_f64(),
+        bytes,
+    }
 }
 
 fn raw_iterate(dir: &std::path::Path) -> Sample {
-    let db = DB::open_cf_descriptors(&db_options(), dir, vec![ColumnFamilyDescriptor::new("records", records_cf_options())])
-        .expect("open raw db");
+    let db = DB::open_cf_descriptors(
+        &db_options(),
+        dir,
+        vec![ColumnFamilyDescriptor::new("records", records_cf_options())],
+    )
+    .expect("open raw db");
     let cf = db.cf_handle("records").expect("cf");
     let started = Instant::now();
     let mut bytes = 0u64;
@@ -85,7 +96,10 @@ fn raw_iterate(dir: &std::path::Path) -> Sample {
         bytes += v.len() as u64;
         it.next();
     }
-    Sample { secs: started.elapsed().as_secs_f64(), bytes }
+    Sample {
+        secs: started.elapsed().as_secs_f64(),
+        bytes,
+    }
 }
 
 async fn courier_append(log: &EmbeddedLog, recs: &[Record]) -> Sample {
@@ -95,12 +109,21 @@ async fn courier_append(log: &EmbeddedLog, recs: &[Record]) -> Sample {
     for b in batches {
         log.append(CONVERSATIONS, b).await.expect("append");
     }
-    Sample { secs: started.elapsed().as_secs_f64(), bytes }
+    Sample {
+        secs: started.elapsed().as_secs_f64(),
+        bytes,
+    }
 }
 
 async fn courier_replay(log: &EmbeddedLog, n: usize) -> Sample {
     let started = Instant::now();
-    let spec = ReplaySpec { topic: CONVERSATIONS.into(), from: Position::Earliest, to: None, conversation: None, user: None };
+    let spec = ReplaySpec {
+        topic: CONVERSATIONS.into(),
+        from: Position::Earliest,
+        to: None,
+        conversation: None,
+        user: None,
+    };
     let mut r = Replay::start(log, spec).await.expect("replay");
     let mut count = 0;
     let mut bytes = 0u64;
@@ -109,7 +132,10 @@ async fn courier_replay(log: &EmbeddedLog, n: usize) -> Sample {
         count += usize::from(!event.event_id.is_empty());
     }
     assert_eq!(count, n, "replay returned every event");
-    Sample { secs: started.elapsed().as_secs_f64(), bytes }
+    Sample {
+        secs: started.elapsed().as_secs_f64(),
+        bytes,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -120,7 +146,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let n = arg("--events", 1_000_000);
     let rounds = arg("--rounds", 3);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let recs = records(n);
     // The bytes courier stores for each record, under the keys it uses, so the raw
     // baseline writes exactly what the log writes.
@@ -146,7 +175,12 @@ fn main() {
         let log_dir = tempfile::tempdir().expect("tempdir");
         let s = raw_put(raw_dir.path(), &framed);
         put.push(s.secs);
-        let log = EmbeddedLog::open(log_dir.path(), Catalog::builtin(), EmbeddedOptions::default()).expect("open log");
+        let log = EmbeddedLog::open(
+            log_dir.path(),
+            Catalog::builtin(),
+            EmbeddedOptions::default(),
+        )
+        .expect("open log");
         let a = runtime.block_on(courier_append(&log, &recs));
         app.push(a.secs);
         let s = raw_iterate(raw_dir.path());
@@ -162,7 +196,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let report = |name: &str, secs: f64, bytes: u64| {
-        println!("{name:<34} {:>12.0} events/s {:>8.1} MB/s  ({secs:.3} s)", n as f64 / secs, bytes as f64 / secs / 1e6);
+        println!(
+            "{name:<34} {:>12.0} events/s {:>8.1} MB/s  ({secs:.3} s)",
+            n as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
     };
     let (put, app, iter, rep) = (median(put), median(app), median(iter), median(rep));
     report("baseline: raw RocksDB put", put, framed_bytes);

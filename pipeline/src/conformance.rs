@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use courier_topics::partition_for_key;
 
-use crate::log::{ConsumedRecord, ConsumerEvent, EventLog, GroupConsumer, Position, Record, TopicPartition};
+use crate::log::{
+    ConsumedRecord, ConsumerEvent, EventLog, GroupConsumer, Position, Record, TopicPartition,
+};
 
 /// The topic the suite writes to (12 partitions in the catalog).
 pub const TOPIC: &str = courier_topics::CONVERSATIONS;
@@ -56,7 +58,9 @@ async fn consume_until(
     let deadline = Instant::now() + PATIENCE;
     while !cond(got, c) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        if let ConsumerEvent::Records(r) = c.poll(500, Duration::from_millis(200)).await.expect("poll") {
+        if let ConsumerEvent::Records(r) =
+            c.poll(500, Duration::from_millis(200)).await.expect("poll")
+        {
             got.extend(r);
         }
     }
@@ -82,9 +86,18 @@ pub async fn per_key_order_and_monotonic_offsets(f: &dyn LogFactory) {
         let appended = log.append(TOPIC, records).await.expect("append");
         assert_eq!(appended.len(), keys.len(), "one result per record");
         for (key, a) in keys.iter().zip(&appended) {
-            assert_eq!(a.partition, partition_for_key(key, n), "murmur2 partition for {key:?}");
+            assert_eq!(
+                a.partition,
+                partition_for_key(key, n),
+                "murmur2 partition for {key:?}"
+            );
             if let Some(prev) = last_offset.insert(a.partition, a.offset) {
-                assert_eq!(a.offset, prev + 1, "offsets in partition {} are contiguous", a.partition);
+                assert_eq!(
+                    a.offset,
+                    prev + 1,
+                    "offsets in partition {} are contiguous",
+                    a.partition
+                );
             }
         }
     }
@@ -94,8 +107,14 @@ pub async fn per_key_order_and_monotonic_offsets(f: &dyn LogFactory) {
         let (low, high) = log.watermarks(TOPIC, p).await.expect("watermarks");
         let mut next = low;
         while next < high {
-            let got = log.read(TOPIC, p, next, 100, Duration::from_secs(5)).await.expect("read");
-            assert!(!got.is_empty(), "records below the high watermark are readable");
+            let got = log
+                .read(TOPIC, p, next, 100, Duration::from_secs(5))
+                .await
+                .expect("read");
+            assert!(
+                !got.is_empty(),
+                "records below the high watermark are readable"
+            );
             for r in got {
                 assert_eq!(r.offset, next, "partition {p} reads back in offset order");
                 assert_eq!(r.header("courier-test"), Some(&b"1"[..]), "headers survive");
@@ -115,12 +134,23 @@ pub async fn per_key_order_and_monotonic_offsets(f: &dyn LogFactory) {
 pub async fn group_offsets_survive_restart(f: &dyn LogFactory) {
     let mut h = f.fresh().await;
     let log = h.log();
-    let records: Vec<_> = (0..100).map(|i| rec(&format!("k{i}"), format!("v{i}"), i)).collect();
+    let records: Vec<_> = (0..100)
+        .map(|i| rec(&format!("k{i}"), format!("v{i}"), i))
+        .collect();
     log.append(TOPIC, records).await.expect("append");
     let group = "conformance-restart";
-    let mut c = log.subscribe(group, &[TOPIC.to_string()]).await.expect("subscribe");
+    let mut c = log
+        .subscribe(group, &[TOPIC.to_string()])
+        .await
+        .expect("subscribe");
     let mut got = Vec::new();
-    consume_until(&mut *c, &mut got, |g, _| g.len() >= 100, "the first member read 100 records").await;
+    consume_until(
+        &mut *c,
+        &mut got,
+        |g, _| g.len() >= 100,
+        "the first member read 100 records",
+    )
+    .await;
     // Commit only part of it: the first half of what each partition gave.
     let mut by_p: BTreeMap<u32, Vec<&ConsumedRecord>> = BTreeMap::new();
     for r in &got {
@@ -140,14 +170,30 @@ pub async fn group_offsets_survive_restart(f: &dyn LogFactory) {
     let log = h.log();
     let committed = log.committed(group, TOPIC).await.expect("committed");
     for (tp, off) in &offsets {
-        assert_eq!(committed[tp.partition as usize], Some(*off), "committed offset of {tp} survives restart");
+        assert_eq!(
+            committed[tp.partition as usize],
+            Some(*off),
+            "committed offset of {tp} survives restart"
+        );
     }
-    let mut c = log.subscribe(group, &[TOPIC.to_string()]).await.expect("subscribe again");
+    let mut c = log
+        .subscribe(group, &[TOPIC.to_string()])
+        .await
+        .expect("subscribe again");
     let mut got = Vec::new();
     let want = expected_rest.len();
-    consume_until(&mut *c, &mut got, |g, _| g.len() >= want, "the restarted member read the uncommitted rest").await;
+    consume_until(
+        &mut *c,
+        &mut got,
+        |g, _| g.len() >= want,
+        "the restarted member read the uncommitted rest",
+    )
+    .await;
     let seen: BTreeSet<_> = got.iter().map(|r| (r.partition, r.offset)).collect();
-    assert_eq!(seen, expected_rest, "a restarted member resumes exactly at the committed offsets");
+    assert_eq!(
+        seen, expected_rest,
+        "a restarted member resumes exactly at the committed offsets"
+    );
     c.close().await.expect("close");
 }
 
@@ -157,7 +203,9 @@ pub async fn two_members_split_then_survivor_takes_over(f: &dyn LogFactory) {
     let h = f.fresh().await;
     let log = h.log();
     let n = log.partitions(TOPIC).expect("partitions");
-    let records: Vec<_> = (0..240).map(|i| rec(&format!("k{i}"), format!("v{i}"), i)).collect();
+    let records: Vec<_> = (0..240)
+        .map(|i| rec(&format!("k{i}"), format!("v{i}"), i))
+        .collect();
     log.append(TOPIC, records).await.expect("append");
     let group = "conformance-split";
     let topics = [TOPIC.to_string()];
@@ -169,15 +217,30 @@ pub async fn two_members_split_then_survivor_takes_over(f: &dyn LogFactory) {
     loop {
         let owned_a: BTreeSet<_> = a.assignment().into_iter().collect();
         let owned_b: BTreeSet<_> = b.assignment().into_iter().collect();
-        if !owned_a.is_empty() && !owned_b.is_empty() && owned_a.len() + owned_b.len() == n as usize {
-            assert!(owned_a.is_disjoint(&owned_b), "a partition is never owned twice");
+        if !owned_a.is_empty() && !owned_b.is_empty() && owned_a.len() + owned_b.len() == n as usize
+        {
+            assert!(
+                owned_a.is_disjoint(&owned_b),
+                "a partition is never owned twice"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "two members never split the partitions: a={owned_a:?} b={owned_b:?}");
-        if let ConsumerEvent::Records(r) = a.poll(50, Duration::from_millis(100)).await.expect("poll a") {
+        assert!(
+            Instant::now() < deadline,
+            "two members never split the partitions: a={owned_a:?} b={owned_b:?}"
+        );
+        if let ConsumerEvent::Records(r) = a
+            .poll(50, Duration::from_millis(100))
+            .await
+            .expect("poll a")
+        {
             got_a.extend(r);
         }
-        if let ConsumerEvent::Records(r) = b.poll(50, Duration::from_millis(100)).await.expect("poll b") {
+        if let ConsumerEvent::Records(r) = b
+            .poll(50, Duration::from_millis(100))
+            .await
+            .expect("poll b")
+        {
             got_b.extend(r);
         }
     }
@@ -191,20 +254,35 @@ pub async fn two_members_split_then_survivor_takes_over(f: &dyn LogFactory) {
     let b_total: usize = {
         let mut t = 0;
         for tp in &b_parts {
-            let (_, high) = log.watermarks(TOPIC, tp.partition).await.expect("watermarks");
+            let (_, high) = log
+                .watermarks(TOPIC, tp.partition)
+                .await
+                .expect("watermarks");
             t += high as usize;
         }
         t
     };
-    consume_until(&mut *b, &mut got_b, |g, c| {
-        let owned: BTreeSet<_> = c.assignment().into_iter().collect();
-        g.iter().filter(|r| owned.contains(&r.topic_partition())).count() >= b_total
-    }, "b read its partitions").await;
+    consume_until(
+        &mut *b,
+        &mut got_b,
+        |g, c| {
+            let owned: BTreeSet<_> = c.assignment().into_iter().collect();
+            g.iter()
+                .filter(|r| owned.contains(&r.topic_partition()))
+                .count()
+                >= b_total
+        },
+        "b read its partitions",
+    )
+    .await;
     // b commits only half of what it read in each partition, as if it crashed
     // before acknowledging the rest.
     let mut offsets = Vec::new();
     for tp in &b_parts {
-        let (_, high) = log.watermarks(TOPIC, tp.partition).await.expect("watermarks");
+        let (_, high) = log
+            .watermarks(TOPIC, tp.partition)
+            .await
+            .expect("watermarks");
         offsets.push((tp.clone(), high / 2));
     }
     b.commit(&offsets).await.expect("b commits");
@@ -215,19 +293,38 @@ pub async fn two_members_split_then_survivor_takes_over(f: &dyn LogFactory) {
     let deadline = Instant::now() + PATIENCE;
     let mut idle = 0;
     while a.assignment().len() < n as usize || idle < 3 {
-        assert!(Instant::now() < deadline, "the survivor never took over all partitions: {:?}", a.assignment());
-        match a.poll(500, Duration::from_millis(100)).await.expect("poll a") {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never took over all partitions: {:?}",
+            a.assignment()
+        );
+        match a
+            .poll(500, Duration::from_millis(100))
+            .await
+            .expect("poll a")
+        {
             ConsumerEvent::Records(r) if r.is_empty() => idle += 1,
             ConsumerEvent::Records(r) => after.extend(r),
             _ => idle = 0,
         }
     }
     for tp in &b_parts {
-        let from = committed_b[tp.partition as usize].expect("b committed every partition it owned");
-        let (_, high) = log.watermarks(TOPIC, tp.partition).await.expect("watermarks");
-        let offs: Vec<u64> = after.iter().filter(|r| r.topic_partition() == *tp).map(|r| r.offset).collect();
+        let from =
+            committed_b[tp.partition as usize].expect("b committed every partition it owned");
+        let (_, high) = log
+            .watermarks(TOPIC, tp.partition)
+            .await
+            .expect("watermarks");
+        let offs: Vec<u64> = after
+            .iter()
+            .filter(|r| r.topic_partition() == *tp)
+            .map(|r| r.offset)
+            .collect();
         let want: Vec<u64> = (from..high).collect();
-        assert_eq!(offs, want, "survivor reads {tp} from the departed member's commit to the end");
+        assert_eq!(
+            offs, want,
+            "survivor reads {tp} from the departed member's commit to the end"
+        );
     }
     assert!(!got_a.is_empty() || !after.is_empty(), "a read records");
     a.close().await.expect("close");
@@ -241,21 +338,49 @@ pub async fn seek_by_timestamp(f: &dyn LogFactory) {
     // One key, so one partition, with increasing times and one late straggler.
     let key = "seek-key";
     let p = partition_for_key(key.as_bytes(), n);
-    let mut records: Vec<_> = (0..300).map(|i| rec(key, format!("{i}"), 10_000 + i * 10)).collect();
+    let mut records: Vec<_> = (0..300)
+        .map(|i| rec(key, format!("{i}"), 10_000 + i * 10))
+        .collect();
     records.insert(200, rec(key, "late".into(), 10_005));
     let appended = log.append(TOPIC, records).await.expect("append");
     let base = appended[0].offset;
     let at = |ts| log.resolve(TOPIC, p, Position::Timestamp(ts));
-    assert_eq!(at(0).await.expect("resolve"), base, "a time before everything is the first record");
-    assert_eq!(at(10_000).await.expect("resolve"), base, "an exact time hits its record");
-    assert_eq!(at(10_001).await.expect("resolve"), base + 1, "between two records: the later one");
+    assert_eq!(
+        at(0).await.expect("resolve"),
+        base,
+        "a time before everything is the first record"
+    );
+    assert_eq!(
+        at(10_000).await.expect("resolve"),
+        base,
+        "an exact time hits its record"
+    );
+    assert_eq!(
+        at(10_001).await.expect("resolve"),
+        base + 1,
+        "between two records: the later one"
+    );
     assert_eq!(at(10_500).await.expect("resolve"), base + 50);
     // Past the straggler (inserted at index 200): records keep their offsets + 1.
     assert_eq!(at(12_500).await.expect("resolve"), base + 251);
     let (_, high) = log.watermarks(TOPIC, p).await.expect("watermarks");
-    assert_eq!(at(99_999).await.expect("resolve"), high, "a time after everything is the end");
-    assert_eq!(log.resolve(TOPIC, p, Position::Earliest).await.expect("resolve"), base);
-    assert_eq!(log.resolve(TOPIC, p, Position::Latest).await.expect("resolve"), high);
+    assert_eq!(
+        at(99_999).await.expect("resolve"),
+        high,
+        "a time after everything is the end"
+    );
+    assert_eq!(
+        log.resolve(TOPIC, p, Position::Earliest)
+            .await
+            .expect("resolve"),
+        base
+    );
+    assert_eq!(
+        log.resolve(TOPIC, p, Position::Latest)
+            .await
+            .expect("resolve"),
+        high
+    );
 }
 
 /// Reading from the earliest offset outside the group does not move the group, and
@@ -266,26 +391,62 @@ pub async fn replay_keeps_the_group_position(f: &dyn LogFactory) {
     let key = "replay-key";
     let p = partition_for_key(key.as_bytes(), log.partitions(TOPIC).expect("partitions"));
     let tp = TopicPartition::new(TOPIC, p);
-    log.append(TOPIC, (0..50).map(|i| rec(key, format!("{i}"), i)).collect()).await.expect("append");
+    log.append(
+        TOPIC,
+        (0..50).map(|i| rec(key, format!("{i}"), i)).collect(),
+    )
+    .await
+    .expect("append");
     let group = "conformance-replay";
-    let mut c = log.subscribe(group, &[TOPIC.to_string()]).await.expect("subscribe");
+    let mut c = log
+        .subscribe(group, &[TOPIC.to_string()])
+        .await
+        .expect("subscribe");
     let mut got = Vec::new();
     consume_until(&mut *c, &mut got, |g, _| g.len() >= 50, "the group read 50").await;
     c.commit(&[(tp.clone(), 30)]).await.expect("commit");
     // A replay from the start, outside the group.
-    let all = log.read(TOPIC, p, 0, 1000, Duration::from_secs(5)).await.expect("read");
+    let all = log
+        .read(TOPIC, p, 0, 1000, Duration::from_secs(5))
+        .await
+        .expect("read");
     assert_eq!(all.len(), 50, "replay reads the whole partition");
-    assert_eq!(log.committed(group, TOPIC).await.expect("committed")[p as usize], Some(30), "replay moved no group");
+    assert_eq!(
+        log.committed(group, TOPIC).await.expect("committed")[p as usize],
+        Some(30),
+        "replay moved no group"
+    );
     // New records reach the member after its own position, not after the replay.
-    log.append(TOPIC, (50..60).map(|i| rec(key, format!("{i}"), i)).collect()).await.expect("append");
+    log.append(
+        TOPIC,
+        (50..60).map(|i| rec(key, format!("{i}"), i)).collect(),
+    )
+    .await
+    .expect("append");
     let mut more = Vec::new();
-    consume_until(&mut *c, &mut more, |g, _| g.len() >= 10, "the group read the next 10").await;
+    consume_until(
+        &mut *c,
+        &mut more,
+        |g, _| g.len() >= 10,
+        "the group read the next 10",
+    )
+    .await;
     assert_eq!(more.first().map(|r| r.offset), Some(50));
     // Seek back inside the group.
     c.seek(&tp, 10).await.expect("seek");
     let mut again = Vec::new();
-    consume_until(&mut *c, &mut again, |g, _| g.len() >= 50, "the member re-read from offset 10").await;
-    assert_eq!(again.first().map(|r| r.offset), Some(10), "seek moves the member");
+    consume_until(
+        &mut *c,
+        &mut again,
+        |g, _| g.len() >= 50,
+        "the member re-read from offset 10",
+    )
+    .await;
+    assert_eq!(
+        again.first().map(|r| r.offset),
+        Some(10),
+        "seek moves the member"
+    );
     c.close().await.expect("close");
 }
 
@@ -293,7 +454,10 @@ pub async fn replay_keeps_the_group_position(f: &dyn LogFactory) {
 pub async fn unknown_topics_are_errors(f: &dyn LogFactory) {
     let h = f.fresh().await;
     let log = h.log();
-    let e = log.append("courier.nope.v1", vec![rec("k", "v".into(), 0)]).await.unwrap_err();
+    let e = log
+        .append("courier.nope.v1", vec![rec("k", "v".into(), 0)])
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("courier.nope.v1"), "{e}");
     let e = log.watermarks(TOPIC, 999).await.unwrap_err();
     assert!(e.to_string().contains("999"), "{e}");

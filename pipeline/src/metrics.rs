@@ -39,18 +39,31 @@ pub struct Metrics {
 
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
-    let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-        let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-        registry.register(Box::new(c.clone()))?;
-        Ok(c)
-    };
-    let histogram = |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
-        let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)?;
-        registry.register(Box::new(h.clone()))?;
-        Ok(h)
-    };
-    let log_appended = counter("courier_log_appended_records_total", "Records appended to the log.", &["topic"])?;
-    let log_append_seconds = histogram("courier_log_append_seconds", "Latency of one append call.", &["topic"])?;
+    let counter =
+        |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+    let histogram =
+        |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+    let log_appended = counter(
+        "courier_log_appended_records_total",
+        "Records appended to the log.",
+        &["topic"],
+    )?;
+    let log_append_seconds = histogram(
+        "courier_log_append_seconds",
+        "Latency of one append call.",
+        &["topic"],
+    )?;
     let events = counter(
         "courier_processor_events_total",
         "Records applied by a processor and acknowledged by its sink.",
@@ -62,7 +75,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["processor"],
     )?;
     let lag = IntGaugeVec::new(
-        Opts::new("courier_processor_lag_records", "Records between the processor's position and the end of the partition."),
+        Opts::new(
+            "courier_processor_lag_records",
+            "Records between the processor's position and the end of the partition.",
+        ),
         &["processor", "topic", "partition"],
     )?;
     registry.register(Box::new(lag.clone()))?;
@@ -71,7 +87,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "From the event's at_ms to applied by the processor.",
         &["processor"],
     )?;
-    let errors = counter("courier_processor_errors_total", "Processor failures by kind.", &["processor", "kind"])?;
+    let errors = counter(
+        "courier_processor_errors_total",
+        "Processor failures by kind.",
+        &["processor", "kind"],
+    )?;
     let dead_letters = counter(
         "courier_processor_dead_letters_total",
         "Records a processor could not apply and sent to dead letters.",
@@ -112,11 +132,17 @@ pub fn gather() -> String {
 }
 
 pub(crate) fn log_appended(topic: &str, n: usize) {
-    metrics().log_appended.with_label_values(&[topic]).inc_by(n as u64);
+    metrics()
+        .log_appended
+        .with_label_values(&[topic])
+        .inc_by(n as u64);
 }
 
 pub(crate) fn log_append_timer(topic: &str) -> HistogramTimer {
-    metrics().log_append_seconds.with_label_values(&[topic]).start_timer()
+    metrics()
+        .log_append_seconds
+        .with_label_values(&[topic])
+        .start_timer()
 }
 
 #[cfg(test)]
@@ -125,6 +151,9 @@ mod tests {
     fn metrics_register_and_render() {
         super::log_appended("t", 3);
         let text = super::gather();
-        assert!(text.contains("courier_log_appended_records_total{topic=\"t\"} 3"), "{text}");
+        assert!(
+            text.contains("courier_log_appended_records_total{topic=\"t\"} 3"),
+            "{text}"
+        );
     }
 }

@@ -52,7 +52,10 @@ pub async fn publish(log: &dyn EventLog, events: &[Event]) -> Result<Vec<Publish
     let mut by_topic: BTreeMap<&'static str, (Vec<usize>, Vec<Record>)> = BTreeMap::new();
     for (i, e) in events.iter().enumerate() {
         let kind = e.kind().ok_or_else(|| {
-            LogError::backend("publish", format!("event `{}` has no body; nothing was published", e.event_id))
+            LogError::backend(
+                "publish",
+                format!("event `{}` has no body; nothing was published", e.event_id),
+            )
         })?;
         let slot = by_topic.entry(topic_for(kind)).or_default();
         slot.0.push(i);

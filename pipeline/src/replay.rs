@@ -96,12 +96,27 @@ impl<'a> Replay<'a> {
             let end = match spec.to {
                 None => high,
                 Some(End::Offset(o)) => o.min(high),
-                Some(End::Timestamp(ts)) => log.resolve(&spec.topic, p, Position::Timestamp(ts)).await?.min(high),
+                Some(End::Timestamp(ts)) => log
+                    .resolve(&spec.topic, p, Position::Timestamp(ts))
+                    .await?
+                    .min(high),
             };
             total += end.saturating_sub(start);
-            cursors.push(Cursor { partition: p, next: start, end, buf: VecDeque::new() });
+            cursors.push(Cursor {
+                partition: p,
+                next: start,
+                end,
+                buf: VecDeque::new(),
+            });
         }
-        let mut replay = Replay { log, spec, cursors, heap: BinaryHeap::new(), total, scanned: 0 };
+        let mut replay = Replay {
+            log,
+            spec,
+            cursors,
+            heap: BinaryHeap::new(),
+            total,
+            scanned: 0,
+        };
         for i in 0..replay.cursors.len() {
             replay.refill(i).await?;
         }
@@ -122,7 +137,10 @@ impl<'a> Replay<'a> {
         let c = &mut self.cursors[i];
         if c.buf.is_empty() && c.next < c.end {
             let want = usize::try_from(c.end - c.next).unwrap_or(CHUNK).min(CHUNK);
-            let got = self.log.read(&self.spec.topic, c.partition, c.next, want, Duration::ZERO).await?;
+            let got = self
+                .log
+                .read(&self.spec.topic, c.partition, c.next, want, Duration::ZERO)
+                .await?;
             if let Some(last) = got.last() {
                 c.next = last.offset + 1;
             } else {
@@ -133,7 +151,8 @@ impl<'a> Replay<'a> {
             c.buf.extend(got.into_iter().filter(|r| r.offset < c.end));
         }
         if let Some(head) = c.buf.front() {
-            self.heap.push(Reverse((head.timestamp_ms, c.partition, head.offset, i)));
+            self.heap
+                .push(Reverse((head.timestamp_ms, c.partition, head.offset, i)));
         }
         Ok(())
     }
@@ -141,7 +160,10 @@ impl<'a> Replay<'a> {
     /// The next matching event in timeline order, or `None` at the end of the range.
     pub async fn next(&mut self) -> Result<Option<(ConsumedRecord, Event)>, ReplayError> {
         while let Some(Reverse((_, _, _, i))) = self.heap.pop() {
-            let record = self.cursors[i].buf.pop_front().expect("heap entries point at buffered records");
+            let record = self.cursors[i]
+                .buf
+                .pop_front()
+                .expect("heap entries point at buffered records");
             self.refill(i).await?;
             self.scanned += 1;
             let event = decode(&record)?;
@@ -163,7 +185,11 @@ impl<'a> Replay<'a> {
 
 /// Checks a record's schema headers and decodes its event.
 pub fn decode(record: &ConsumedRecord) -> Result<Event, ReplayError> {
-    let err = |detail: String| ReplayError::Decode { tp: record.topic_partition(), offset: record.offset, detail };
+    let err = |detail: String| ReplayError::Decode {
+        tp: record.topic_partition(),
+        offset: record.offset,
+        detail,
+    };
     courier_schemas::headers::check(&record.headers).map_err(|e| err(e.to_string()))?;
     courier_schemas::decode(&record.value).map_err(|e| err(e.to_string()))
 }

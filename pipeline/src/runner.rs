@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::config::RunnerConfig;
-use crate::log::{ConsumedRecord, ConsumerEvent, EventLog, GroupConsumer, LogError, TopicPartition};
+use crate::log::{
+    ConsumedRecord, ConsumerEvent, EventLog, GroupConsumer, LogError, TopicPartition,
+};
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
 
@@ -32,12 +34,18 @@ pub struct HandlerError {
 impl HandlerError {
     /// A failure worth retrying.
     pub fn retryable(message: impl Into<String>) -> Self {
-        HandlerError { retryable: true, message: message.into() }
+        HandlerError {
+            retryable: true,
+            message: message.into(),
+        }
     }
 
     /// A failure that retrying cannot fix.
     pub fn fatal(message: impl Into<String>) -> Self {
-        HandlerError { retryable: false, message: message.into() }
+        HandlerError {
+            retryable: false,
+            message: message.into(),
+        }
     }
 }
 
@@ -171,14 +179,19 @@ async fn drive(
             ev = consumer.poll(opts.runner.max_batch, poll_timeout) => ev,
             _ = shutdown.wait() => continue,
         };
-        let event = event.inspect_err(|_| m.errors.with_label_values(&[processor, "poll"]).inc())?;
+        let event =
+            event.inspect_err(|_| m.errors.with_label_values(&[processor, "poll"]).inc())?;
         match event {
             ConsumerEvent::Assigned(tps) => {
                 tracing::info!(processor, partitions = ?tps, "partitions assigned");
-                let seeks = handler
-                    .on_assigned(&tps)
-                    .await
-                    .map_err(|source| RunError::Handler { processor: processor.to_string(), source })?;
+                let seeks =
+                    handler
+                        .on_assigned(&tps)
+                        .await
+                        .map_err(|source| RunError::Handler {
+                            processor: processor.to_string(),
+                            source,
+                        })?;
                 for (tp, offset) in seeks {
                     tracing::info!(processor, %tp, offset, "resuming from the processor's checkpoint");
                     consumer.seek(&tp, offset).await?;
@@ -187,16 +200,25 @@ async fn drive(
             ConsumerEvent::Revoked(tps) => {
                 tracing::info!(processor, partitions = ?tps, "partitions revoked");
                 for tp in &tps {
-                    m.lag.with_label_values(&[processor, &tp.topic, &tp.partition.to_string()]).set(0);
+                    m.lag
+                        .with_label_values(&[processor, &tp.topic, &tp.partition.to_string()])
+                        .set(0);
                 }
                 handler
                     .on_revoked(&tps)
                     .await
-                    .map_err(|source| RunError::Handler { processor: processor.to_string(), source })?;
+                    .map_err(|source| RunError::Handler {
+                        processor: processor.to_string(),
+                        source,
+                    })?;
             }
             ConsumerEvent::Records(records) if records.is_empty() => {
                 if opts.until_caught_up && caught_up(consumer, targets) {
-                    tracing::info!(processor, records = stats.records, "caught up with the end of the log");
+                    tracing::info!(
+                        processor,
+                        records = stats.records,
+                        "caught up with the end of the log"
+                    );
                     return Ok(stats);
                 }
             }
@@ -208,11 +230,17 @@ async fn drive(
                     first_offset = records[0].offset,
                     partition = records[0].partition
                 );
-                process_batch(consumer, handler, opts, &records, shutdown).instrument(span).await?;
+                process_batch(consumer, handler, opts, &records, shutdown)
+                    .instrument(span)
+                    .await?;
                 stats.records += records.len() as u64;
                 stats.batches += 1;
                 if opts.until_caught_up && caught_up(consumer, targets) {
-                    tracing::info!(processor, records = stats.records, "caught up with the end of the log");
+                    tracing::info!(
+                        processor,
+                        records = stats.records,
+                        "caught up with the end of the log"
+                    );
                     return Ok(stats);
                 }
             }
@@ -248,7 +276,10 @@ async fn process_batch(
                 // down: give up without committing, so the batch is redelivered later.
                 if !e.retryable || attempt >= opts.runner.max_attempts || shutdown.is_triggered() {
                     tracing::error!(processor, error = %e, attempt, "batch failed; not committed");
-                    return Err(RunError::Handler { processor: processor.to_string(), source: e });
+                    return Err(RunError::Handler {
+                        processor: processor.to_string(),
+                        source: e,
+                    });
                 }
                 let wait = backoff(attempt - 1);
                 tracing::warn!(processor, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "batch failed; retrying");
@@ -268,14 +299,19 @@ async fn process_batch(
         .await
         .inspect_err(|_| m.errors.with_label_values(&[processor, "commit"]).inc())?;
 
-    m.batch_seconds.with_label_values(&[processor]).observe(started.elapsed().as_secs_f64());
+    m.batch_seconds
+        .with_label_values(&[processor])
+        .observe(started.elapsed().as_secs_f64());
     let now = now_ms();
     let e2e = m.e2e_seconds.with_label_values(&[processor]);
     for r in records {
         e2e.observe((now - r.timestamp_ms).max(0) as f64 / 1000.0);
     }
     for (tp, _) in &offsets {
-        let n = records.iter().filter(|r| r.partition == tp.partition && r.topic == tp.topic).count();
+        let n = records
+            .iter()
+            .filter(|r| r.partition == tp.partition && r.topic == tp.topic)
+            .count();
         m.events
             .with_label_values(&[processor, &tp.topic, &tp.partition.to_string()])
             .inc_by(n as u64);

@@ -22,7 +22,9 @@ struct Embedded {
 }
 
 fn open(dir: &std::path::Path) -> Arc<dyn EventLog> {
-    Arc::new(EmbeddedLog::open(dir, Catalog::builtin(), EmbeddedOptions::default()).expect("open log"))
+    Arc::new(
+        EmbeddedLog::open(dir, Catalog::builtin(), EmbeddedOptions::default()).expect("open log"),
+    )
 }
 
 #[async_trait]
@@ -33,7 +35,11 @@ impl LogHandle for Embedded {
 
     async fn restart(&mut self) {
         let log = self.log.take().expect("log is open");
-        assert_eq!(Arc::strong_count(&log), 1, "every other handle to the log was dropped");
+        assert_eq!(
+            Arc::strong_count(&log),
+            1,
+            "every other handle to the log was dropped"
+        );
         drop(log);
         self.log = Some(open(self.dir.path()));
     }
@@ -46,7 +52,10 @@ impl LogFactory for EmbeddedFactory {
     async fn fresh(&self) -> Box<dyn LogHandle> {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = open(dir.path());
-        Box::new(Embedded { dir, log: Some(log) })
+        Box::new(Embedded {
+            dir,
+            log: Some(log),
+        })
     }
 }
 
@@ -62,11 +71,18 @@ async fn a_second_process_on_the_same_data_dir_is_refused_clearly() {
     let err = EmbeddedLog::open(dir.path(), Catalog::builtin(), EmbeddedOptions::default())
         .err()
         .expect("second open fails");
-    assert!(err.to_string().contains("in use by another courier process"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("in use by another courier process"),
+        "{err}"
+    );
 }
 
 fn events(lines: &[String]) -> Vec<courier_schemas::Event> {
-    lines.iter().map(|l| json::parse_line(l).expect("valid line")).collect()
+    lines
+        .iter()
+        .map(|l| json::parse_line(l).expect("valid line"))
+        .collect()
 }
 
 fn messages(conversations: usize, per: usize) -> Vec<String> {
@@ -100,7 +116,8 @@ impl Handler for Recorder {
             self.fail_times -= 1;
             return Err(HandlerError::retryable("the sink is down"));
         }
-        self.applied.extend(batch.iter().map(|r| (r.partition, r.offset)));
+        self.applied
+            .extend(batch.iter().map(|r| (r.partition, r.offset)));
         Ok(())
     }
 }
@@ -111,7 +128,11 @@ fn opts(group: &str) -> RunOptions {
         group: group.into(),
         topics: vec![CONVERSATIONS.to_string()],
         until_caught_up: true,
-        runner: RunnerConfig { max_batch: 37, poll_timeout_ms: 50, max_attempts: 4 },
+        runner: RunnerConfig {
+            max_batch: 37,
+            poll_timeout_ms: 50,
+            max_attempts: 4,
+        },
     }
 }
 
@@ -121,23 +142,43 @@ async fn runner_commits_after_the_handler_and_resumes_there() {
     let log = open(dir.path());
     publish(&*log, &events(&messages(5, 40))).await.unwrap();
 
-    let mut h = Recorder { fail_times: 2, ..Recorder::default() };
-    let stats = runner::run(log.clone(), &mut h, opts("g"), shutdown::Shutdown::never()).await.unwrap();
+    let mut h = Recorder {
+        fail_times: 2,
+        ..Recorder::default()
+    };
+    let stats = runner::run(log.clone(), &mut h, opts("g"), shutdown::Shutdown::never())
+        .await
+        .unwrap();
     assert_eq!(stats.records, 200, "caught up with every record");
-    assert_eq!(h.applied.len(), 200, "each applied once despite two retried failures");
+    assert_eq!(
+        h.applied.len(),
+        200,
+        "each applied once despite two retried failures"
+    );
     let committed = log.committed("g", CONVERSATIONS).await.unwrap();
     for p in 0..12u32 {
         let (_, high) = log.watermarks(CONVERSATIONS, p).await.unwrap();
-        assert_eq!(committed[p as usize].unwrap_or(0), high, "partition {p} committed to the end");
+        assert_eq!(
+            committed[p as usize].unwrap_or(0),
+            high,
+            "partition {p} committed to the end"
+        );
     }
 
     // More records, and a restart of the process: the runner resumes at the commit.
-    publish(&*log, &events(&messages(5, 41)[200..].to_vec())).await.unwrap();
+    publish(&*log, &events(&messages(5, 41)[200..].to_vec()))
+        .await
+        .unwrap();
     drop(log);
     let log = open(dir.path());
     let mut h2 = Recorder::default();
-    let stats = runner::run(log.clone(), &mut h2, opts("g"), shutdown::Shutdown::never()).await.unwrap();
-    assert_eq!(stats.records, 5, "only the new records are processed after a restart");
+    let stats = runner::run(log.clone(), &mut h2, opts("g"), shutdown::Shutdown::never())
+        .await
+        .unwrap();
+    assert_eq!(
+        stats.records, 5,
+        "only the new records are processed after a restart"
+    );
     let mut parts: BTreeMap<u32, u64> = BTreeMap::new();
     for (p, o) in &h2.applied {
         parts.insert(*p, *o);
@@ -153,17 +194,39 @@ async fn a_failed_batch_is_not_committed() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     publish(&*log, &events(&messages(3, 3))).await.unwrap();
-    let mut h = Recorder { fatal: true, ..Recorder::default() };
-    let err = runner::run(log.clone(), &mut h, opts("g"), shutdown::Shutdown::never()).await.unwrap_err();
-    assert!(err.to_string().contains("the sink refused the batch"), "{err}");
+    let mut h = Recorder {
+        fatal: true,
+        ..Recorder::default()
+    };
+    let err = runner::run(log.clone(), &mut h, opts("g"), shutdown::Shutdown::never())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("the sink refused the batch"),
+        "{err}"
+    );
     let committed = log.committed("g", CONVERSATIONS).await.unwrap();
-    assert!(committed.iter().all(Option::is_none), "nothing committed: {committed:?}");
+    assert!(
+        committed.iter().all(Option::is_none),
+        "nothing committed: {committed:?}"
+    );
 
     // Retryable failures beyond max_attempts also leave the batch uncommitted.
-    let mut h = Recorder { fail_times: 10, ..Recorder::default() };
-    let err = runner::run(log.clone(), &mut h, opts("g"), shutdown::Shutdown::never()).await.unwrap_err();
+    let mut h = Recorder {
+        fail_times: 10,
+        ..Recorder::default()
+    };
+    let err = runner::run(log.clone(), &mut h, opts("g"), shutdown::Shutdown::never())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("the sink is down"), "{err}");
-    assert!(log.committed("g", CONVERSATIONS).await.unwrap().iter().all(Option::is_none));
+    assert!(
+        log.committed("g", CONVERSATIONS)
+            .await
+            .unwrap()
+            .iter()
+            .all(Option::is_none)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +246,13 @@ async fn shutdown_stops_a_running_processor_after_committing() {
     // Wait until the live processor has committed everything, then stop it.
     let want: u64 = 20;
     loop {
-        let c: u64 = log.committed("live", CONVERSATIONS).await.unwrap().iter().flatten().sum();
+        let c: u64 = log
+            .committed("live", CONVERSATIONS)
+            .await
+            .unwrap()
+            .iter()
+            .flatten()
+            .sum();
         if c == want {
             break;
         }
@@ -203,7 +272,10 @@ struct Checkpointed {
 
 #[async_trait]
 impl Handler for Checkpointed {
-    async fn on_assigned(&mut self, tps: &[TopicPartition]) -> Result<Vec<(TopicPartition, u64)>, HandlerError> {
+    async fn on_assigned(
+        &mut self,
+        tps: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, u64)>, HandlerError> {
         Ok(tps.iter().map(|tp| (tp.clone(), self.from)).collect())
     }
     async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError> {
@@ -219,8 +291,13 @@ async fn a_handler_checkpoint_overrides_the_group_offset() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     publish(&*log, &events(&messages(12, 10))).await.unwrap();
-    let mut h = Checkpointed { from: 3, first_seen: BTreeMap::new() };
-    runner::run(log.clone(), &mut h, opts("cp"), shutdown::Shutdown::never()).await.unwrap();
+    let mut h = Checkpointed {
+        from: 3,
+        first_seen: BTreeMap::new(),
+    };
+    runner::run(log.clone(), &mut h, opts("cp"), shutdown::Shutdown::never())
+        .await
+        .unwrap();
     assert!(!h.first_seen.is_empty());
     assert!(h.first_seen.values().all(|o| *o == 3), "{:?}", h.first_seen);
 }
@@ -231,7 +308,12 @@ async fn replay_is_bounded_filtered_and_ordered_per_conversation() {
     let log = open(dir.path());
     let lines = messages(4, 25);
     let mut evs = events(&lines);
-    evs.push(json::parse_line(r#"{"type":"presence","event_id":"p1","user_id":"u9","status":"online","at_ms":1}"#).unwrap());
+    evs.push(
+        json::parse_line(
+            r#"{"type":"presence","event_id":"p1","user_id":"u9","status":"online","at_ms":1}"#,
+        )
+        .unwrap(),
+    );
     publish(&*log, &evs).await.unwrap();
 
     let spec = |from, to, conversation: Option<&str>, user: Option<&str>| ReplaySpec {
@@ -257,21 +339,44 @@ async fn replay_is_bounded_filtered_and_ordered_per_conversation() {
     assert_eq!(all, lines);
     // One conversation, in its order.
     let c2 = collect(spec(Position::Earliest, None, Some("c2"), None)).await;
-    let want: Vec<_> = lines.iter().filter(|l| l.contains(r#""conversation_id":"c2""#)).cloned().collect();
+    let want: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains(r#""conversation_id":"c2""#))
+        .cloned()
+        .collect();
     assert_eq!(c2, want);
     // A time range [from, to).
     let t0 = 1_764_000_000_000i64;
-    let range = collect(spec(Position::Timestamp(t0 + 10), Some(End::Timestamp(t0 + 20)), None, None)).await;
+    let range = collect(spec(
+        Position::Timestamp(t0 + 10),
+        Some(End::Timestamp(t0 + 20)),
+        None,
+        None,
+    ))
+    .await;
     assert_eq!(range, lines[10..20].to_vec());
     // A user filter on another topic.
     let mut r = Replay::start(
         &*log,
-        ReplaySpec { topic: PRESENCE.into(), from: Position::Earliest, to: None, conversation: None, user: Some("u9".into()) },
+        ReplaySpec {
+            topic: PRESENCE.into(),
+            from: Position::Earliest,
+            to: None,
+            conversation: None,
+            user: Some("u9".into()),
+        },
     )
     .await
     .unwrap();
-    assert_eq!(r.next().await.unwrap().map(|(_, e)| e.event_id), Some("p1".to_string()));
+    assert_eq!(
+        r.next().await.unwrap().map(|(_, e)| e.event_id),
+        Some("p1".to_string())
+    );
     assert!(r.next().await.unwrap().is_none());
     // Nobody matches.
-    assert!(collect(spec(Position::Earliest, None, None, Some("nobody"))).await.is_empty());
+    assert!(
+        collect(spec(Position::Earliest, None, None, Some("nobody")))
+            .await
+            .is_empty()
+    );
 }

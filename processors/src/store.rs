@@ -15,17 +15,28 @@ pub struct StoreError {
 impl StoreError {
     /// A failure worth retrying.
     pub fn retryable(store: &'static str, message: impl ToString) -> Self {
-        StoreError { store, message: message.to_string(), retryable: true }
+        StoreError {
+            store,
+            message: message.to_string(),
+            retryable: true,
+        }
     }
 
     /// A failure retrying cannot fix (corrupt data, bad configuration).
     pub fn fatal(store: &'static str, message: impl ToString) -> Self {
-        StoreError { store, message: message.to_string(), retryable: false }
+        StoreError {
+            store,
+            message: message.to_string(),
+            retryable: false,
+        }
     }
 }
 
 impl From<StoreError> for courier_pipeline::runner::HandlerError {
     fn from(e: StoreError) -> Self {
-        courier_pipeline::runner::HandlerError { retryable: e.retryable, message: e.to_string() }
+        courier_pipeline::runner::HandlerError {
+            retryable: e.retryable,
+            message: e.to_string(),
+        }
     }
 }

@@ -31,24 +31,37 @@ impl RocksPresenceStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let mut o = Options::default();
         o.create_if_missing(true);
-        let db = DB::open(&o, dir).map_err(|e| StoreError::fatal(STORE, format!("opening {}: {e}", dir.display())))?;
+        let db = DB::open(&o, dir)
+            .map_err(|e| StoreError::fatal(STORE, format!("opening {}: {e}", dir.display())))?;
         Ok(RocksPresenceStore { db })
     }
 }
 
 impl PresenceStore for RocksPresenceStore {
     fn checkpoint(&self, partition: u32) -> Result<Option<u64>, StoreError> {
-        let v = self.db.get(checkpoint_key(partition)).map_err(|e| StoreError::retryable(STORE, e))?;
+        let v = self
+            .db
+            .get(checkpoint_key(partition))
+            .map_err(|e| StoreError::retryable(STORE, e))?;
         v.map(|v| {
             v.as_slice()
                 .try_into()
                 .map(u64::from_be_bytes)
-                .map_err(|_| StoreError::fatal(STORE, format!("checkpoint of partition {partition} is corrupt")))
+                .map_err(|_| {
+                    StoreError::fatal(
+                        STORE,
+                        format!("checkpoint of partition {partition} is corrupt"),
+                    )
+                })
         })
         .transpose()
     }
 
-    fn write(&mut self, rows: &[PresenceRow], checkpoints: &[(u32, u64)]) -> Result<(), StoreError> {
+    fn write(
+        &mut self,
+        rows: &[PresenceRow],
+        checkpoints: &[(u32, u64)],
+    ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         for r in rows {
             let mut v = Vec::with_capacity(9);
@@ -63,24 +76,39 @@ impl PresenceStore for RocksPresenceStore {
         for (p, next) in checkpoints {
             batch.put(checkpoint_key(*p), next.to_be_bytes());
         }
-        self.db.write(batch).map_err(|e| StoreError::retryable(STORE, e))
+        self.db
+            .write(batch)
+            .map_err(|e| StoreError::retryable(STORE, e))
     }
 
     fn get(&self, user_id: &str) -> Result<Option<PresenceRow>, StoreError> {
-        let Some(v) = self.db.get(row_key(user_id)).map_err(|e| StoreError::retryable(STORE, e))? else {
+        let Some(v) = self
+            .db
+            .get(row_key(user_id))
+            .map_err(|e| StoreError::retryable(STORE, e))?
+        else {
             return Ok(None);
         };
         let status = match v.first() {
             Some(1) => Status::Online,
             Some(2) => Status::Offline,
-            _ => return Err(StoreError::fatal(STORE, format!("row of {user_id} is corrupt"))),
+            _ => {
+                return Err(StoreError::fatal(
+                    STORE,
+                    format!("row of {user_id} is corrupt"),
+                ));
+            }
         };
         let last_seen_ms = v
             .get(1..9)
             .and_then(|b| b.try_into().ok())
             .map(i64::from_be_bytes)
             .ok_or_else(|| StoreError::fatal(STORE, format!("row of {user_id} is corrupt")))?;
-        Ok(Some(PresenceRow { user_id: user_id.to_string(), status, last_seen_ms }))
+        Ok(Some(PresenceRow {
+            user_id: user_id.to_string(),
+            status,
+            last_seen_ms,
+        }))
     }
 }
 
@@ -94,7 +122,11 @@ mod tests {
         {
             let mut s = RocksPresenceStore::open(dir.path()).unwrap();
             assert_eq!(s.checkpoint(3).unwrap(), None);
-            let row = PresenceRow { user_id: "u1".into(), status: Status::Online, last_seen_ms: -7 };
+            let row = PresenceRow {
+                user_id: "u1".into(),
+                status: Status::Online,
+                last_seen_ms: -7,
+            };
             s.write(std::slice::from_ref(&row), &[(3, 11)]).unwrap();
         }
         let s = RocksPresenceStore::open(dir.path()).unwrap();

@@ -26,7 +26,10 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         None => ("offline", None),
     };
     if args.json {
-        println!("{}", serde_json::json!({"user_id": args.user, "status": status, "last_seen_ms": last_seen}));
+        println!(
+            "{}",
+            serde_json::json!({"user_id": args.user, "status": status, "last_seen_ms": last_seen})
+        );
     } else {
         match last_seen {
             Some(ms) => println!("{} is {status} (last seen at {ms} ms)", args.user),

@@ -30,10 +30,15 @@ pub async fn run(log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
     let reader: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        let f = std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+        let f = std::fs::File::open(&args.file)
+            .with_context(|| format!("opening {}", args.file.display()))?;
         Box::new(std::io::BufReader::new(f))
     };
-    let name = if args.file.as_os_str() == "-" { "stdin".to_string() } else { args.file.display().to_string() };
+    let name = if args.file.as_os_str() == "-" {
+        "stdin".to_string()
+    } else {
+        args.file.display().to_string()
+    };
 
     // Validate everything before publishing anything.
     let mut events = Vec::new();
@@ -63,8 +68,10 @@ pub async fn run(log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
     let bar = (std::io::stderr().is_terminal() && total > CHUNK).then(|| {
         let b = indicatif::ProgressBar::new(total as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} events {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     });
@@ -72,7 +79,11 @@ pub async fn run(log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
     let mut written = 0;
     for chunk in events.chunks(CHUNK) {
         let published = publish(log, chunk).await.with_context(|| {
-            format!("publishing events {}..{} of {total}; the first {written} were written", written + 1, written + chunk.len())
+            format!(
+                "publishing events {}..{} of {total}; the first {written} were written",
+                written + 1,
+                written + chunk.len()
+            )
         })?;
         for p in &published {
             *per_topic.entry(p.topic).or_default() += 1;
@@ -92,8 +103,16 @@ pub async fn run(log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
     let topics: Vec<String> = per_topic.iter().map(|(t, n)| format!("{t}: {n}")).collect();
     println!(
         "published {written} event(s){}{}",
-        if topics.is_empty() { String::new() } else { format!(" ({})", topics.join(", ")) },
-        if bad.is_empty() { String::new() } else { format!("; skipped {} invalid line(s)", bad.len()) }
+        if topics.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", topics.join(", "))
+        },
+        if bad.is_empty() {
+            String::new()
+        } else {
+            format!("; skipped {} invalid line(s)", bad.len())
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,14 @@ pub enum Format {
     Avro,
 }
 
+type Out = std::io::BufWriter<Box<dyn Write>>;
+
+/// Where replayed events go, by format.
+enum Output {
+    Json(Out),
+    Avro(apache_avro::Writer<'static, Out>),
+}
+
 /// Arguments of `replay`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -58,7 +66,9 @@ fn parse_from(s: &str) -> anyhow::Result<Position> {
         _ => match (s.parse::<u64>(), parse_time(s)) {
             (Ok(o), _) => Position::Offset(o),
             (_, Some(ts)) => Position::Timestamp(ts),
-            _ => bail!("--from {s:?}: expected earliest, latest, an offset or an RFC 3339 time (2025-11-24T10:00:00Z)"),
+            _ => bail!(
+                "--from {s:?}: expected earliest, latest, an offset or an RFC 3339 time (2025-11-24T10:00:00Z)"
+            ),
         },
     })
 }
@@ -80,7 +90,9 @@ pub async fn run(log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
         user: args.user.clone(),
     };
     let out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
         None => {
             if matches!(args.format, Format::Avro) && std::io::stdout().is_terminal() {
                 bail!("Avro is binary: use --out FILE or redirect standard output");
@@ -88,47 +100,50 @@ pub async fn run(log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
             Box::new(std::io::stdout().lock())
         }
     };
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+    let out = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut replay = Replay::start(log, spec).await?;
     let bar = (std::io::stderr().is_terminal() && replay.total() > 50_000).then(|| {
         let b = indicatif::ProgressBar::new(replay.total());
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} records {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     });
+    let mut output = match args.format {
+        Format::Json => Output::Json(out),
+        Format::Avro => Output::Avro(
+            apache_avro::Writer::new(courier_schemas::avro::schema(), out)
+                .context("starting the Avro container file")?,
+        ),
+    };
     let mut n = 0u64;
-    match args.format {
-        Format::Json => {
-            while let Some((_, event)) = replay.next().await? {
-                out.write_all(courier_schemas::json::to_line(&event).as_bytes())?;
-                out.write_all(b"\n")?;
-                n += 1;
-                if n % 4096 == 0
-                    && let Some(b) = &bar
-                {
-                    b.set_position(replay.scanned());
-                }
+    while let Some((_, event)) = replay.next().await? {
+        match &mut output {
+            Output::Json(w) => {
+                w.write_all(courier_schemas::json::to_line(&event).as_bytes())?;
+                w.write_all(b"\n")?;
+            }
+            Output::Avro(w) => {
+                w.append_value(courier_schemas::avro::to_value(&event))
+                    .with_context(|| format!("writing event {} as Avro", event.event_id))?;
             }
         }
-        Format::Avro => {
-            let mut writer = apache_avro::Writer::new(courier_schemas::avro::schema(), &mut out)
-                .context("starting the Avro container file")?;
-            while let Some((_, event)) = replay.next().await? {
-                writer
-                    .append_value(courier_schemas::avro::to_value(&event))
-                    .with_context(|| format!("writing event {} as Avro", event.event_id))?;
-                n += 1;
-                if n % 4096 == 0
-                    && let Some(b) = &bar
-                {
-                    b.set_position(replay.scanned());
-                }
-            }
-            writer.flush().context("finishing the Avro container file")?;
+        n += 1;
+        if n.is_multiple_of(4096)
+            && let Some(b) = &bar
+        {
+            b.set_position(replay.scanned());
         }
     }
+    let mut out = match output {
+        Output::Json(w) => w,
+        Output::Avro(w) => w
+            .into_inner()
+            .context("finishing the Avro container file")?,
+    };
     out.flush()?;
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -62,7 +62,10 @@ async fn serve_metrics(listen: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the metrics endpoint to {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
-    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { courier_pipeline::metrics::gather() }));
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async { courier_pipeline::metrics::gather() }),
+    );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics endpoint stopped");
@@ -94,6 +97,9 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
             runner::run(log, &mut p, opts, stop).await?
         }
     };
-    eprintln!("{name}: applied {} record(s) in {} batch(es)", stats.records, stats.batches);
+    eprintln!(
+        "{name}: applied {} record(s) in {} batch(es)",
+        stats.records, stats.batches
+    );
     Ok(ExitCode::SUCCESS)
 }

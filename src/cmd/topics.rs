@@ -41,10 +41,21 @@ pub async fn run(log: &dyn EventLog, command: Command) -> anyhow::Result<ExitCod
         return Ok(ExitCode::SUCCESS);
     }
     println!("backend: {}", log.backend());
-    println!("{:<26} {:<16} {:>10} {:<8} {:>14} {:>10}  end offsets", "TOPIC", "KEY", "PARTITIONS", "CLEANUP", "RETENTION", "RECORDS");
+    println!(
+        "{:<26} {:<16} {:>10} {:<8} {:>14} {:>10}  end offsets",
+        "TOPIC", "KEY", "PARTITIONS", "CLEANUP", "RETENTION", "RECORDS"
+    );
     for (t, ends) in rows {
-        let retention = if t.retention_ms < 0 { "forever".to_string() } else { format!("{}h", t.retention_ms / 3_600_000) };
-        let ends_s: Vec<String> = ends.iter().enumerate().map(|(p, e)| format!("{p}:{e}")).collect();
+        let retention = if t.retention_ms < 0 {
+            "forever".to_string()
+        } else {
+            format!("{}h", t.retention_ms / 3_600_000)
+        };
+        let ends_s: Vec<String> = ends
+            .iter()
+            .enumerate()
+            .map(|(p, e)| format!("{p}:{e}"))
+            .collect();
         println!(
             "{:<26} {:<16} {:>10} {:<8} {:>14} {:>10}  {}",
             t.name,

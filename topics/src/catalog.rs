@@ -144,10 +144,21 @@ mod tests {
             "topic catalog: `a` has 0 partitions; a topic needs at least one"
         );
         let twice = format!("{}{}", zero.replace("=0", "=1"), zero.replace("=0", "=1"));
-        assert!(matches!(Catalog::parse(&twice), Err(CatalogError::Duplicate(_))));
+        assert!(matches!(
+            Catalog::parse(&twice),
+            Err(CatalogError::Duplicate(_))
+        ));
         let unknown = zero.replace("partitions=0", "partitions=1\ncolour='red'");
-        assert!(Catalog::parse(&unknown).unwrap_err().to_string().contains("colour"));
+        assert!(
+            Catalog::parse(&unknown)
+                .unwrap_err()
+                .to_string()
+                .contains("colour")
+        );
         let name = zero.replace("name='a'", "name='a b'").replace("=0", "=1");
-        assert!(matches!(Catalog::parse(&name), Err(CatalogError::BadName(_))));
+        assert!(matches!(
+            Catalog::parse(&name),
+            Err(CatalogError::BadName(_))
+        ));
     }
 }

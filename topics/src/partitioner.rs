@@ -66,7 +66,12 @@ mod tests {
             (b"abc", 479_470_107),
         ];
         for (key, hash) in cases {
-            assert_eq!(murmur2(key), hash, "murmur2({})", String::from_utf8_lossy(key));
+            assert_eq!(
+                murmur2(key),
+                hash,
+                "murmur2({})",
+                String::from_utf8_lossy(key)
+            );
         }
     }
 

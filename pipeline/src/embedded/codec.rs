@@ -92,7 +92,13 @@ fn get_slice<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], String> {
 }
 
 /// Frames a record: `version | timestamp | key | headers | value`.
-pub fn encode_record(out: &mut Vec<u8>, timestamp_ms: i64, key: &[u8], headers: &Headers, value: &[u8]) {
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    timestamp_ms: i64,
+    key: &[u8],
+    headers: &Headers,
+    value: &[u8],
+) {
     out.reserve(1 + 8 + key.len() + value.len() + 32);
     out.push(FRAME_V1);
     out.extend_from_slice(&timestamp_ms.to_le_bytes());

@@ -84,15 +84,29 @@ impl EmbeddedConsumer {
     pub(crate) fn join(inner: Arc<Inner>, group: &str, topics: &[String]) -> Self {
         let member = inner.groups.next_member.fetch_add(1, Ordering::Relaxed);
         {
-            let mut groups = inner.groups.groups.lock().unwrap_or_else(|p| p.into_inner());
+            let mut groups = inner
+                .groups
+                .groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             groups.entry(group.to_string()).or_default().members.insert(
                 member,
-                Member { topics: topics.to_vec(), owned: BTreeSet::new() },
+                Member {
+                    topics: topics.to_vec(),
+                    owned: BTreeSet::new(),
+                },
             );
         }
         tracing::debug!(group, member, "joined consumer group");
         inner.notify();
-        EmbeddedConsumer { inner, group: group.to_string(), member, positions: BTreeMap::new(), cursor: 0, left: false }
+        EmbeddedConsumer {
+            inner,
+            group: group.to_string(),
+            member,
+            positions: BTreeMap::new(),
+            cursor: 0,
+            left: false,
+        }
     }
 
     fn leave(&mut self) {
@@ -100,7 +114,12 @@ impl EmbeddedConsumer {
             return;
         }
         self.left = true;
-        let mut groups = self.inner.groups.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let mut groups = self
+            .inner
+            .groups
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(g) = groups.get_mut(&self.group) {
             g.members.remove(&self.member);
             if g.members.is_empty() {
@@ -114,7 +133,12 @@ impl EmbeddedConsumer {
 
     /// Applies one step of the rebalance protocol, if one is due.
     fn rebalance_step(&mut self) -> Result<Option<ConsumerEvent>, LogError> {
-        let mut groups = self.inner.groups.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let mut groups = self
+            .inner
+            .groups
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let g = groups.get_mut(&self.group).ok_or(LogError::Closed)?;
         let target = g.target(&self.inner, self.member);
         let me = g.members.get_mut(&self.member).ok_or(LogError::Closed)?;
@@ -130,7 +154,10 @@ impl EmbeddedConsumer {
             return Ok(Some(ConsumerEvent::Revoked(revoked)));
         }
         let wanted: Vec<_> = target.difference(&me.owned).cloned().collect();
-        let free: Vec<_> = wanted.into_iter().filter(|tp| g.owner_of(tp).is_none()).collect();
+        let free: Vec<_> = wanted
+            .into_iter()
+            .filter(|tp| g.owner_of(tp).is_none())
+            .collect();
         if free.is_empty() {
             return Ok(None);
         }
@@ -138,7 +165,10 @@ impl EmbeddedConsumer {
         me.owned.extend(free.iter().cloned());
         drop(groups);
         for tp in &free {
-            let start = match self.inner.committed_sync(&self.group, &tp.topic, tp.partition)? {
+            let start = match self
+                .inner
+                .committed_sync(&self.group, &tp.topic, tp.partition)?
+            {
                 Some(o) => o,
                 None => self.inner.earliest(&tp.topic, tp.partition)?,
             };
@@ -159,7 +189,9 @@ impl EmbeddedConsumer {
             }
             let tp = &tps[(self.cursor + i) % tps.len()];
             let pos = self.positions[tp];
-            let got = self.inner.read_sync(&tp.topic, tp.partition, pos, max - out.len())?;
+            let got = self
+                .inner
+                .read_sync(&tp.topic, tp.partition, pos, max - out.len())?;
             if let Some(last) = got.last() {
                 self.positions.insert(tp.clone(), last.offset + 1);
             }

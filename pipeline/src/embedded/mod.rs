@@ -80,7 +80,8 @@ impl PartitionState {
         Some(PartitionState {
             next: u64::from_be_bytes(b[..8].try_into().ok()?),
             max_ts: i64::from_be_bytes(b[8..16].try_into().ok()?),
-            last_indexed: (b[16] == 1).then(|| u64::from_be_bytes(b[17..].try_into().unwrap_or_default())),
+            last_indexed: (b[16] == 1)
+                .then(|| u64::from_be_bytes(b[17..].try_into().unwrap_or_default())),
         })
     }
 }
@@ -140,7 +141,12 @@ fn be_u32(b: &[u8]) -> Option<u32> {
 impl EmbeddedLog {
     /// Opens (creating if needed) the log in `dir` with the topics of `catalog`.
     pub fn open(dir: &Path, catalog: &Catalog, options: EmbeddedOptions) -> Result<Self, LogError> {
-        std::fs::create_dir_all(dir).map_err(|e| LogError::backend("create the log directory", format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            LogError::backend(
+                "create the log directory",
+                format!("{}: {e}", dir.display()),
+            )
+        })?;
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_RECORDS, records_cf_options()),
             ColumnFamilyDescriptor::new(CF_TIMEINDEX, db_options()),
@@ -163,7 +169,9 @@ impl EmbeddedLog {
         })?;
 
         let mut topics = HashMap::new();
-        let meta = db.cf_handle(CF_META).expect("meta column family was just opened");
+        let meta = db
+            .cf_handle(CF_META)
+            .expect("meta column family was just opened");
         // Topic ids are assigned once and persisted: catalog order may change, ids
         // stored in keys must not.
         let mut next_id = 0u32;
@@ -178,12 +186,18 @@ impl EmbeddedLog {
         }
         for spec in catalog.topics() {
             let key = format!("topic/{}", spec.name);
-            let id = match db.get_cf(meta, &key).map_err(|e| LogError::backend("read topic ids", e))? {
-                Some(v) => be_u32(&v).ok_or_else(|| LogError::backend("read topic ids", format!("bad id for {}", spec.name)))?,
+            let id = match db
+                .get_cf(meta, &key)
+                .map_err(|e| LogError::backend("read topic ids", e))?
+            {
+                Some(v) => be_u32(&v).ok_or_else(|| {
+                    LogError::backend("read topic ids", format!("bad id for {}", spec.name))
+                })?,
                 None => {
                     let id = next_id;
                     next_id += 1;
-                    db.put_cf(meta, &key, id.to_be_bytes()).map_err(|e| LogError::backend("write topic ids", e))?;
+                    db.put_cf(meta, &key, id.to_be_bytes())
+                        .map_err(|e| LogError::backend("write topic ids", e))?;
                     id
                 }
             };
@@ -192,7 +206,14 @@ impl EmbeddedLog {
                 let s = db
                     .get_cf(meta, pstate_key(id, p))
                     .map_err(|e| LogError::backend("read partition state", e))?
-                    .map(|v| PartitionState::decode(&v).ok_or_else(|| LogError::backend("read partition state", format!("{}[{p}] state is corrupt", spec.name))))
+                    .map(|v| {
+                        PartitionState::decode(&v).ok_or_else(|| {
+                            LogError::backend(
+                                "read partition state",
+                                format!("{}[{p}] state is corrupt", spec.name),
+                            )
+                        })
+                    })
                     .transpose()?
                     .unwrap_or_default();
                 states.push(s);
@@ -200,7 +221,12 @@ impl EmbeddedLog {
             let high = states.iter().map(|s| AtomicU64::new(s.next)).collect();
             topics.insert(
                 spec.name.clone(),
-                Arc::new(Topic { id, name: spec.name.clone(), append: Mutex::new(states), high }),
+                Arc::new(Topic {
+                    id,
+                    name: spec.name.clone(),
+                    append: Mutex::new(states),
+                    high,
+                }),
             );
         }
         let mut write_opts = WriteOptions::default();
@@ -232,14 +258,20 @@ fn pstate_key(topic_id: u32, partition: u32) -> Vec<u8> {
 
 impl Inner {
     fn topic(&self, name: &str) -> Result<&Arc<Topic>, LogError> {
-        self.topics.get(name).ok_or_else(|| LogError::UnknownTopic(name.to_string()))
+        self.topics
+            .get(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))
     }
 
     fn check_partition(&self, t: &Topic, partition: u32) -> Result<(), LogError> {
         if (partition as usize) < t.high.len() {
             Ok(())
         } else {
-            Err(LogError::UnknownPartition { topic: t.name.clone(), partition, partitions: t.high.len() as u32 })
+            Err(LogError::UnknownPartition {
+                topic: t.name.clone(),
+                partition,
+                partitions: t.high.len() as u32,
+            })
         }
     }
 
@@ -286,9 +318,19 @@ impl Inner {
             codec::encode_record(&mut buf, r.timestamp_ms, &r.key, &r.headers, &r.value);
             batch.put_cf(records_cf, codec::record_key(t.id, partition, offset), &buf);
             if s.last_indexed.is_none() || r.timestamp_ms > s.max_ts {
-                s.max_ts = if s.last_indexed.is_none() { r.timestamp_ms } else { s.max_ts.max(r.timestamp_ms) };
-                if s.last_indexed.is_none_or(|last| offset - last >= TIME_INDEX_INTERVAL) {
-                    batch.put_cf(time_cf, codec::time_key(t.id, partition, s.max_ts, offset), []);
+                s.max_ts = if s.last_indexed.is_none() {
+                    r.timestamp_ms
+                } else {
+                    s.max_ts.max(r.timestamp_ms)
+                };
+                if s.last_indexed
+                    .is_none_or(|last| offset - last >= TIME_INDEX_INTERVAL)
+                {
+                    batch.put_cf(
+                        time_cf,
+                        codec::time_key(t.id, partition, s.max_ts, offset),
+                        [],
+                    );
                     s.last_indexed = Some(offset);
                 }
             }
@@ -314,7 +356,13 @@ impl Inner {
         Ok(out)
     }
 
-    pub(crate) fn read_sync(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<ConsumedRecord>, LogError> {
+    pub(crate) fn read_sync(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<ConsumedRecord>, LogError> {
         let t = self.topic(topic)?;
         self.check_partition(t, partition)?;
         let high = t.high[partition as usize].load(Ordering::Acquire);
@@ -346,7 +394,8 @@ impl Inner {
             });
             it.next();
         }
-        it.status().map_err(|e| LogError::backend("read the embedded log", e))?;
+        it.status()
+            .map_err(|e| LogError::backend("read the embedded log", e))?;
         Ok(out)
     }
 
@@ -361,7 +410,8 @@ impl Inner {
         match it.key() {
             Some(k) => Ok(codec::offset_of(k).unwrap_or(0)),
             None => {
-                it.status().map_err(|e| LogError::backend("read the embedded log", e))?;
+                it.status()
+                    .map_err(|e| LogError::backend("read the embedded log", e))?;
                 Ok(t.high[partition as usize].load(Ordering::Acquire))
             }
         }
@@ -406,11 +456,17 @@ impl Inner {
             }
             it.next();
         }
-        it.status().map_err(|e| LogError::backend("seek by timestamp", e))?;
+        it.status()
+            .map_err(|e| LogError::backend("seek by timestamp", e))?;
         Ok(high)
     }
 
-    pub(crate) fn committed_sync(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, LogError> {
+    pub(crate) fn committed_sync(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<u64>, LogError> {
         let t = self.topic(topic)?;
         let cf = self.db.cf_handle(CF_OFFSETS).expect("offsets cf");
         let v = self
@@ -420,12 +476,20 @@ impl Inner {
         Ok(v.and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes)))
     }
 
-    pub(crate) fn commit_sync(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<(), LogError> {
+    pub(crate) fn commit_sync(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64)],
+    ) -> Result<(), LogError> {
         let cf = self.db.cf_handle(CF_OFFSETS).expect("offsets cf");
         let mut batch = WriteBatch::default();
         for (tp, offset) in offsets {
             let t = self.topic(&tp.topic)?;
-            batch.put_cf(cf, codec::group_key(group, t.id, tp.partition), offset.to_be_bytes());
+            batch.put_cf(
+                cf,
+                codec::group_key(group, t.id, tp.partition),
+                offset.to_be_bytes(),
+            );
         }
         self.db
             .write_opt(batch, &self.write_opts)
@@ -468,7 +532,12 @@ impl EventLog for EmbeddedLog {
         Ok((low, high))
     }
 
-    async fn resolve(&self, topic: &str, partition: u32, position: Position) -> Result<u64, LogError> {
+    async fn resolve(
+        &self,
+        topic: &str,
+        partition: u32,
+        position: Position,
+    ) -> Result<u64, LogError> {
         let t = self.inner.topic(topic)?;
         self.inner.check_partition(t, partition)?;
         match position {
@@ -479,7 +548,14 @@ impl EventLog for EmbeddedLog {
         }
     }
 
-    async fn read(&self, topic: &str, partition: u32, from: u64, max: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>, LogError> {
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<ConsumedRecord>, LogError> {
         let mut rx = self.inner.subscribe_changes();
         let got = self.inner.read_sync(topic, partition, from, max)?;
         if !got.is_empty() || timeout.is_zero() {
@@ -501,13 +577,23 @@ impl EventLog for EmbeddedLog {
 
     async fn committed(&self, group: &str, topic: &str) -> Result<Vec<Option<u64>>, LogError> {
         let n = self.inner.partitions_of(topic)?;
-        (0..n).map(|p| self.inner.committed_sync(group, topic, p)).collect()
+        (0..n)
+            .map(|p| self.inner.committed_sync(group, topic, p))
+            .collect()
     }
 
-    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn GroupConsumer>, LogError> {
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn GroupConsumer>, LogError> {
         for t in topics {
             self.inner.topic(t)?;
         }
-        Ok(Box::new(group::EmbeddedConsumer::join(self.inner.clone(), group, topics)))
+        Ok(Box::new(group::EmbeddedConsumer::join(
+            self.inner.clone(),
+            group,
+            topics,
+        )))
     }
 }

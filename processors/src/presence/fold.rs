@@ -40,19 +40,34 @@ pub fn fold(event: &Event) -> Result<PresenceRow, String> {
             let status = match PresenceStatus::try_from(p.status) {
                 Ok(PresenceStatus::Online) => Status::Online,
                 Ok(PresenceStatus::Offline) => Status::Offline,
-                _ => return Err(format!("presence `{}`: status {} is neither online nor offline", event.event_id, p.status)),
+                _ => {
+                    return Err(format!(
+                        "presence `{}`: status {} is neither online nor offline",
+                        event.event_id, p.status
+                    ));
+                }
             };
             if p.user_id.is_empty() {
-                return Err(format!("presence `{}` has an empty user_id", event.event_id));
+                return Err(format!(
+                    "presence `{}` has an empty user_id",
+                    event.event_id
+                ));
             }
-            Ok(PresenceRow { user_id: p.user_id.clone(), status, last_seen_ms: event.at_ms })
+            Ok(PresenceRow {
+                user_id: p.user_id.clone(),
+                status,
+                last_seen_ms: event.at_ms,
+            })
         }
         Some(other) => Err(format!(
             "courier.presence.v1 holds only presence events; `{}` is {}",
             event.event_id,
             other.kind()
         )),
-        None => Err(format!("`{}` has an event type this build does not know", event.event_id)),
+        None => Err(format!(
+            "`{}` has an event type this build does not know",
+            event.event_id
+        )),
     }
 }
 
@@ -63,9 +78,22 @@ mod tests {
 
     #[test]
     fn presence_events_become_rows_and_others_are_rejected() {
-        let e = parse_line(r#"{"type":"presence","event_id":"p1","user_id":"u1","status":"offline","at_ms":42}"#).unwrap();
-        assert_eq!(fold(&e), Ok(PresenceRow { user_id: "u1".into(), status: Status::Offline, last_seen_ms: 42 }));
+        let e = parse_line(
+            r#"{"type":"presence","event_id":"p1","user_id":"u1","status":"offline","at_ms":42}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            fold(&e),
+            Ok(PresenceRow {
+                user_id: "u1".into(),
+                status: Status::Offline,
+                last_seen_ms: 42
+            })
+        );
         let e = parse_line(r#"{"type":"message_deleted","event_id":"d1","conversation_id":"c","message_id":"m","actor_id":"u","at_ms":1}"#).unwrap();
-        assert_eq!(fold(&e).unwrap_err(), "courier.presence.v1 holds only presence events; `d1` is message_deleted");
+        assert_eq!(
+            fold(&e).unwrap_err(),
+            "courier.presence.v1 holds only presence events; `d1` is message_deleted"
+        );
     }
 }

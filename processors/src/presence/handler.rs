@@ -22,7 +22,11 @@ pub struct PresenceProcessor<S> {
 impl<S: PresenceStore> PresenceProcessor<S> {
     /// A processor writing to `store`, dead-lettering through `log`.
     pub fn new(store: S, log: Arc<dyn EventLog>) -> Self {
-        PresenceProcessor { store, log, applied: HashMap::new() }
+        PresenceProcessor {
+            store,
+            log,
+            applied: HashMap::new(),
+        }
     }
 
     /// The store (for queries after a run).
@@ -33,7 +37,10 @@ impl<S: PresenceStore> PresenceProcessor<S> {
 
 #[async_trait]
 impl<S: PresenceStore> Handler for PresenceProcessor<S> {
-    async fn on_assigned(&mut self, tps: &[TopicPartition]) -> Result<Vec<(TopicPartition, u64)>, HandlerError> {
+    async fn on_assigned(
+        &mut self,
+        tps: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, u64)>, HandlerError> {
         // The checkpoint written with the rows is the truth: the group's commit may
         // lag it by a batch after a crash.
         let mut seeks = Vec::new();
@@ -60,10 +67,17 @@ impl<S: PresenceStore> Handler for PresenceProcessor<S> {
         for r in batch {
             next.insert(r.partition, r.offset + 1);
             // Records at or below the checkpoint were applied before a crash.
-            if self.applied.get(&r.partition).is_some_and(|cp| r.offset < *cp) {
+            if self
+                .applied
+                .get(&r.partition)
+                .is_some_and(|cp| r.offset < *cp)
+            {
                 continue;
             }
-            match replay::decode(r).map_err(|e| e.to_string()).and_then(|e| fold(&e)) {
+            match replay::decode(r)
+                .map_err(|e| e.to_string())
+                .and_then(|e| fold(&e))
+            {
                 Ok(row) => {
                     latest.insert(row.user_id.clone(), row);
                 }

@@ -20,7 +20,8 @@ pub trait PresenceStore: Send {
 
     /// Writes rows and the partitions' next offsets atomically: after a crash either
     /// both are there or neither.
-    fn write(&mut self, rows: &[PresenceRow], checkpoints: &[(u32, u64)]) -> Result<(), StoreError>;
+    fn write(&mut self, rows: &[PresenceRow], checkpoints: &[(u32, u64)])
+    -> Result<(), StoreError>;
 
     /// A user's latest presence.
     fn get(&self, user_id: &str) -> Result<Option<PresenceRow>, StoreError>;
