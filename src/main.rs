@@ -36,6 +36,8 @@ enum Command {
     Replay(cmd::replay::Args),
     /// Run a processor in its consumer group.
     Run(cmd::run::Args),
+    /// How far each processor's consumer group is behind the end of the log.
+    Lag(cmd::lag::Args),
     /// A user's latest presence.
     Presence(cmd::presence::Args),
     /// The topic catalog.
@@ -80,6 +82,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd::run::run(&config, log, args).await
         }
         Command::Presence(args) => cmd::presence::run(&config, args),
+        Command::Lag(args) => {
+            let log = config.open_log().context("opening the log")?;
+            cmd::lag::run(&*log, args).await
+        }
         Command::Topics { command } => {
             let log = config.open_log().context("opening the log")?;
             cmd::topics::run(&*log, command).await

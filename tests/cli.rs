@@ -497,6 +497,24 @@ fn a_processor_resumes_from_its_commit_after_sigterm_and_sigkill() {
         "a restarted processor resumes from its commit: applied {last} after {first} of {total}"
     );
     eprintln!("sigterm test: final run applied {last}");
+    let lag: Value = serde_json::from_str(&ok(courier(&data)
+        .args(["lag", "--json"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    let presence_lag: Vec<&Value> = lag
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["group"] == "courier.presence")
+        .collect();
+    assert_eq!(presence_lag.len(), 6, "one row per presence partition");
+    assert!(
+        presence_lag
+            .iter()
+            .all(|r| r["lag"] == 0 && r["committed"] == r["end"]),
+        "{lag}"
+    );
     let again = applied(
         &courier(&data)
             .args(["run", "presence", "--until-caught-up"])

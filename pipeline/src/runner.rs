@@ -184,14 +184,7 @@ async fn drive(
         match event {
             ConsumerEvent::Assigned(tps) => {
                 tracing::info!(processor, partitions = ?tps, "partitions assigned");
-                let seeks =
-                    handler
-                        .on_assigned(&tps)
-                        .await
-                        .map_err(|source| RunError::Handler {
-                            processor: processor.to_string(),
-                            source,
-                        })?;
+                let seeks = handler.on_assigned(&tps).await.map_err(failed(processor))?;
                 for (tp, offset) in seeks {
                     tracing::info!(processor, %tp, offset, "resuming from the processor's checkpoint");
                     consumer.seek(&tp, offset).await?;
@@ -204,13 +197,7 @@ async fn drive(
                         .with_label_values(&[processor, &tp.topic, &tp.partition.to_string()])
                         .set(0);
                 }
-                handler
-                    .on_revoked(&tps)
-                    .await
-                    .map_err(|source| RunError::Handler {
-                        processor: processor.to_string(),
-                        source,
-                    })?;
+                handler.on_revoked(&tps).await.map_err(failed(processor))?;
             }
             ConsumerEvent::Records(records) if records.is_empty() => {
                 if opts.until_caught_up && caught_up(consumer, targets) {
@@ -248,6 +235,14 @@ async fn drive(
     }
 }
 
+/// Wraps a handler failure with the processor's name.
+fn failed(processor: &str) -> impl Fn(HandlerError) -> RunError + '_ {
+    move |source| RunError::Handler {
+        processor: processor.to_string(),
+        source,
+    }
+}
+
 fn caught_up(consumer: &dyn GroupConsumer, targets: &BTreeMap<TopicPartition, u64>) -> bool {
     consumer.assignment().iter().all(|tp| {
         let target = targets.get(tp).copied().unwrap_or(0);
@@ -276,10 +271,7 @@ async fn process_batch(
                 // down: give up without committing, so the batch is redelivered later.
                 if !e.retryable || attempt >= opts.runner.max_attempts || shutdown.is_triggered() {
                     tracing::error!(processor, error = %e, attempt, "batch failed; not committed");
-                    return Err(RunError::Handler {
-                        processor: processor.to_string(),
-                        source: e,
-                    });
+                    return Err(failed(processor)(e));
                 }
                 let wait = backoff(attempt - 1);
                 tracing::warn!(processor, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "batch failed; retrying");

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod lag;
 pub mod presence;
 pub mod produce;
 pub mod replay;

@@ -18,6 +18,27 @@ pub enum Processor {
     Presence,
 }
 
+impl Processor {
+    /// Its name: metrics label, and its consumer group is `courier.NAME`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Processor::Presence => "presence",
+        }
+    }
+
+    /// Its consumer group.
+    pub fn group(self) -> String {
+        format!("courier.{}", self.name())
+    }
+
+    /// The topics it consumes.
+    pub fn topics(self) -> Vec<String> {
+        match self {
+            Processor::Presence => vec![courier_topics::PRESENCE.to_string()],
+        }
+    }
+}
+
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -80,13 +101,11 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     }
     let (trigger, stop) = shutdown::channel();
     on_signals(trigger);
-    let (name, topics) = match args.processor {
-        Processor::Presence => ("presence", vec![courier_topics::PRESENCE.to_string()]),
-    };
+    let name = args.processor.name();
     let opts = RunOptions {
         processor: name.to_string(),
-        group: format!("courier.{name}"),
-        topics,
+        group: args.processor.group(),
+        topics: args.processor.topics(),
         until_caught_up: args.until_caught_up,
         runner: config.runner.clone(),
     };
