@@ -76,7 +76,11 @@ fn stream(conversations: usize, per: usize) -> Vec<String> {
         out.push(format!(
             r#"{{"type":"presence","event_id":"p{i}","user_id":"u{}","status":"{}","at_ms":{}}}"#,
             i % 5,
-            if i % 2 == 0 { "online" } else { "offline" },
+            if i.is_multiple_of(2) {
+                "online"
+            } else {
+                "offline"
+            },
             t0 + i as i64
         ));
     }
@@ -352,7 +356,7 @@ fn presence_stream(n: usize, users: usize) -> Vec<String> {
             format!(
                 r#"{{"type":"presence","event_id":"p{i}","user_id":"u{}","status":"{}","at_ms":{}}}"#,
                 i % users,
-                if (i / users) % 2 == 0 { "online" } else { "offline" },
+                if (i / users).is_multiple_of(2) { "online" } else { "offline" },
                 1_000 + i
             )
         })
@@ -527,7 +531,7 @@ fn a_processor_resumes_from_its_commit_after_sigterm_and_sigkill() {
     // The view equals one clean pass: the last event of each user wins.
     for u in [0, 1, users - 1] {
         let i = (0..total as usize).rev().find(|i| i % users == u).unwrap();
-        let want_status = if (i / users) % 2 == 0 {
+        let want_status = if (i / users).is_multiple_of(2) {
             "online"
         } else {
             "offline"

@@ -5,12 +5,14 @@
 //! variables, the file, defaults. Unknown keys are errors, so a typo never silently
 //! falls back to a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::embedded::{EmbeddedLog, EmbeddedOptions};
+use crate::kafka::{KafkaLog, KafkaSettings};
 use crate::log::{EventLog, LogError};
 
 /// The whole configuration.
@@ -21,9 +23,18 @@ pub struct Config {
     /// stores, secrets). Default `./data`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Prefix of every Kafka topic (`{ns}.courier.conversations.v1`) and consumer
+    /// group (`{ns}.courier.inbox`) courier uses, and subdirectory of `data_dir` for
+    /// the embedded log and views, so environments can share one cluster or disk.
+    /// Commands keep taking logical names. Default empty: no prefix.
+    #[serde(default)]
+    pub namespace: String,
     /// Which log to use and how.
     #[serde(default)]
     pub log: LogConfig,
+    /// How to reach Kafka when `log.backend = "kafka"`.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
     /// How processors consume.
     #[serde(default)]
     pub runner: RunnerConfig,
@@ -36,7 +47,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
-    /// `embedded` (RocksDB under `data_dir/log`).
+    /// `embedded` (RocksDB under `data_dir/log`) or `kafka` (see `[kafka]`).
     #[serde(default)]
     pub backend: Backend,
     /// fsync every append of the embedded log (survive power loss, not only a
@@ -52,6 +63,35 @@ pub enum Backend {
     /// The RocksDB log inside the process.
     #[default]
     Embedded,
+    /// Apache Kafka, through librdkafka.
+    Kafka,
+}
+
+/// The Kafka cluster (`[kafka]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port`. Default `127.0.0.1:9092`
+    /// (compose/local/up.sh).
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    /// Replication factor of the topics courier creates. Default 1 (one broker).
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+    /// Extra librdkafka properties for every Kafka client (e.g.
+    /// `"security.protocol" = "SSL"`); they override courier's own defaults.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: default_brokers(),
+            replication_factor: default_replication_factor(),
+            properties: BTreeMap::new(),
+        }
+    }
 }
 
 /// Consumer settings shared by every processor.
@@ -84,6 +124,12 @@ pub struct MetricsConfig {
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
 }
+fn default_brokers() -> String {
+    crate::kafka::DEFAULT_BROKERS.to_string()
+}
+fn default_replication_factor() -> i32 {
+    1
+}
 fn default_max_batch() -> usize {
     1000
 }
@@ -108,7 +154,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: default_data_dir(),
+            namespace: String::new(),
             log: LogConfig::default(),
+            kafka: KafkaConfig::default(),
             runner: RunnerConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -149,10 +197,16 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Longest namespace: Kafka topic names are at most 249 characters, and the
+/// namespace is followed by the longest catalog name.
+const MAX_NAMESPACE_LEN: usize = 100;
+
 /// The environment variables courier reads, and what each overrides.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("COURIER_DATA_DIR", "data_dir"),
+    ("COURIER_NAMESPACE", "namespace"),
     ("COURIER_LOG_BACKEND", "log.backend"),
+    ("COURIER_KAFKA_BROKERS", "kafka.brokers"),
     ("COURIER_LOG_FSYNC", "log.fsync"),
     ("COURIER_METRICS_LISTEN", "metrics.listen"),
 ];
@@ -192,14 +246,17 @@ impl Config {
     fn apply_env(&mut self, var: &str, value: String) -> Result<(), ConfigError> {
         match var {
             "COURIER_DATA_DIR" => self.data_dir = PathBuf::from(value),
+            "COURIER_NAMESPACE" => self.namespace = value,
+            "COURIER_KAFKA_BROKERS" => self.kafka.brokers = value,
             "COURIER_LOG_BACKEND" => {
                 self.log.backend = match value.as_str() {
                     "embedded" => Backend::Embedded,
+                    "kafka" => Backend::Kafka,
                     _ => {
                         return Err(ConfigError::Env {
                             var: "COURIER_LOG_BACKEND",
                             value,
-                            reason: "expected `embedded`",
+                            reason: "expected `embedded` or `kafka`",
                         });
                     }
                 }
@@ -227,22 +284,70 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.runner.max_batch == 0 {
-            return Err(ConfigError::Invalid("runner.max_batch must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "runner.max_batch must be at least 1".into(),
+            ));
         }
         if self.runner.max_attempts == 0 {
-            return Err(ConfigError::Invalid("runner.max_attempts must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "runner.max_attempts must be at least 1".into(),
+            ));
+        }
+        let ns = &self.namespace;
+        if !ns.is_empty()
+            && (ns.len() > MAX_NAMESPACE_LEN
+                || ns.starts_with('.')
+                || ns == ".."
+                || !ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "namespace `{ns}`: use at most {MAX_NAMESPACE_LEN} letters, digits, '.', '_' or '-', not starting with '.' \
+                 (it prefixes Kafka topic names and names a directory)"
+            )));
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "kafka.brokers is empty; expected host:port[,host:port...]".into(),
+            ));
+        }
+        if self.kafka.replication_factor < 1 {
+            return Err(ConfigError::Invalid(format!(
+                "kafka.replication_factor must be at least 1, not {}",
+                self.kafka.replication_factor
+            )));
         }
         Ok(())
     }
 
-    /// Where the embedded log lives.
-    pub fn log_dir(&self) -> PathBuf {
-        self.data_dir.join("log")
+    /// `data_dir`, under the namespace when there is one.
+    fn local_root(&self) -> PathBuf {
+        if self.namespace.is_empty() {
+            self.data_dir.clone()
+        } else {
+            self.data_dir.join(&self.namespace)
+        }
     }
 
-    /// Where a named view store lives.
+    /// Where the embedded log lives (`data_dir[/namespace]/log`).
+    pub fn log_dir(&self) -> PathBuf {
+        self.local_root().join("log")
+    }
+
+    /// Where a named view store lives (`data_dir[/namespace]/views/NAME`).
     pub fn view_dir(&self, name: &str) -> PathBuf {
-        self.data_dir.join("views").join(name)
+        self.local_root().join("views").join(name)
+    }
+
+    /// The Kafka settings of this configuration (brokers, namespace, properties).
+    pub fn kafka_settings(&self) -> KafkaSettings {
+        KafkaSettings {
+            brokers: self.kafka.brokers.clone(),
+            namespace: self.namespace.clone(),
+            replication_factor: self.kafka.replication_factor,
+            properties: self.kafka.properties.clone(),
+        }
     }
 
     /// Opens the configured log.
@@ -252,10 +357,18 @@ impl Config {
                 let log = EmbeddedLog::open(
                     &self.log_dir(),
                     courier_topics::Catalog::builtin(),
-                    EmbeddedOptions { fsync: self.log.fsync },
+                    EmbeddedOptions {
+                        fsync: self.log.fsync,
+                    },
                 )?;
                 Ok(Arc::new(log))
             }
+            // No network yet: the catalog's topics are created or checked on the
+            // log's first use (`KafkaLog::connect` does it at once).
+            Backend::Kafka => Ok(Arc::new(KafkaLog::new(
+                self.kafka_settings(),
+                courier_topics::Catalog::builtin(),
+            )?)),
         }
     }
 }
@@ -265,7 +378,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -280,8 +396,16 @@ mod tests {
     fn file_then_environment_overrides() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "data_dir = \"/x\"\n[log]\nfsync = false\n[runner]\nmax_batch = 10\n").unwrap();
-        let c = Config::load(Some(&path), env(&[("COURIER_LOG_FSYNC", "true"), ("OTHER", "1")])).unwrap();
+        std::fs::write(
+            &path,
+            "data_dir = \"/x\"\n[log]\nfsync = false\n[runner]\nmax_batch = 10\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[("COURIER_LOG_FSYNC", "true"), ("OTHER", "1")]),
+        )
+        .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/x"));
         assert!(c.log.fsync);
         assert_eq!(c.runner.max_batch, 10);
@@ -299,10 +423,109 @@ mod tests {
         std::fs::write(&path, "[runner]\nmax_bacth = 3\n").unwrap();
         let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
         assert!(e.contains("max_bacth"), "{e}");
-        let e = Config::load(None, env(&[("COURIER_LOG_FSYNC", "yes")])).unwrap_err().to_string();
-        assert_eq!(e, "environment variable COURIER_LOG_FSYNC=yes: expected true or false");
+        let e = Config::load(None, env(&[("COURIER_LOG_FSYNC", "yes")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "environment variable COURIER_LOG_FSYNC=yes: expected true or false"
+        );
         std::fs::write(&path, "[runner]\nmax_batch = 0\n").unwrap();
         let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
         assert_eq!(e, "config: runner.max_batch must be at least 1");
+    }
+
+    #[test]
+    fn kafka_backend_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "namespace = \"staging\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"k1:9092,k2:9092\"\nreplication_factor = 3\n[kafka.properties]\n\"security.protocol\" = \"SSL\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.log.backend, Backend::Kafka);
+        assert_eq!(c.namespace, "staging");
+        let k = c.kafka_settings();
+        assert_eq!(k.brokers, "k1:9092,k2:9092");
+        assert_eq!(k.namespace, "staging");
+        assert_eq!(k.replication_factor, 3);
+        assert_eq!(
+            k.properties.get("security.protocol").map(String::as_str),
+            Some("SSL")
+        );
+
+        let c = Config::load(
+            None,
+            env(&[
+                ("COURIER_LOG_BACKEND", "kafka"),
+                ("COURIER_KAFKA_BROKERS", "b:1"),
+                ("COURIER_NAMESPACE", "t1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.log.backend, Backend::Kafka);
+        assert_eq!(c.kafka.brokers, "b:1");
+        assert_eq!(c.kafka.replication_factor, 1);
+        assert_eq!(c.namespace, "t1");
+        // Defaults: the local broker of compose/local, no namespace.
+        let d = Config::load(None, env(&[])).unwrap();
+        assert_eq!(d.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(d.namespace, "");
+    }
+
+    #[test]
+    fn namespace_prefixes_local_directories() {
+        let c = Config::load(None, env(&[("COURIER_DATA_DIR", "/d")])).unwrap();
+        assert_eq!(c.log_dir(), PathBuf::from("/d/log"));
+        assert_eq!(c.view_dir("presence"), PathBuf::from("/d/views/presence"));
+        let c = Config::load(
+            None,
+            env(&[("COURIER_DATA_DIR", "/d"), ("COURIER_NAMESPACE", "ci-7")]),
+        )
+        .unwrap();
+        assert_eq!(c.log_dir(), PathBuf::from("/d/ci-7/log"));
+        assert_eq!(
+            c.view_dir("presence"),
+            PathBuf::from("/d/ci-7/views/presence")
+        );
+    }
+
+    #[test]
+    fn kafka_mistakes_are_reported_with_where() {
+        let e = Config::load(None, env(&[("COURIER_LOG_BACKEND", "kafak")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "environment variable COURIER_LOG_BACKEND=kafak: expected `embedded` or `kafka`"
+        );
+        let e = Config::load(None, env(&[("COURIER_NAMESPACE", "a/b")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("config: namespace `a/b`"), "{e}");
+        let e = Config::load(None, env(&[("COURIER_NAMESPACE", "..")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("namespace `..`"), "{e}");
+        let e = Config::load(None, env(&[("COURIER_KAFKA_BROKERS", " ")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kafka.brokers is empty"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[kafka]\nbroker = \"x:1\"\n").unwrap();
+        let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("broker"), "{e}");
+        std::fs::write(&path, "[kafka]\nreplication_factor = 0\n").unwrap();
+        let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "config: kafka.replication_factor must be at least 1, not 0"
+        );
+        std::fs::write(&path, "[kafka.properties]\n\"linger.ms\" = 5\n").unwrap();
+        let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("linger.ms"), "{e}");
     }
 }

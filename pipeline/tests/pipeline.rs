@@ -166,7 +166,7 @@ async fn runner_commits_after_the_handler_and_resumes_there() {
     }
 
     // More records, and a restart of the process: the runner resumes at the commit.
-    publish(&*log, &events(&messages(5, 41)[200..].to_vec()))
+    publish(&*log, &events(&messages(5, 41)[200..]))
         .await
         .unwrap();
     drop(log);

@@ -4,5 +4,6 @@
 //! (ports), what it needs from storage; `sinks` implements them for RocksDB,
 //! Cassandra, tantivy and HTTP. Nothing here knows which log or store it runs on.
 
+pub mod inbox;
 pub mod presence;
 pub mod store;

@@ -25,7 +25,8 @@ type Out = std::io::BufWriter<Box<dyn Write>>;
 /// Where replayed events go, by format.
 enum Output {
     Json(Out),
-    Avro(apache_avro::Writer<'static, Out>),
+    // Boxed: the Avro writer is large and there is exactly one Output per replay.
+    Avro(Box<apache_avro::Writer<'static, Out>>),
 }
 
 /// Arguments of `replay`.
@@ -114,10 +115,10 @@ pub async fn run(log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
     });
     let mut output = match args.format {
         Format::Json => Output::Json(out),
-        Format::Avro => Output::Avro(
+        Format::Avro => Output::Avro(Box::new(
             apache_avro::Writer::new(courier_schemas::avro::schema(), out)
                 .context("starting the Avro container file")?,
-        ),
+        )),
     };
     let mut n = 0u64;
     while let Some((_, event)) = replay.next().await? {

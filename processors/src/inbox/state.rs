@@ -1,0 +1,265 @@
+//! The per-conversation state of the inbox fold: exactly what judging and applying
+//! the next event needs, persisted by stores after every batch (written last).
+//!
+//! What grows, and why it must:
+//! - one [`MessageMeta`] per applied message (id, sender, offset, `at_ms`, flags,
+//!   about 40 bytes as JSON): duplicate `message_id`s must be recognised forever,
+//!   edits and deletes need the sender, receipts need the message's offset, and a
+//!   moving read watermark needs the senders and tombstones it passes over to keep
+//!   unread counts exact without a store read. Texts are *not* kept;
+//! - one [`UserState`] per user who was ever a member, whose spans grow by one per
+//!   re-join;
+//! - one preview (at most 100 characters) per message that is some user's last
+//!   visible message: usually one, at most one per user;
+//! - the `event_id`s of events that are not idempotent by content
+//!   (`conversation_created`, membership changes, edits) and of rejected events.
+//!   Messages, deletes and receipts — the bulk of the log — are recognised as
+//!   duplicates by their content instead (see `fold`), so their ids are not kept.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::effects::{ParticipantRow, Span};
+
+/// Bumped when a stored state can no longer be read by this code.
+pub const STATE_FORMAT: u32 = 1;
+
+/// Everything the fold remembers about one conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationState {
+    /// [`STATE_FORMAT`] at the time it was written.
+    pub(super) format: u32,
+    /// The conversation this state belongs to.
+    pub(super) conversation_id: String,
+    /// Offset of the last event applied (or rejected, or ignored): anything at or
+    /// below it is a redelivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) applied: Option<u64>,
+    /// `None` until a valid `conversation_created`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) kind: Option<Kind>,
+    /// Every user who was ever a member; messages refer to senders by index.
+    #[serde(default)]
+    pub(super) users: Vec<UserState>,
+    /// Applied messages in log order.
+    #[serde(default)]
+    pub(super) messages: Vec<MessageMeta>,
+    /// Preview of each message that is some user's `last` (index → preview).
+    #[serde(default)]
+    pub(super) previews: BTreeMap<u32, String>,
+    /// `event_id`s whose second coming must change nothing (see the module doc).
+    #[serde(default)]
+    pub(super) seen_event_ids: BTreeSet<String>,
+    /// `message_id` → index in `messages`; rebuilt after deserialization.
+    #[serde(skip)]
+    pub(super) message_index: HashMap<String, u32>,
+    /// `user_id` → index in `users`; rebuilt after deserialization.
+    #[serde(skip)]
+    pub(super) user_index: HashMap<String, u32>,
+}
+
+/// Direct or group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Exactly two members, for ever.
+    Direct,
+    /// Members come and go.
+    Group,
+}
+
+/// One user who is or was a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct UserState {
+    pub(super) id: String,
+    /// Membership spans in log order; only the last may be open.
+    pub(super) spans: Vec<Span>,
+    /// `at_ms` of the event that most recently made them a member.
+    pub(super) joined_at_ms: i64,
+    /// Delivered watermark (a message offset); never below `read`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) delivered: Option<u64>,
+    /// Read watermark (a message offset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) read: Option<u64>,
+    /// Kept up to date incrementally so a store never counts.
+    pub(super) unread: u64,
+    /// Index of the last message visible to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) last: Option<u32>,
+}
+
+impl UserState {
+    pub(super) fn is_member(&self) -> bool {
+        self.spans.last().is_some_and(|s| s.to.is_none())
+    }
+
+    pub(super) fn sees(&self, offset: u64) -> bool {
+        self.spans.iter().any(|s| s.contains(offset))
+    }
+
+    /// Whether a watermark at `mark` covers the message at `offset`.
+    pub(super) fn reached(mark: Option<u64>, offset: u64) -> bool {
+        mark.is_some_and(|m| m >= offset)
+    }
+}
+
+/// One applied message. Field names are one letter because there is one of these
+/// per message in every persisted state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct MessageMeta {
+    #[serde(rename = "i")]
+    pub(super) id: String,
+    /// Index of the sender in `users`.
+    #[serde(rename = "s")]
+    pub(super) sender: u32,
+    #[serde(rename = "o")]
+    pub(super) offset: u64,
+    #[serde(rename = "t")]
+    pub(super) at_ms: i64,
+    #[serde(rename = "e", default, skip_serializing_if = "is_false")]
+    pub(super) edited: bool,
+    #[serde(rename = "d", default, skip_serializing_if = "is_false")]
+    pub(super) deleted: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl ConversationState {
+    /// The state of a conversation nothing is known about yet.
+    pub fn new(conversation_id: impl Into<String>) -> Self {
+        ConversationState {
+            format: STATE_FORMAT,
+            conversation_id: conversation_id.into(),
+            applied: None,
+            kind: None,
+            users: Vec::new(),
+            messages: Vec::new(),
+            previews: BTreeMap::new(),
+            seen_event_ids: BTreeSet::new(),
+            message_index: HashMap::new(),
+            user_index: HashMap::new(),
+        }
+    }
+
+    /// The [`STATE_FORMAT`] this state was written with; a store refuses a newer one.
+    pub fn format(&self) -> u32 {
+        self.format
+    }
+
+    /// The conversation.
+    pub fn conversation_id(&self) -> &str {
+        &self.conversation_id
+    }
+
+    /// Offset of the last event this state has seen (the store's checkpoint for it).
+    pub fn applied_offset(&self) -> Option<u64> {
+        self.applied
+    }
+
+    /// Whether a valid `conversation_created` was applied.
+    pub fn exists(&self) -> bool {
+        self.kind.is_some()
+    }
+
+    /// Direct or group, once created.
+    pub fn kind(&self) -> Option<Kind> {
+        self.kind
+    }
+
+    /// Current members, sorted.
+    pub fn members(&self) -> Vec<&str> {
+        let mut m: Vec<&str> = self
+            .users
+            .iter()
+            .filter(|u| u.is_member())
+            .map(|u| u.id.as_str())
+            .collect();
+        m.sort_unstable();
+        m
+    }
+
+    /// How many messages the state remembers (it grows by one per applied message).
+    pub fn message_count(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// The participant row of every user who is or was a member, as stores hold
+    /// them. Lets a store (re)build or check its rows from a state alone.
+    pub fn participants(&self) -> Vec<ParticipantRow> {
+        (0..self.users.len()).map(|u| self.participant(u)).collect()
+    }
+
+    pub(super) fn participant(&self, u: usize) -> ParticipantRow {
+        let user = &self.users[u];
+        ParticipantRow {
+            conversation_id: self.conversation_id.clone(),
+            user_id: user.id.clone(),
+            spans: user.spans.clone(),
+            delivered_up_to: user.delivered,
+            read_up_to: user.read,
+        }
+    }
+
+    /// Rebuilds the lookup maps that serialization leaves out. Cheap when they are
+    /// in step: both collections only ever grow, so equal lengths mean up to date.
+    pub(super) fn ensure_indexes(&mut self) {
+        if self.message_index.len() != self.messages.len() {
+            self.message_index = self
+                .messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.id.clone(), i as u32))
+                .collect();
+        }
+        if self.user_index.len() != self.users.len() {
+            self.user_index = self
+                .users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (u.id.clone(), i as u32))
+                .collect();
+        }
+    }
+
+    pub(super) fn user(&self, id: &str) -> Option<usize> {
+        self.user_index.get(id).map(|&i| i as usize)
+    }
+
+    pub(super) fn is_member(&self, id: &str) -> bool {
+        self.user(id).is_some_and(|u| self.users[u].is_member())
+    }
+
+    pub(super) fn message(&self, id: &str) -> Option<usize> {
+        self.message_index.get(id).map(|&i| i as usize)
+    }
+
+    /// The user's index, adding them (no spans yet) if they were never a member.
+    pub(super) fn user_or_insert(&mut self, id: &str) -> usize {
+        if let Some(u) = self.user(id) {
+            return u;
+        }
+        let u = self.users.len();
+        self.users.push(UserState {
+            id: id.to_owned(),
+            spans: Vec::new(),
+            joined_at_ms: 0,
+            delivered: None,
+            read: None,
+            unread: 0,
+            last: None,
+        });
+        self.user_index.insert(id.to_owned(), u as u32);
+        u
+    }
+
+    pub(super) fn push_message(&mut self, meta: MessageMeta) -> usize {
+        let i = self.messages.len();
+        self.message_index.insert(meta.id.clone(), i as u32);
+        self.messages.push(meta);
+        i
+    }
+}
