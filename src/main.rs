@@ -86,10 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let log = config.open_log().context("opening the log")?;
             cmd::lag::run(&*log, args).await
         }
-        Command::Topics { command } => {
-            let log = config.open_log().context("opening the log")?;
-            cmd::topics::run(&*log, command).await
-        }
+        Command::Topics { command } => cmd::topics::run(&config, command).await,
     }
 }
 

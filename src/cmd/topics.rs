@@ -2,7 +2,11 @@
 
 use std::process::ExitCode;
 
-use courier_pipeline::EventLog;
+use anyhow::Context;
+
+use courier_pipeline::config::Backend;
+use courier_pipeline::kafka::TopicAction;
+use courier_pipeline::{Config, EventLog, KafkaLog};
 use courier_topics::Catalog;
 
 /// Subcommands of `topics`.
@@ -14,10 +18,54 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create the catalog's topics on Kafka, or check existing ones and report drift
+    /// (wrong partition count, cleanup policy, retention). Never changes or deletes
+    /// an existing topic. Exits non-zero when anything drifted.
+    Apply,
 }
 
-pub async fn run(log: &dyn EventLog, command: Command) -> anyhow::Result<ExitCode> {
-    let Command::List { json } = command;
+/// `topics apply`: needs no open log on the embedded backend (its partitions are laid
+/// out from the catalog on open).
+async fn apply(config: &Config) -> anyhow::Result<ExitCode> {
+    if config.log.backend == Backend::Embedded {
+        println!("embedded log: its topics are laid out from the catalog when it opens; nothing to apply");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let log = KafkaLog::new(config.kafka_settings(), Catalog::builtin())?;
+    let reports = log.apply_topics(Catalog::builtin()).await?;
+    let mut drifted = false;
+    for r in &reports {
+        let action = match r.action {
+            TopicAction::Created => "created",
+            TopicAction::Existing => "exists",
+        };
+        if r.drift.is_empty() {
+            println!("{:<40} {action}, matches the catalog", r.kafka_topic);
+        } else {
+            drifted = true;
+            for d in &r.drift {
+                println!("{:<40} {action}, DRIFT: {d}", r.kafka_topic);
+            }
+        }
+    }
+    if drifted {
+        eprintln!("error: some topics differ from the catalog; courier changed nothing on them");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Apply => apply(config).await,
+        Command::List { json } => {
+            let log = config.open_log().context("opening the log")?;
+            list(&*log, json).await
+        }
+    }
+}
+
+async fn list(log: &dyn EventLog, json: bool) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for t in Catalog::builtin().topics() {
         let mut ends = Vec::with_capacity(t.partitions as usize);
