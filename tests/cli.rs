@@ -584,3 +584,83 @@ fn bad_arguments_are_explained() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("kafak"));
 }
+
+/// The broker of compose/local (or COURIER_TEST_KAFKA) if it answers. Under
+/// `CI=true` an unreachable broker fails the test; otherwise it is skipped loudly.
+fn kafka() -> Option<String> {
+    use std::net::ToSocketAddrs;
+    let brokers = std::env::var("COURIER_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let reachable = brokers.split(',').any(|b| {
+        b.trim()
+            .to_socket_addrs()
+            .ok()
+            .into_iter()
+            .flatten()
+            .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+    });
+    if reachable {
+        return Some(brokers);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "Kafka not reachable at {brokers} and CI=true: start it with compose/local/up.sh kafka"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipping: Kafka not reachable at {brokers}; run compose/local/up.sh kafka"
+    );
+    None
+}
+
+#[test]
+fn produce_and_replay_through_real_kafka_match_the_embedded_log() {
+    let Some(brokers) = kafka() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let namespace = format!(
+        "cli-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
+    let config = dir.path().join("kafka.toml");
+    std::fs::write(
+        &config,
+        format!("namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n"),
+    )
+    .unwrap();
+    let kdata = dir.path().join("kdata");
+    let on_kafka = |args: &[&str]| {
+        let mut c = courier(&kdata);
+        c.arg("--config").arg(&config).args(args);
+        c
+    };
+    let applied = ok(on_kafka(&["topics", "apply"]).output().unwrap());
+    assert_eq!(applied.lines().filter(|l| l.contains("created, matches the catalog")).count(), 4, "{applied}");
+    assert!(applied.contains(&format!("{namespace}.courier.conversations.v1")), "{applied}");
+
+    let lines = stream(4, 12);
+    let file = write_lines(dir.path(), "events.jsonl", &lines);
+    ok(on_kafka(&["produce", "--file", file.to_str().unwrap()]).output().unwrap());
+    let from_kafka = ok(on_kafka(&["replay", "courier.conversations.v1"]).output().unwrap());
+
+    let edata = dir.path().join("edata");
+    ok(courier(&edata).args(["produce", "--file"]).arg(&file).output().unwrap());
+    let from_embedded = ok(courier(&edata).args(["replay", "courier.conversations.v1"]).output().unwrap());
+    assert_eq!(from_kafka.lines().count(), lines.len() - 12, "every conversation event");
+    assert_eq!(from_kafka, from_embedded, "Kafka round-trips canonical JSON exactly as the embedded log");
+
+    let again = ok(on_kafka(&["topics", "apply"]).output().unwrap());
+    assert_eq!(again.lines().filter(|l| l.contains("exists, matches the catalog")).count(), 4, "{again}");
+    let listed: Value = serde_json::from_str(&ok(on_kafka(&["topics", "list", "--json"]).output().unwrap())).unwrap();
+    assert_eq!(listed[1]["records"], 12, "presence on Kafka");
+
+    // Leave the shared broker as we found it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let log = courier_pipeline::KafkaLog::new(
+            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace),
+            courier_topics::Catalog::builtin(),
+        )
+        .unwrap();
+        log.delete_namespace().await.unwrap();
+    });
+}
