@@ -1,0 +1,290 @@
+//! courier's produce, consume and replay paths on a real Kafka broker, beside Kafka's
+//! own perf tools and kcat on the same broker in the same run.
+//!
+//! `compose/local/up.sh kafka && cargo bench -p courier-pipeline --bench kafka [-- --records N]`
+//!
+//! - courier produce: `producer::publish` of message events in chunks of 5,000 (what
+//!   `courier produce` does), to a fresh namespaced topic of 12 partitions;
+//! - Kafka's `ProducerPerformance` (`kafka-producer-perf-test`) with the same record
+//!   size, `acks=all`, idempotence, lz4, to a 12-partition topic;
+//! - courier consume: a group member polling batches of 1,000 until it has read all;
+//! - Kafka's `ConsumerPerformance` over the perf tool's topic;
+//! - courier replay: the `courier replay --format json` path (merge, header check,
+//!   decode, canonical JSON) into a sink, against `kcat -C -e` dumping the same
+//!   topic raw.
+//!
+//! Records/s and ratios are printed; the namespace's topics are deleted at the end.
+
+use std::io::Write as _;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use courier_pipeline::producer::{publish, to_record};
+use courier_pipeline::replay::{Replay, ReplaySpec};
+use courier_pipeline::{ConsumerEvent, EventLog, KafkaLog, KafkaSettings, Position};
+use courier_schemas::json;
+use courier_topics::{CONVERSATIONS, Catalog};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn events(n: usize) -> Vec<courier_schemas::Event> {
+    (0..n)
+        .map(|i| {
+            json::parse_line(&format!(
+                r#"{{"type":"message_sent","event_id":"e{i}","conversation_id":"c{}","message_id":"m{i}","sender_id":"u{}","text":"see you at the station at {} o'clock","at_ms":{}}}"#,
+                i % 10_000,
+                i % 7919,
+                i % 24,
+                1_764_000_000_000i64 + i as i64
+            ))
+            .expect("valid event")
+        })
+        .collect()
+}
+
+fn perf_tool(args: &[&str]) -> String {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../compose/local/kafka-perf.sh"
+    );
+    let out = Command::new(script)
+        .args(args)
+        .output()
+        .expect("run kafka-perf.sh");
+    assert!(
+        out.status.success(),
+        "kafka-perf.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `… records sent, 123456.7 records/sec (…)` → 123456.7
+fn producer_rate(out: &str) -> f64 {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("records sent"))
+        .expect("perf summary");
+    let before = line.split(" records/sec").next().expect("rate");
+    before
+        .rsplit(", ")
+        .next()
+        .and_then(|v| v.trim().parse().ok())
+        .expect("parse rate")
+}
+
+/// The CSV line after the header; column `nMsg.sec`.
+fn consumer_rate(out: &str) -> f64 {
+    let mut lines = out.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .find(|l| l.contains("nMsg.sec"))
+        .expect("header")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let values: Vec<&str> = lines
+        .next()
+        .expect("values")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let i = header
+        .iter()
+        .position(|h| *h == "nMsg.sec")
+        .expect("nMsg.sec column");
+    values[i].parse().expect("parse rate")
+}
+
+fn main() {
+    let n = arg("--records", 500_000);
+    let brokers = std::env::var("COURIER_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let ns = format!("bench-{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let log = rt
+        .block_on(KafkaLog::connect(
+            KafkaSettings::new(brokers.clone()).with_namespace(ns.clone()),
+            Catalog::builtin(),
+        ))
+        .expect("connect to Kafka (compose/local/up.sh kafka)");
+    let log: Arc<dyn EventLog> = Arc::new(log);
+    let evs = events(n);
+    let size = evs.iter().map(|e| to_record(e).value.len()).sum::<usize>() / n;
+    println!(
+        "records: {n}; courier event payload {size} B avg (the perf tools use --record-size {size}); broker {brokers}"
+    );
+
+    // courier produce
+    let started = Instant::now();
+    rt.block_on(async {
+        for chunk in evs.chunks(5000) {
+            publish(&*log, chunk).await.expect("publish");
+        }
+    });
+    let courier_produce = n as f64 / started.elapsed().as_secs_f64();
+
+    // Kafka's producer perf tool, same size, same durability and compression.
+    let perf_topic = format!("{ns}.perf");
+    perf_tool(&[
+        "topics",
+        "--bootstrap-server",
+        &brokers,
+        "--create",
+        "--topic",
+        &perf_topic,
+        "--partitions",
+        "12",
+        "--replication-factor",
+        "1",
+    ]);
+    let out = perf_tool(&[
+        "producer",
+        "--topic",
+        &perf_topic,
+        "--num-records",
+        &n.to_string(),
+        "--record-size",
+        &size.to_string(),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        &format!("bootstrap.servers={brokers}"),
+        "acks=all",
+        "enable.idempotence=true",
+        "compression.type=lz4",
+        "linger.ms=5",
+    ]);
+    let java_produce = producer_rate(&out);
+
+    // courier consume: one group member reading everything.
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut c = log
+            .subscribe("bench", &[CONVERSATIONS.to_string()])
+            .await
+            .expect("subscribe");
+        let mut got = 0;
+        while got < n {
+            if let ConsumerEvent::Records(r) = c
+                .poll(1000, Duration::from_millis(500))
+                .await
+                .expect("poll")
+            {
+                got += r.len();
+            }
+        }
+        c.close().await.expect("close");
+    });
+    let courier_consume = n as f64 / started.elapsed().as_secs_f64();
+
+    let out = perf_tool(&[
+        "consumer",
+        "--bootstrap-server",
+        &brokers,
+        "--topic",
+        &perf_topic,
+        "--num-records",
+        &n.to_string(),
+        "--timeout",
+        "60000",
+    ]);
+    let java_consume = consumer_rate(&out);
+
+    // courier replay --format json vs kcat -C -e of the same topic.
+    let started = Instant::now();
+    let replayed = rt.block_on(async {
+        let spec = ReplaySpec {
+            topic: CONVERSATIONS.into(),
+            from: Position::Earliest,
+            to: None,
+            conversation: None,
+            user: None,
+        };
+        let mut r = Replay::start(&*log, spec).await.expect("replay");
+        let mut sink = std::io::BufWriter::new(std::io::sink());
+        let mut k = 0;
+        while let Some((_, e)) = r.next().await.expect("next") {
+            sink.write_all(json::to_line(&e).as_bytes()).expect("write");
+            sink.write_all(b"\n").expect("write");
+            k += 1;
+        }
+        k
+    });
+    let courier_replay = replayed as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(replayed, n);
+    let started = Instant::now();
+    let out = Command::new("kcat")
+        .args([
+            "-C",
+            "-e",
+            "-q",
+            "-b",
+            &brokers,
+            "-t",
+            &format!("{ns}.{CONVERSATIONS}"),
+            "-f",
+            "%s\n",
+        ])
+        .output()
+        .expect("run kcat (apt-get install kcat)");
+    let kcat = n as f64 / started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "kcat failed");
+
+    println!(
+        "{:<44} {:>12.0} records/s",
+        "courier produce (publish, chunks of 5,000)", courier_produce
+    );
+    println!(
+        "{:<44} {:>12.0} records/s",
+        "kafka-producer-perf-test (same size)", java_produce
+    );
+    println!(
+        "{:<44} {:>12.0} records/s",
+        "courier consume (group member)", courier_consume
+    );
+    println!(
+        "{:<44} {:>12.0} records/s",
+        "kafka-consumer-perf-test", java_consume
+    );
+    println!(
+        "{:<44} {:>12.0} records/s",
+        "courier replay --format json path", courier_replay
+    );
+    println!("{:<44} {:>12.0} records/s", "kcat -C -e (raw)", kcat);
+    println!(
+        "ratio produce courier/java:  {:.2}",
+        courier_produce / java_produce
+    );
+    println!(
+        "ratio consume courier/java:  {:.2}",
+        courier_consume / java_consume
+    );
+    println!("ratio replay courier/kcat:   {:.2}", courier_replay / kcat);
+
+    let kafka = KafkaLog::new(
+        KafkaSettings::new(brokers.clone()).with_namespace(ns),
+        Catalog::builtin(),
+    )
+    .expect("log");
+    rt.block_on(kafka.delete_namespace())
+        .expect("delete namespace topics");
+    perf_tool(&[
+        "topics",
+        "--bootstrap-server",
+        &brokers,
+        "--delete",
+        "--topic",
+        &perf_topic,
+    ]);
+}
