@@ -75,7 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Replay(args) => {
             let log = config.open_log().context("opening the log")?;
-            cmd::replay::run(&*log, args).await
+            cmd::replay::run(log, args).await
         }
         Command::Run(args) => {
             let log = config.open_log().context("opening the log")?;

@@ -211,7 +211,7 @@ fn main() {
             conversation: None,
             user: None,
         };
-        let mut r = Replay::start(&*log, spec).await.expect("replay");
+        let mut r = Replay::start(log.clone(), spec).await.expect("replay");
         let mut sink = std::io::BufWriter::new(std::io::sink());
         let mut k = 0;
         while let Some((_, e)) = r.next().await.expect("next") {

@@ -13,6 +13,7 @@
 //!
 //! Prints one line per measurement (median of the rounds) and the ratios.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use courier_pipeline::embedded::{EmbeddedOptions, codec, db_options, records_cf_options};
@@ -115,7 +116,7 @@ async fn courier_append(log: &EmbeddedLog, recs: &[Record]) -> Sample {
     }
 }
 
-async fn courier_replay(log: &EmbeddedLog, n: usize) -> Sample {
+async fn courier_replay(log: Arc<dyn EventLog>, n: usize) -> Sample {
     let started = Instant::now();
     let spec = ReplaySpec {
         topic: CONVERSATIONS.into(),
@@ -186,7 +187,7 @@ fn main() {
         let s = raw_iterate(raw_dir.path());
         assert!(s.bytes == framed_bytes);
         iter.push(s.secs);
-        let r = runtime.block_on(courier_replay(&log, n));
+        let r = runtime.block_on(courier_replay(Arc::new(log.clone()), n));
         rep.push(r.secs);
         eprintln!(
             "round {round}: raw put {:.2}s, append {:.2}s, raw iterate {:.2}s, replay {:.2}s",

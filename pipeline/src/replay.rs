@@ -6,7 +6,10 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use courier_schemas::Event;
 use courier_topics::{Catalog, partition_for_key};
@@ -58,27 +61,42 @@ pub enum ReplayError {
     },
 }
 
-struct Cursor {
-    partition: u32,
-    next: u64,
-    end: u64,
-    buf: VecDeque<ConsumedRecord>,
+/// A matching record and its decoded event.
+type Item = (ConsumedRecord, Event);
+
+/// What a partition reader hands the merge: matching items, and how many records
+/// it read to find them.
+struct Chunk {
+    items: VecDeque<Item>,
+    scanned: u64,
+}
+
+/// The merge's view of one partition.
+struct Feed {
+    rx: mpsc::Receiver<Result<Chunk, ReplayError>>,
+    buf: VecDeque<Item>,
+    done: bool,
 }
 
 /// A running replay; pull events with [`Replay::next`].
-pub struct Replay<'a> {
-    log: &'a dyn EventLog,
-    spec: ReplaySpec,
-    cursors: Vec<Cursor>,
+///
+/// Each partition is read and decoded by its own task, a few chunks ahead (bounded
+/// channels, so memory stays flat), while `next` merges their heads: decoding runs
+/// on every core, and the timeline order is still exact.
+pub struct Replay {
+    feeds: Vec<Feed>,
     heap: BinaryHeap<Reverse<(i64, u32, u64, usize)>>,
     total: u64,
     scanned: u64,
 }
 
-impl<'a> Replay<'a> {
+/// Chunks a partition reader may run ahead of the merge.
+const AHEAD: usize = 2;
+
+impl Replay {
     /// Resolves the range in every partition (the end is fixed now: records
-    /// appended later are not part of this replay).
-    pub async fn start(log: &'a dyn EventLog, spec: ReplaySpec) -> Result<Replay<'a>, ReplayError> {
+    /// appended later are not part of this replay) and starts the readers.
+    pub async fn start(log: Arc<dyn EventLog>, spec: ReplaySpec) -> Result<Replay, ReplayError> {
         let n = log.partitions(&spec.topic)?;
         // A topic keyed by conversation holds a conversation in exactly one partition.
         let keyed_by_conversation = Catalog::builtin()
@@ -88,7 +106,7 @@ impl<'a> Replay<'a> {
             Some(c) if keyed_by_conversation => vec![partition_for_key(c.as_bytes(), n)],
             _ => (0..n).collect(),
         };
-        let mut cursors = Vec::with_capacity(partitions.len());
+        let mut ranges = Vec::with_capacity(partitions.len());
         let mut total = 0;
         for p in partitions {
             let start = log.resolve(&spec.topic, p, spec.from).await?;
@@ -102,22 +120,26 @@ impl<'a> Replay<'a> {
                     .min(high),
             };
             total += end.saturating_sub(start);
-            cursors.push(Cursor {
-                partition: p,
-                next: start,
-                end,
+            ranges.push((p, start, end));
+        }
+        let spec = Arc::new(spec);
+        let mut feeds = Vec::with_capacity(ranges.len());
+        for (p, start, end) in ranges {
+            let (tx, rx) = mpsc::channel(AHEAD);
+            tokio::spawn(read_partition(log.clone(), spec.clone(), p, start, end, tx));
+            feeds.push(Feed {
+                rx,
                 buf: VecDeque::new(),
+                done: start >= end,
             });
         }
         let mut replay = Replay {
-            log,
-            spec,
-            cursors,
+            feeds,
             heap: BinaryHeap::new(),
             total,
             scanned: 0,
         };
-        for i in 0..replay.cursors.len() {
+        for i in 0..replay.feeds.len() {
             replay.refill(i).await?;
         }
         Ok(replay)
@@ -133,53 +155,94 @@ impl<'a> Replay<'a> {
         self.scanned
     }
 
+    /// Makes sure partition `i` has a head item (unless it is finished) and puts
+    /// that head on the heap.
     async fn refill(&mut self, i: usize) -> Result<(), ReplayError> {
-        let c = &mut self.cursors[i];
-        if c.buf.is_empty() && c.next < c.end {
-            let want = usize::try_from(c.end - c.next).unwrap_or(CHUNK).min(CHUNK);
-            let got = self
-                .log
-                .read(&self.spec.topic, c.partition, c.next, want, Duration::ZERO)
-                .await?;
-            if let Some(last) = got.last() {
-                c.next = last.offset + 1;
-            } else {
-                // Nothing where the range said there would be records (retention
-                // removed them); the partition is done.
-                c.next = c.end;
+        let feed = &mut self.feeds[i];
+        while feed.buf.is_empty() && !feed.done {
+            match feed.rx.recv().await {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    self.scanned += chunk.scanned;
+                    feed.buf = chunk.items;
+                }
+                None => feed.done = true,
             }
-            c.buf.extend(got.into_iter().filter(|r| r.offset < c.end));
         }
-        if let Some(head) = c.buf.front() {
+        if let Some((r, _)) = feed.buf.front() {
             self.heap
-                .push(Reverse((head.timestamp_ms, c.partition, head.offset, i)));
+                .push(Reverse((r.timestamp_ms, r.partition, r.offset, i)));
         }
         Ok(())
     }
 
     /// The next matching event in timeline order, or `None` at the end of the range.
-    pub async fn next(&mut self) -> Result<Option<(ConsumedRecord, Event)>, ReplayError> {
-        while let Some(Reverse((_, _, _, i))) = self.heap.pop() {
-            let record = self.cursors[i]
-                .buf
-                .pop_front()
-                .expect("heap entries point at buffered records");
-            self.refill(i).await?;
-            self.scanned += 1;
-            let event = decode(&record)?;
-            if let Some(c) = &self.spec.conversation
-                && event.conversation_id() != Some(c.as_str())
-            {
-                continue;
+    pub async fn next(&mut self) -> Result<Option<Item>, ReplayError> {
+        let Some(Reverse((_, _, _, i))) = self.heap.pop() else {
+            return Ok(None);
+        };
+        let item = self.feeds[i]
+            .buf
+            .pop_front()
+            .expect("heap entries point at buffered items");
+        self.refill(i).await?;
+        Ok(Some(item))
+    }
+}
+
+fn matches(spec: &ReplaySpec, event: &Event) -> bool {
+    spec.conversation
+        .as_deref()
+        .is_none_or(|c| event.conversation_id() == Some(c))
+        && spec.user.as_deref().is_none_or(|u| event.involves_user(u))
+}
+
+/// Reads `[start, end)` of one partition in chunks, decodes and filters, and feeds
+/// the merge until the range is done or the replay is dropped.
+async fn read_partition(
+    log: Arc<dyn EventLog>,
+    spec: Arc<ReplaySpec>,
+    partition: u32,
+    start: u64,
+    end: u64,
+    tx: mpsc::Sender<Result<Chunk, ReplayError>>,
+) {
+    let mut next = start;
+    while next < end {
+        let want = usize::try_from(end - next).unwrap_or(CHUNK).min(CHUNK);
+        let got = match log
+            .read(&spec.topic, partition, next, want, Duration::ZERO)
+            .await
+        {
+            Ok(got) => got,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
             }
-            if let Some(u) = &self.spec.user
-                && !event.involves_user(u)
-            {
-                continue;
+        };
+        let Some(last) = got.last() else {
+            // Nothing where the range said there would be records (retention removed
+            // them): the partition is done.
+            return;
+        };
+        next = last.offset + 1;
+        let mut items = VecDeque::with_capacity(got.len());
+        let mut scanned = 0;
+        for record in got.into_iter().filter(|r| r.offset < end) {
+            scanned += 1;
+            match decode(&record) {
+                Ok(event) if matches(&spec, &event) => items.push_back((record, event)),
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
             }
-            return Ok(Some((record, event)));
         }
-        Ok(None)
+        if tx.send(Ok(Chunk { items, scanned })).await.is_err() {
+            // The replay was dropped.
+            return;
+        }
     }
 }
 

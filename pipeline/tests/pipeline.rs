@@ -326,7 +326,7 @@ async fn replay_is_bounded_filtered_and_ordered_per_conversation() {
     let collect = |s: ReplaySpec| {
         let log = log.clone();
         async move {
-            let mut r = Replay::start(&*log, s).await.unwrap();
+            let mut r = Replay::start(log.clone(), s).await.unwrap();
             let mut out = Vec::new();
             while let Some((_, e)) = r.next().await.unwrap() {
                 out.push(json::to_line(&e));
@@ -357,7 +357,7 @@ async fn replay_is_bounded_filtered_and_ordered_per_conversation() {
     assert_eq!(range, lines[10..20].to_vec());
     // A user filter on another topic.
     let mut r = Replay::start(
-        &*log,
+        log.clone(),
         ReplaySpec {
             topic: PRESENCE.into(),
             from: Position::Earliest,

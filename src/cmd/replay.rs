@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use courier_pipeline::replay::{End, Replay, ReplaySpec};
@@ -82,7 +83,7 @@ fn parse_to(s: &str) -> anyhow::Result<End> {
     }
 }
 
-pub async fn run(log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(log: Arc<dyn EventLog>, args: Args) -> anyhow::Result<ExitCode> {
     let spec = ReplaySpec {
         topic: args.topic.clone(),
         from: parse_from(&args.from)?,
