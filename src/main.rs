@@ -40,6 +40,13 @@ enum Command {
     Lag(cmd::lag::Args),
     /// A user's latest presence.
     Presence(cmd::presence::Args),
+    /// A user's inbox: one row per conversation they are or were a member of.
+    Inbox(cmd::inbox::Args),
+    /// A conversation's messages as one of its (former) members sees them.
+    Messages(cmd::messages::Args),
+    /// Build a fresh generation of a view from the start of the log, then switch
+    /// reads to it.
+    Rebuild(cmd::rebuild::Args),
     /// The topic catalog.
     Topics {
         #[command(subcommand)]
@@ -82,9 +89,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd::run::run(&config, log, args).await
         }
         Command::Presence(args) => cmd::presence::run(&config, args),
+        Command::Inbox(args) => cmd::inbox::run(&config, args).await,
+        Command::Messages(args) => cmd::messages::run(&config, args).await,
+        Command::Rebuild(args) => {
+            let log = config.open_log().context("opening the log")?;
+            cmd::rebuild::run(&config, log, args).await
+        }
         Command::Lag(args) => {
             let log = config.open_log().context("opening the log")?;
-            cmd::lag::run(&*log, args).await
+            cmd::lag::run(&config, &*log, args).await
         }
         Command::Topics { command } => cmd::topics::run(&config, command).await,
     }
@@ -93,11 +106,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Long-running commands say what they do; one-shot commands only warn.
-    init_tracing(if matches!(cli.command, Command::Run(_)) {
-        "info"
-    } else {
-        "warn"
-    });
+    init_tracing(
+        if matches!(cli.command, Command::Run(_) | Command::Rebuild(_)) {
+            "info"
+        } else {
+            "warn"
+        },
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -619,7 +619,10 @@ fn produce_and_replay_through_real_kafka_match_the_embedded_log() {
     let namespace = format!(
         "cli-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
     );
     let config = dir.path().join("kafka.toml");
     std::fs::write(
@@ -634,23 +637,61 @@ fn produce_and_replay_through_real_kafka_match_the_embedded_log() {
         c
     };
     let applied = ok(on_kafka(&["topics", "apply"]).output().unwrap());
-    assert_eq!(applied.lines().filter(|l| l.contains("created, matches the catalog")).count(), 4, "{applied}");
-    assert!(applied.contains(&format!("{namespace}.courier.conversations.v1")), "{applied}");
+    assert_eq!(
+        applied
+            .lines()
+            .filter(|l| l.contains("created, matches the catalog"))
+            .count(),
+        4,
+        "{applied}"
+    );
+    assert!(
+        applied.contains(&format!("{namespace}.courier.conversations.v1")),
+        "{applied}"
+    );
 
     let lines = stream(4, 12);
     let file = write_lines(dir.path(), "events.jsonl", &lines);
-    ok(on_kafka(&["produce", "--file", file.to_str().unwrap()]).output().unwrap());
-    let from_kafka = ok(on_kafka(&["replay", "courier.conversations.v1"]).output().unwrap());
+    ok(on_kafka(&["produce", "--file", file.to_str().unwrap()])
+        .output()
+        .unwrap());
+    let from_kafka = ok(on_kafka(&["replay", "courier.conversations.v1"])
+        .output()
+        .unwrap());
 
     let edata = dir.path().join("edata");
-    ok(courier(&edata).args(["produce", "--file"]).arg(&file).output().unwrap());
-    let from_embedded = ok(courier(&edata).args(["replay", "courier.conversations.v1"]).output().unwrap());
-    assert_eq!(from_kafka.lines().count(), lines.len() - 12, "every conversation event");
-    assert_eq!(from_kafka, from_embedded, "Kafka round-trips canonical JSON exactly as the embedded log");
+    ok(courier(&edata)
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    let from_embedded = ok(courier(&edata)
+        .args(["replay", "courier.conversations.v1"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        from_kafka.lines().count(),
+        lines.len() - 12,
+        "every conversation event"
+    );
+    assert_eq!(
+        from_kafka, from_embedded,
+        "Kafka round-trips canonical JSON exactly as the embedded log"
+    );
 
     let again = ok(on_kafka(&["topics", "apply"]).output().unwrap());
-    assert_eq!(again.lines().filter(|l| l.contains("exists, matches the catalog")).count(), 4, "{again}");
-    let listed: Value = serde_json::from_str(&ok(on_kafka(&["topics", "list", "--json"]).output().unwrap())).unwrap();
+    assert_eq!(
+        again
+            .lines()
+            .filter(|l| l.contains("exists, matches the catalog"))
+            .count(),
+        4,
+        "{again}"
+    );
+    let listed: Value = serde_json::from_str(&ok(on_kafka(&["topics", "list", "--json"])
+        .output()
+        .unwrap()))
+    .unwrap();
     assert_eq!(listed[1]["records"], 12, "presence on Kafka");
 
     // Leave the shared broker as we found it.

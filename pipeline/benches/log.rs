@@ -144,9 +144,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `cargo bench` passes `--bench`; `cargo test` (which also builds and runs bench
+/// targets) does not: then this is a quick smoke run that the harness works.
+fn smoke() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
+
 fn main() {
-    let n = arg("--events", 1_000_000);
-    let rounds = arg("--rounds", 3);
+    let (n, rounds) = if smoke() {
+        (5_000, 1)
+    } else {
+        (arg("--events", 1_000_000), arg("--rounds", 3))
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,4 +4,5 @@
 //! Architecture invariant: sinks hold no domain rules; they store and load what the
 //! processors hand them, atomically where the port says so.
 
+pub mod inbox;
 pub mod presence;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::ValueEnum;
-use courier_pipeline::EventLog;
+use courier_pipeline::{Config, EventLog};
 
 use super::run::Processor;
 
@@ -15,16 +15,24 @@ pub struct Args {
     json: bool,
 }
 
-pub async fn run(log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(config: &Config, log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for p in Processor::value_variants() {
+        let group = p.live_group(config)?;
         for topic in p.topics() {
-            let committed = log.committed(&p.group(), &topic).await?;
+            let committed = log.committed(&group, &topic).await?;
             for (partition, committed) in committed.into_iter().enumerate() {
                 let (low, high) = log.watermarks(&topic, partition as u32).await?;
                 // A group that never committed starts at the earliest record.
                 let lag = high.saturating_sub(committed.unwrap_or(low));
-                rows.push((p.group(), topic.clone(), partition, committed, high, lag));
+                rows.push((
+                    group.clone(),
+                    topic.clone(),
+                    partition,
+                    committed,
+                    high,
+                    lag,
+                ));
             }
         }
     }

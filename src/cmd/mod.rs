@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
+pub mod inbox;
 pub mod lag;
+pub mod messages;
 pub mod presence;
 pub mod produce;
+pub mod rebuild;
 pub mod replay;
 pub mod run;
 pub mod topics;

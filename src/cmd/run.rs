@@ -8,12 +8,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use courier_pipeline::runner::{self, RunOptions};
 use courier_pipeline::{Config, EventLog, shutdown};
+use courier_processors::inbox::InboxProcessor;
 use courier_processors::presence::PresenceProcessor;
+use courier_sinks::inbox::{Generations, RocksInboxStore};
 use courier_sinks::presence::RocksPresenceStore;
 
 /// Processors `run` can start.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Processor {
+    /// Inboxes and message history (courier.conversations.v1 → inbox views).
+    Inbox,
     /// Latest presence of every user (courier.presence.v1 → presence table).
     Presence,
 }
@@ -22,21 +26,43 @@ impl Processor {
     /// Its name: metrics label, and its consumer group is `courier.NAME`.
     pub fn name(self) -> &'static str {
         match self {
+            Processor::Inbox => "inbox",
             Processor::Presence => "presence",
         }
     }
 
-    /// Its consumer group.
+    /// Its consumer group (for the inbox: of generation 0, see [`inbox_group`]).
     pub fn group(self) -> String {
         format!("courier.{}", self.name())
+    }
+
+    /// The consumer group of the instance running now: the inbox's follows the view
+    /// generation it serves (see [`inbox_group`]).
+    pub fn live_group(self, config: &Config) -> anyhow::Result<String> {
+        match self {
+            Processor::Inbox => Ok(inbox_group(
+                Generations::new(config.view_dir("inbox")).current()?,
+            )),
+            Processor::Presence => Ok(self.group()),
+        }
     }
 
     /// The topics it consumes.
     pub fn topics(self) -> Vec<String> {
         match self {
+            Processor::Inbox => vec![courier_topics::CONVERSATIONS.to_string()],
             Processor::Presence => vec![courier_topics::PRESENCE.to_string()],
         }
     }
+}
+
+/// The consumer group of generation `g` of the inbox view: each generation has its
+/// own, so a rebuild starts from the beginning of the log and the live processor
+/// continues where the generation it serves ended. Generation 0 keeps the plain
+/// `courier.inbox`.
+pub fn inbox_group(g: u64) -> String {
+    let base = Processor::Inbox.group();
+    if g == 0 { base } else { format!("{base}.g{g}") }
 }
 
 /// Arguments of `run`.
@@ -51,7 +77,7 @@ pub struct Args {
 }
 
 /// Fires shutdown on Ctrl-C or SIGTERM.
-fn on_signals(trigger: shutdown::ShutdownTrigger) {
+pub(crate) fn on_signals(trigger: shutdown::ShutdownTrigger) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -78,7 +104,7 @@ fn on_signals(trigger: shutdown::ShutdownTrigger) {
 }
 
 /// Serves `/metrics` on the configured address while the process runs.
-async fn serve_metrics(listen: &str) -> anyhow::Result<()> {
+pub(crate) async fn serve_metrics(listen: &str) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the metrics endpoint to {listen}"))?;
@@ -110,6 +136,18 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
         runner: config.runner.clone(),
     };
     let stats = match args.processor {
+        Processor::Inbox => {
+            // Always the current generation: `rebuild` may have switched it.
+            let generations = Generations::new(config.view_dir("inbox"));
+            let g = generations.current()?;
+            let store = RocksInboxStore::open(&generations.dir(g))?;
+            let mut p = InboxProcessor::new(store, log.clone());
+            let opts = RunOptions {
+                group: inbox_group(g),
+                ..opts
+            };
+            runner::run(log, &mut p, opts, stop).await?
+        }
         Processor::Presence => {
             let store = RocksPresenceStore::open(&config.view_dir("presence"))?;
             let mut p = PresenceProcessor::new(store, log.clone());

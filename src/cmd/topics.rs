@@ -28,7 +28,9 @@ pub enum Command {
 /// out from the catalog on open).
 async fn apply(config: &Config) -> anyhow::Result<ExitCode> {
     if config.log.backend == Backend::Embedded {
-        println!("embedded log: its topics are laid out from the catalog when it opens; nothing to apply");
+        println!(
+            "embedded log: its topics are laid out from the catalog when it opens; nothing to apply"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let log = KafkaLog::new(config.kafka_settings(), Catalog::builtin())?;

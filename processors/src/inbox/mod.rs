@@ -55,10 +55,12 @@
 
 mod effects;
 mod fold;
+mod handler;
 mod membership;
 mod messages;
 mod receipts;
 mod state;
+pub mod store;
 pub mod view;
 
 #[cfg(test)]
@@ -71,5 +73,6 @@ pub use effects::{
     Position, Span, Verdict,
 };
 pub use fold::{apply, route};
+pub use handler::InboxProcessor;
 pub use state::{ConversationState, Kind, STATE_FORMAT};
 pub use view::{MessageView, NotAMember, ViewModel};

@@ -1,0 +1,99 @@
+//! `courier rebuild VIEW`: build a fresh generation of a view from the start of the
+//! log in a fresh consumer group, then switch reads to it atomically and drop the
+//! old one.
+//!
+//! The embedded log admits one process per data directory, so in embedded mode
+//! the rebuild runs with nothing else running (no producer, no live processor) and
+//! ends when it has caught up with the end of the log as it was at start; the next
+//! `courier run inbox` continues from there in the new generation's group.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use courier_pipeline::runner::{self, RunOptions};
+use courier_pipeline::{Config, EventLog, shutdown};
+use courier_processors::inbox::InboxProcessor;
+use courier_processors::inbox::store::InboxStore;
+use courier_sinks::inbox::{Generations, RocksInboxStore};
+use courier_topics::CONVERSATIONS;
+
+use super::run::{Processor, inbox_group, on_signals, serve_metrics};
+
+/// Views `rebuild` can rebuild.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum View {
+    /// Inboxes and message history.
+    Inbox,
+}
+
+/// Arguments of `rebuild`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Which view.
+    #[arg(value_enum)]
+    view: View,
+}
+
+pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow::Result<ExitCode> {
+    let View::Inbox = args.view;
+    let generations = Generations::new(config.view_dir("inbox"));
+    let current = generations.current()?;
+    for g in generations.remove_stale()? {
+        tracing::info!(
+            generation = g,
+            "removed a generation no one reads (an unfinished rebuild)"
+        );
+    }
+    let next = generations.next()?;
+    if let Some(listen) = &config.metrics.listen {
+        serve_metrics(listen).await?;
+    }
+    let (trigger, stop) = shutdown::channel();
+    let stopped = trigger.subscribe();
+    on_signals(trigger);
+
+    // What the current generation covered was dead-lettered by it already.
+    let mut covered = HashMap::new();
+    if let Some(old) = RocksInboxStore::open_read_only(&generations.dir(current))? {
+        for partition in 0..log.partitions(CONVERSATIONS)? {
+            if let Some(next) = old.checkpoint(partition).await? {
+                covered.insert(partition, next);
+            }
+        }
+    }
+    let dir = generations.dir(next);
+    let store = RocksInboxStore::open(&dir)
+        .with_context(|| format!("creating generation g{next} of the inbox views"))?;
+    let mut p = InboxProcessor::new(store, log.clone()).dead_lettered_below(covered);
+    let opts = RunOptions {
+        // Its own metrics label, so its lag never reads as the live processor's.
+        processor: "inbox-rebuild".to_string(),
+        group: inbox_group(next),
+        topics: Processor::Inbox.topics(),
+        until_caught_up: true,
+        runner: config.runner.clone(),
+    };
+    tracing::info!(generation = next, group = %opts.group, "rebuilding the inbox views from the start of the log");
+    let result = runner::run(log, &mut p, opts, stop).await;
+    // Closes the new generation's store before anyone else opens it.
+    drop(p);
+    let stats = match result {
+        Ok(stats) if !stopped.is_triggered() => stats,
+        outcome => {
+            generations.remove(next)?;
+            outcome?;
+            anyhow::bail!(
+                "rebuild stopped before it caught up; generation g{current} still serves reads"
+            );
+        }
+    };
+    generations.switch_to(next)?;
+    generations.remove(current)?;
+    eprintln!(
+        "inbox: rebuilt generation g{next} from {} record(s) in {} batch(es); reads switched from g{current}",
+        stats.records, stats.batches
+    );
+    Ok(ExitCode::SUCCESS)
+}
