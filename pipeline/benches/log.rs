@@ -196,6 +196,15 @@ fn main() {
         let s = raw_iterate(raw_dir.path());
         assert!(s.bytes == framed_bytes);
         iter.push(s.secs);
+        // Reopen the log as the baseline reopens its database, so both read the same
+        // storage state (recovered from the WAL into level-0 files).
+        drop(log);
+        let log = EmbeddedLog::open(
+            log_dir.path(),
+            Catalog::builtin(),
+            EmbeddedOptions::default(),
+        )
+        .expect("reopen log");
         let r = runtime.block_on(courier_replay(Arc::new(log.clone()), n));
         rep.push(r.secs);
         eprintln!(
