@@ -2,41 +2,16 @@
 //! round trips, all-or-nothing validation, kill -9 of a producer, and processors
 //! that resume from their committed offsets after SIGTERM and SIGKILL.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use common::{courier, ok, processed_so_far, wait_for_line, write_lines};
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn courier(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
-    c.arg("--data").arg(data);
-    c.env_remove("COURIER_CONFIG")
-        .env_remove("COURIER_DATA_DIR")
-        .env_remove("COURIER_LOG");
-    c
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "courier failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8 stdout")
-}
-
-fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
-    let p = dir.join(name);
-    let mut f = std::fs::File::create(&p).unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
-    p
-}
 
 /// A mixed stream: several conversations interleaved, every event type, presence.
 fn stream(conversations: usize, per: usize) -> Vec<String> {
@@ -276,21 +251,6 @@ fn produce_reads_stdin_and_fills_missing_ids() {
     assert_eq!(&id[14..15], "7", "a UUIDv7: {id}");
 }
 
-/// Reads stderr lines of a child until one satisfies `pred`; returns it.
-fn wait_for_line(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    what: &str,
-    pred: impl Fn(&str) -> bool,
-) -> String {
-    for line in lines.by_ref() {
-        let line = line.expect("read child output");
-        if pred(&line) {
-            return line;
-        }
-    }
-    panic!("the process ended before printing {what}");
-}
-
 #[test]
 fn kill_9_of_a_producer_loses_nothing_it_reported_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -377,22 +337,6 @@ fn applied(stderr: &[u8]) -> u64 {
         .unwrap()
 }
 
-/// GET /metrics over a plain socket and sum the presence processor's event counter.
-fn processed_so_far(addr: &str) -> u64 {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let _ = s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes());
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .filter(|l| {
-            l.starts_with("courier_processor_events_total{") && l.contains("processor=\"presence\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// A live `courier run presence`, its metrics address, and the rest of its stderr
 /// (drained by a thread so the child never blocks on a full pipe).
 fn spawn_live_presence(
@@ -431,7 +375,7 @@ fn spawn_live_presence(
 
 fn await_progress(addr: &str, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while processed_so_far(addr) < at_least {
+    while processed_so_far(addr, "presence") < at_least {
         assert!(Instant::now() < deadline, "the processor made no progress");
         std::thread::yield_now();
     }

@@ -3,42 +3,16 @@
 //! spec; producing twice changes nothing; `rebuild inbox` gives identical output;
 //! a processor killed with SIGKILL mid-run ends with the views of a clean run.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use common::{courier, ok, processed_so_far, wait_for_line, write_lines};
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-fn courier(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
-    c.arg("--data").arg(data);
-    c.env_remove("COURIER_CONFIG")
-        .env_remove("COURIER_DATA_DIR")
-        .env_remove("COURIER_METRICS_LISTEN")
-        .env_remove("COURIER_LOG");
-    c
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "courier failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8 stdout")
-}
-
-fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
-    let p = dir.join(name);
-    let mut f = std::fs::File::create(&p).unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
-    p
-}
 
 fn produce(data: &Path, file: &Path) {
     ok(courier(data)
@@ -488,36 +462,6 @@ fn generated(conversations: usize, per: usize) -> Vec<String> {
     out
 }
 
-/// Reads stderr lines of a child until one satisfies `pred`; returns it.
-fn wait_for_line(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    pred: impl Fn(&str) -> bool,
-) -> String {
-    for line in lines.by_ref() {
-        let line = line.expect("read child output");
-        if pred(&line) {
-            return line;
-        }
-    }
-    panic!("the process ended before printing the metrics address");
-}
-
-/// GET /metrics over a plain socket and sum the inbox processor's event counter.
-fn processed_so_far(addr: &str) -> u64 {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let _ = s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes());
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .filter(|l| {
-            l.starts_with("courier_processor_events_total{") && l.contains("processor=\"inbox\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[test]
 fn a_processor_killed_mid_run_ends_with_the_views_of_an_uninterrupted_run() {
     let started = Instant::now();
@@ -543,7 +487,9 @@ fn a_processor_killed_mid_run_ends_with_the_views_of_an_uninterrupted_run() {
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = wait_for_line(&mut err, |l| l.contains("serving /metrics"));
+    let line = wait_for_line(&mut err, "the metrics address", |l| {
+        l.contains("serving /metrics")
+    });
     let addr = line
         .rsplit("addr=")
         .next()
@@ -554,7 +500,7 @@ fn a_processor_killed_mid_run_ends_with_the_views_of_an_uninterrupted_run() {
         .to_string();
     std::thread::spawn(move || for _ in err.map_while(Result::ok) {});
     let deadline = Instant::now() + Duration::from_secs(120);
-    while processed_so_far(&addr) < total / 4 {
+    while processed_so_far(&addr, "inbox") < total / 4 {
         assert!(Instant::now() < deadline, "the processor made no progress");
         std::thread::yield_now();
     }

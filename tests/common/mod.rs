@@ -1,0 +1,72 @@
+//! Helpers shared by the end-to-end tests of the `courier` binary.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The binary, pointed at `data`, with no configuration leaking in from the
+/// environment of whoever runs the tests.
+pub fn courier(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
+    c.arg("--data").arg(data);
+    c.env_remove("COURIER_CONFIG")
+        .env_remove("COURIER_DATA_DIR")
+        .env_remove("COURIER_METRICS_LISTEN")
+        .env_remove("COURIER_NAMESPACE")
+        .env_remove("COURIER_LOG");
+    c
+}
+
+/// Stdout of a command that must succeed; on failure, everything it printed.
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "courier failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8 stdout")
+}
+
+/// Writes lines to `dir/name`.
+pub fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let p = dir.join(name);
+    let mut f = std::fs::File::create(&p).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    p
+}
+
+/// Reads a child's output lines until one satisfies `pred`; returns it.
+pub fn wait_for_line(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    for line in lines.by_ref() {
+        let line = line.expect("read child output");
+        if pred(&line) {
+            return line;
+        }
+    }
+    panic!("the process ended before printing {what}");
+}
+
+/// GET /metrics over a plain socket and sum a processor's event counter (0 while
+/// the endpoint is not up).
+pub fn processed_so_far(addr: &str, processor: &str) -> u64 {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes());
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    let label = format!("processor=\"{processor}\"");
+    body.lines()
+        .filter(|l| l.starts_with("courier_processor_events_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
