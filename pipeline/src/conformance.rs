@@ -120,9 +120,9 @@ pub async fn per_key_order_and_monotonic_offsets(f: &dyn LogFactory) {
                 assert_eq!(r.header("courier-test"), Some(&b"1"[..]), "headers survive");
                 next += 1;
                 total += 1;
-                read.entry(String::from_utf8(r.key).expect("utf8"))
+                read.entry(String::from_utf8(r.key.to_vec()).expect("utf8"))
                     .or_default()
-                    .push(String::from_utf8(r.value).expect("utf8"));
+                    .push(String::from_utf8(r.value.to_vec()).expect("utf8"));
             }
         }
     }

@@ -21,12 +21,12 @@ pub fn dead_letter_for(record: &ConsumedRecord, reason: &str) -> Event {
         event_id: format!("dl:{}:{}:{}", record.topic, record.partition, record.offset),
         at_ms,
         body: Some(Body::DeadLetter(DeadLetter {
-            source_topic: record.topic.clone(),
+            source_topic: record.topic.to_string(),
             source_partition: record.partition as i32,
             source_offset: record.offset as i64,
             source_key: String::from_utf8_lossy(&record.key).into_owned(),
             reason: reason.to_string(),
-            payload: record.value.clone(),
+            payload: record.value.to_vec(),
         })),
     }
 }

@@ -21,5 +21,5 @@ pub use embedded::EmbeddedLog;
 pub use kafka::{KafkaLog, KafkaSettings};
 pub use log::{
     Appended, ConsumedRecord, ConsumerEvent, EventLog, GroupConsumer, Headers, LogError, Position,
-    Record, TopicPartition,
+    Record, RecordHeaders, TopicPartition,
 };

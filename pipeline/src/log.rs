@@ -5,9 +5,11 @@
 //! partitions and keep committed offsets; readers outside any group replay ranges.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 /// Record headers, in order. Names repeat in Kafka; we keep the same freedom.
 pub type Headers = Vec<(String, Vec<u8>)>;
@@ -61,10 +63,15 @@ impl fmt::Display for TopicPartition {
 }
 
 /// A record read back from the log.
+///
+/// Built for reading many records cheaply: the topic name is shared, and key, value
+/// and headers are `Bytes` views that may share one buffer with the other records
+/// of the same read (a record kept alive keeps that buffer alive). Copy out what
+/// must outlive a batch for long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumedRecord {
-    /// Logical topic name.
-    pub topic: String,
+    /// Logical topic name (one allocation per topic, shared by its records).
+    pub topic: Arc<str>,
     /// Partition it was read from.
     pub partition: u32,
     /// Its offset in that partition.
@@ -72,26 +79,206 @@ pub struct ConsumedRecord {
     /// Event time (ms) the producer gave it.
     pub timestamp_ms: i64,
     /// Partitioning key.
-    pub key: Vec<u8>,
+    pub key: Bytes,
     /// Encoded event.
-    pub value: Vec<u8>,
-    /// Headers as appended.
-    pub headers: Headers,
+    pub value: Bytes,
+    /// Headers as appended, kept encoded until asked for.
+    pub headers: RecordHeaders,
 }
 
 impl ConsumedRecord {
     /// The partition this record belongs to.
     pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition::new(self.topic.clone(), self.partition)
+        TopicPartition::new(&*self.topic, self.partition)
     }
 
     /// The value of the first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers.first(name)
     }
+}
+
+/// Headers of a read record in their encoded block form:
+/// `varint count | (varint len | name | varint len | value)*` (the embedded log
+/// stores exactly this block). Parsing into owned pairs would cost two allocations
+/// per header per record; most readers look up one or two names, so this keeps the
+/// bytes and walks them on demand. The block is validated when built.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RecordHeaders {
+    /// Empty means no headers (count omitted).
+    raw: Bytes,
+}
+
+impl RecordHeaders {
+    /// Encodes owned pairs (for backends that do not store the block form).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
+        let pairs: Vec<_> = pairs.into_iter().collect();
+        if pairs.is_empty() {
+            return RecordHeaders::default();
+        }
+        let mut out = Vec::new();
+        put_varint(&mut out, pairs.len() as u64);
+        for (name, v) in pairs {
+            put_varint(&mut out, name.len() as u64);
+            out.extend_from_slice(name.as_bytes());
+            put_varint(&mut out, v.len() as u64);
+            out.extend_from_slice(v);
+        }
+        RecordHeaders {
+            raw: Bytes::from(out),
+        }
+    }
+
+    /// Checks that `raw` is exactly one well-formed block with UTF-8 names.
+    pub fn from_block(raw: Bytes) -> Result<Self, String> {
+        let end = header_block_len(&raw, 0)?;
+        if end != raw.len() {
+            return Err("trailing bytes after the headers".into());
+        }
+        Ok(RecordHeaders { raw })
+    }
+
+    /// A block the caller has already validated (the embedded codec does, while
+    /// unframing a record), so it is not walked twice.
+    pub(crate) fn from_validated_block(raw: Bytes) -> Self {
+        RecordHeaders { raw }
+    }
+
+    /// `(name, value)` pairs in order, names as bytes; names may repeat.
+    fn iter_raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let buf: &[u8] = &self.raw;
+        let mut pos = 0;
+        let n = if buf.is_empty() {
+            0
+        } else {
+            get_varint(buf, &mut pos).unwrap_or(0)
+        };
+        // The block was validated when built, so these reads cannot fail; stopping
+        // early would only hide headers, never invent them.
+        (0..n).map_while(move |_| {
+            let name = get_slice(buf, &mut pos).ok()?;
+            let v = get_slice(buf, &mut pos).ok()?;
+            Some((name, v))
+        })
+    }
+
+    /// `(name, value)` pairs in order; names may repeat.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.iter_raw()
+            .filter_map(|(n, v)| Some((std::str::from_utf8(n).ok()?, v)))
+    }
+
+    /// The value of the first header with this name.
+    pub fn first(&self, name: &str) -> Option<&[u8]> {
+        // Compares bytes: names were checked to be UTF-8 when the block was built.
+        self.iter_raw()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
+    }
+
+    /// The value of the last header with this name (Kafka's `lastHeader`).
+    pub fn last(&self, name: &str) -> Option<&[u8]> {
+        self.iter_raw()
+            .filter(|(n, _)| *n == name.as_bytes())
+            .last()
+            .map(|(_, v)| v)
+    }
+
+    /// Number of headers.
+    pub fn len(&self) -> usize {
+        self.iter_raw().count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Owned pairs, as appended.
+    pub fn to_vec(&self) -> Headers {
+        self.iter()
+            .map(|(n, v)| (n.to_owned(), v.to_vec()))
+            .collect()
+    }
+}
+
+impl fmt::Debug for RecordHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(
+                self.iter()
+                    .map(|(n, v)| (n, String::from_utf8_lossy(v).into_owned())),
+            )
+            .finish()
+    }
+}
+
+impl From<&Headers> for RecordHeaders {
+    fn from(h: &Headers) -> Self {
+        RecordHeaders::from_pairs(h.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+    }
+}
+
+/// Appends the header block of `headers` (the form [`RecordHeaders`] reads).
+pub(crate) fn encode_header_block(out: &mut Vec<u8>, headers: &Headers) {
+    put_varint(out, headers.len() as u64);
+    for (name, v) in headers {
+        put_varint(out, name.len() as u64);
+        out.extend_from_slice(name.as_bytes());
+        put_varint(out, v.len() as u64);
+        out.extend_from_slice(v);
+    }
+}
+
+/// Validates the header block starting at `pos` and returns where it ends.
+pub(crate) fn header_block_len(buf: &[u8], mut pos: usize) -> Result<usize, String> {
+    if pos == buf.len() {
+        return Ok(pos);
+    }
+    let n = get_varint(buf, &mut pos)?;
+    for _ in 0..n {
+        std::str::from_utf8(get_slice(buf, &mut pos)?).map_err(|_| "header name is not UTF-8")?;
+        get_slice(buf, &mut pos)?;
+    }
+    Ok(pos)
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+pub(crate) fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
+    // Lengths and counts are almost always below 128: one byte, no loop.
+    if let Some(&b) = buf.get(*pos)
+        && b < 0x80
+    {
+        *pos += 1;
+        return Ok(u64::from(b));
+    }
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos).ok_or("truncated varint")?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+#[inline]
+pub(crate) fn get_slice<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], String> {
+    let len = usize::try_from(get_varint(buf, pos)?).map_err(|_| "length overflows")?;
+    let end = pos.checked_add(len).ok_or("length overflows")?;
+    let s = buf.get(*pos..end).ok_or("truncated field")?;
+    *pos = end;
+    Ok(s)
 }
 
 /// A position in a partition, as users name it.

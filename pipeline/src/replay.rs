@@ -253,6 +253,7 @@ pub fn decode(record: &ConsumedRecord) -> Result<Event, ReplayError> {
         offset: record.offset,
         detail,
     };
-    courier_schemas::headers::check(&record.headers).map_err(|e| err(e.to_string()))?;
+    courier_schemas::headers::check_with(|name| record.headers.last(name))
+        .map_err(|e| err(e.to_string()))?;
     courier_schemas::decode(&record.value).map_err(|e| err(e.to_string()))
 }

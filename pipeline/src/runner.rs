@@ -302,7 +302,7 @@ async fn process_batch(
     for (tp, _) in &offsets {
         let n = records
             .iter()
-            .filter(|r| r.partition == tp.partition && r.topic == tp.topic)
+            .filter(|r| r.partition == tp.partition && *r.topic == *tp.topic)
             .count();
         m.events
             .with_label_values(&[processor, &tp.topic, &tp.partition.to_string()])

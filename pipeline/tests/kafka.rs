@@ -209,10 +209,10 @@ async fn namespaces_do_not_see_each_other() {
         .expect("read a");
     assert_eq!(got.len(), 1);
     assert_eq!(
-        got[0].topic, CONVERSATIONS,
+        &*got[0].topic, CONVERSATIONS,
         "records carry the logical topic name"
     );
-    assert_eq!(got[0].value, b"only in a");
+    assert_eq!(got[0].value, &b"only in a"[..]);
     assert_eq!(
         b.watermarks(CONVERSATIONS, p).await.expect("watermarks b"),
         (0, 0),

@@ -47,13 +47,30 @@ pub fn for_event(event: &Event) -> Vec<(String, Vec<u8>)> {
 /// Accepts a record whose schema is ours at this version or an older one.
 /// Kafka allows repeated headers; as Kafka's `lastHeader`, the last one wins.
 pub fn check(headers: &[(String, Vec<u8>)]) -> Result<(), SchemaError> {
-    let schema = value(headers, SCHEMA)?;
+    check_with(|name| {
+        headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    })
+}
+
+/// [`check`] over any header representation: `last` returns the value of the last
+/// header with a name. Lets readers that keep headers encoded check them without
+/// building owned pairs per record.
+pub fn check_with<'h>(last: impl Fn(&'static str) -> Option<&'h [u8]>) -> Result<(), SchemaError> {
+    let value = |name: &'static str| -> Result<&'h str, SchemaError> {
+        let raw = last(name).ok_or(SchemaError::Missing(name))?;
+        std::str::from_utf8(raw).map_err(|_| SchemaError::NotUtf8(name))
+    };
+    let schema = value(SCHEMA)?;
     if schema != SCHEMA_NAME {
         return Err(SchemaError::WrongSchema {
             found: schema.to_owned(),
         });
     }
-    let version = value(headers, VERSION)?;
+    let version = value(VERSION)?;
     match version.parse::<u32>() {
         Ok(v) if v > SCHEMA_VERSION => Err(SchemaError::Newer { found: v }),
         Ok(v) if v >= 1 => Ok(()),
@@ -61,13 +78,4 @@ pub fn check(headers: &[(String, Vec<u8>)]) -> Result<(), SchemaError> {
             found: version.to_owned(),
         }),
     }
-}
-
-fn value<'h>(headers: &'h [(String, Vec<u8>)], name: &'static str) -> Result<&'h str, SchemaError> {
-    let (_, raw) = headers
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .ok_or(SchemaError::Missing(name))?;
-    std::str::from_utf8(raw).map_err(|_| SchemaError::NotUtf8(name))
 }

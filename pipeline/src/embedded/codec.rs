@@ -3,7 +3,7 @@
 //! Keys sort by (topic id, partition, offset) as big-endian integers so a partition
 //! is one contiguous, ordered key range that iterators scan without decoding.
 
-use crate::log::Headers;
+use crate::log::{Headers, encode_header_block, get_slice, header_block_len};
 
 /// Version byte of the stored record framing; bump on any layout change and keep
 /// decoding the old one.
@@ -62,35 +62,6 @@ pub fn group_key(group: &str, topic_id: u32, partition: u32) -> Vec<u8> {
     k
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos).ok_or("truncated varint")?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Ok(v);
-        }
-    }
-    Err("varint longer than 10 bytes".into())
-}
-
-fn get_slice<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], String> {
-    let len = usize::try_from(get_varint(buf, pos)?).map_err(|_| "length overflows")?;
-    let end = pos.checked_add(len).ok_or("length overflows")?;
-    let s = buf.get(*pos..end).ok_or("truncated field")?;
-    *pos = end;
-    Ok(s)
-}
-
 /// Frames a record: `version | timestamp | key | headers | value`.
 pub fn encode_record(
     out: &mut Vec<u8>,
@@ -102,15 +73,9 @@ pub fn encode_record(
     out.reserve(1 + 8 + key.len() + value.len() + 32);
     out.push(FRAME_V1);
     out.extend_from_slice(&timestamp_ms.to_le_bytes());
-    put_varint(out, key.len() as u64);
+    crate::log::put_varint(out, key.len() as u64);
     out.extend_from_slice(key);
-    put_varint(out, headers.len() as u64);
-    for (name, v) in headers {
-        put_varint(out, name.len() as u64);
-        out.extend_from_slice(name.as_bytes());
-        put_varint(out, v.len() as u64);
-        out.extend_from_slice(v);
-    }
+    encode_header_block(out, headers);
     out.extend_from_slice(value);
 }
 
@@ -121,8 +86,8 @@ pub struct Framed<'a> {
     pub timestamp_ms: i64,
     /// Partitioning key.
     pub key: &'a [u8],
-    /// Headers.
-    pub headers: Headers,
+    /// The encoded header block, validated (see `RecordHeaders`).
+    pub headers: &'a [u8],
     /// Encoded event.
     pub value: &'a [u8],
 }
@@ -143,19 +108,17 @@ pub fn decode_record(buf: &[u8]) -> Result<Framed<'_>, String> {
     let timestamp_ms = decode_timestamp(buf)?;
     let mut pos = 9;
     let key = get_slice(buf, &mut pos)?;
-    let n = get_varint(buf, &mut pos)?;
-    let mut headers = Vec::with_capacity(n.min(16) as usize);
-    for _ in 0..n {
-        let name = std::str::from_utf8(get_slice(buf, &mut pos)?)
-            .map_err(|_| "header name is not UTF-8")?
-            .to_string();
-        let v = get_slice(buf, &mut pos)?.to_vec();
-        headers.push((name, v));
+    // Validated here, parsed only when a reader asks for a header: this keeps the
+    // read path free of per-header allocations.
+    let start = pos;
+    pos = header_block_len(buf, pos)?;
+    if pos == start {
+        return Err("truncated headers".into());
     }
     Ok(Framed {
         timestamp_ms,
         key,
-        headers,
+        headers: &buf[start..pos],
         value: &buf[pos..],
     })
 }
@@ -172,7 +135,8 @@ mod tests {
         let f = decode_record(&buf).unwrap();
         assert_eq!(f.timestamp_ms, -5);
         assert_eq!(f.key, b"c1");
-        assert_eq!(f.headers, headers);
+        let block = crate::log::RecordHeaders::from_block(f.headers.to_vec().into()).unwrap();
+        assert_eq!(block.to_vec(), headers);
         assert_eq!(f.value, b"payload");
     }
 

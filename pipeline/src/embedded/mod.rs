@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use courier_topics::{Catalog, partition_for_key};
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode,
@@ -29,7 +30,8 @@ use rocksdb::{
 use tokio::sync::watch;
 
 use crate::log::{
-    Appended, ConsumedRecord, EventLog, GroupConsumer, LogError, Position, Record, TopicPartition,
+    Appended, ConsumedRecord, EventLog, GroupConsumer, LogError, Position, Record, RecordHeaders,
+    TopicPartition,
 };
 use crate::metrics;
 
@@ -89,6 +91,9 @@ impl PartitionState {
 struct Topic {
     id: u32,
     name: String,
+    /// The name every `ConsumedRecord` of this topic shares (a refcount per record,
+    /// not a copy).
+    shared_name: Arc<str>,
     /// Serializes appends to this topic so offsets are assigned and become visible
     /// in order.
     append: Mutex<Vec<PartitionState>>,
@@ -224,6 +229,7 @@ impl EmbeddedLog {
                 Arc::new(Topic {
                     id,
                     name: spec.name.clone(),
+                    shared_name: Arc::from(spec.name.as_str()),
                     append: Mutex::new(states),
                     high,
                 }),
@@ -375,27 +381,40 @@ impl Inner {
         ro.set_iterate_upper_bound(codec::record_key(t.id, partition, upto).to_vec());
         let mut it = self.db.raw_iterator_cf_opt(cf, ro);
         it.seek(codec::record_key(t.id, partition, from));
-        let mut out = Vec::with_capacity((upto - from) as usize);
+        // One copy of the stored bytes per read, into a single buffer that every
+        // record's key, value and headers then borrow (`Bytes` views): a record costs
+        // refcounts, not allocations.
+        let n = (upto - from) as usize;
+        let mut buf = Vec::with_capacity(n * 192);
+        let mut spans = Vec::with_capacity(n);
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             let offset = codec::offset_of(k).unwrap_or(u64::MAX);
-            let f = codec::decode_record(v).map_err(|detail| LogError::Corrupt {
-                tp: TopicPartition::new(topic, partition),
-                offset,
-                detail,
-            })?;
-            out.push(ConsumedRecord {
-                topic: t.name.clone(),
-                partition,
-                offset,
-                timestamp_ms: f.timestamp_ms,
-                key: f.key.to_vec(),
-                value: f.value.to_vec(),
-                headers: f.headers,
-            });
+            spans.push((offset, buf.len(), buf.len() + v.len()));
+            buf.extend_from_slice(v);
             it.next();
         }
         it.status()
             .map_err(|e| LogError::backend("read the embedded log", e))?;
+        let buf = Bytes::from(buf);
+        let mut out = Vec::with_capacity(spans.len());
+        for (offset, start, end) in spans {
+            let corrupt = |detail| LogError::Corrupt {
+                tp: TopicPartition::new(topic, partition),
+                offset,
+                detail,
+            };
+            let f = codec::decode_record(&buf[start..end]).map_err(corrupt)?;
+            out.push(ConsumedRecord {
+                topic: t.shared_name.clone(),
+                partition,
+                offset,
+                timestamp_ms: f.timestamp_ms,
+                key: buf.slice_ref(f.key),
+                value: buf.slice_ref(f.value),
+                // `decode_record` validated the block.
+                headers: RecordHeaders::from_validated_block(buf.slice_ref(f.headers)),
+            });
+        }
         Ok(out)
     }
 

@@ -38,8 +38,11 @@ use rdkafka::{Offset, TopicPartitionList};
 
 pub use admin::{Drift, TopicAction, TopicReport};
 
-use crate::log::{Appended, ConsumedRecord, EventLog, GroupConsumer, LogError, Position, Record};
+use crate::log::{
+    Appended, ConsumedRecord, EventLog, GroupConsumer, LogError, Position, Record, RecordHeaders,
+};
 use crate::metrics;
+use bytes::Bytes;
 
 /// Where a local broker listens (compose/local/up.sh).
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
@@ -84,7 +87,8 @@ impl KafkaSettings {
 #[derive(Debug, Clone)]
 pub(crate) struct Names {
     prefix: String,
-    logical: HashMap<String, String>,
+    /// Kafka topic → logical name, shared by every record read from that topic.
+    logical: HashMap<String, Arc<str>>,
 }
 
 impl Names {
@@ -97,7 +101,7 @@ impl Names {
         let logical = catalog
             .topics()
             .iter()
-            .map(|t| (format!("{prefix}{}", t.name), t.name.clone()))
+            .map(|t| (format!("{prefix}{}", t.name), Arc::from(t.name.as_str())))
             .collect();
         Names { prefix, logical }
     }
@@ -114,7 +118,12 @@ impl Names {
 
     /// The logical name of a Kafka topic of this namespace's catalog.
     pub(crate) fn logical(&self, kafka_topic: &str) -> Option<&str> {
-        self.logical.get(kafka_topic).map(String::as_str)
+        self.logical.get(kafka_topic).map(|s| &**s)
+    }
+
+    /// As [`Names::logical`], as the shared name records carry.
+    pub(crate) fn logical_shared(&self, kafka_topic: &str) -> Option<Arc<str>> {
+        self.logical.get(kafka_topic).cloned()
     }
 }
 
@@ -253,18 +262,11 @@ pub(crate) fn retrying<T>(
 
 /// Converts a fetched message of a catalog topic; `None` for a topic outside it.
 pub(crate) fn to_record(names: &Names, m: &BorrowedMessage<'_>) -> Option<ConsumedRecord> {
-    let topic = names.logical(m.topic())?.to_string();
+    let topic = names.logical_shared(m.topic())?;
     let headers = m
         .headers()
         .map(|hs| {
-            hs.iter()
-                .map(|h| {
-                    (
-                        h.key.to_string(),
-                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                    )
-                })
-                .collect()
+            RecordHeaders::from_pairs(hs.iter().map(|h| (h.key, h.value.unwrap_or_default())))
         })
         .unwrap_or_default();
     Some(ConsumedRecord {
@@ -272,8 +274,8 @@ pub(crate) fn to_record(names: &Names, m: &BorrowedMessage<'_>) -> Option<Consum
         partition: u32::try_from(m.partition()).ok()?,
         offset: u64::try_from(m.offset()).ok()?,
         timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-        key: m.key().map(<[u8]>::to_vec).unwrap_or_default(),
-        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        key: m.key().map(Bytes::copy_from_slice).unwrap_or_default(),
+        value: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
         headers,
     })
 }
