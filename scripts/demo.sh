@@ -12,6 +12,9 @@ rm -rf "$data"
 step "$courier" --data "$data" produce --file "$here/examples/chat.jsonl"
 step "$courier" --data "$data" topics list
 step "$courier" --data "$data" replay courier.conversations.v1 --conversation c-team --format json
+step "$courier" --data "$data" run inbox --until-caught-up
+step "$courier" --data "$data" inbox u-bob --json
+step "$courier" --data "$data" messages c-team --as u-bob --json
 step "$courier" --data "$data" run presence --until-caught-up
 step "$courier" --data "$data" presence u-bob --json
 printf '\nEverything above lives in %s; run `%s --data %s --help` for more.\n' "$data" "$courier" "$data"

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use courier_pipeline::Config;
+use courier_pipeline::config::ViewsBackend;
 
 /// courier: the event log of a messaging platform, and the processors that fold it
 /// into views.
@@ -47,6 +48,9 @@ enum Command {
     /// Build a fresh generation of a view from the start of the log, then switch
     /// reads to it.
     Rebuild(cmd::rebuild::Args),
+    /// Apply the view store's schema migrations not yet applied (Cassandra); safe
+    /// to rerun.
+    Migrate(cmd::migrate::Args),
     /// The topic catalog.
     Topics {
         #[command(subcommand)]
@@ -92,6 +96,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inbox(args) => cmd::inbox::run(&config, args).await,
         Command::Messages(args) => cmd::messages::run(&config, args).await,
         Command::Rebuild(args) => {
+            if config.views.backend == ViewsBackend::Cassandra {
+                anyhow::bail!(
+                    "`courier rebuild inbox` supports only the RocksDB views for now; \
+                     views.backend is \"cassandra\" here (set COURIER_VIEWS_BACKEND=rocksdb \
+                     to rebuild embedded views)"
+                );
+            }
             let log = config.open_log().context("opening the log")?;
             cmd::rebuild::run(&config, log, args).await
         }
@@ -99,6 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let log = config.open_log().context("opening the log")?;
             cmd::lag::run(&config, &*log, args).await
         }
+        Command::Migrate(args) => cmd::migrate::run(&config, args).await,
         Command::Topics { command } => cmd::topics::run(&config, command).await,
     }
 }

@@ -41,7 +41,80 @@ pub struct Config {
     /// Where `/metrics` is served while a processor runs.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Which store holds the materialized views (inbox and history).
+    #[serde(default)]
+    pub views: ViewsConfig,
+    /// How to reach Cassandra when `views.backend = "cassandra"`.
+    #[serde(default)]
+    pub cassandra: CassandraConfig,
 }
+
+/// The view store (`[views]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ViewsConfig {
+    /// `rocksdb` (embedded, under `data_dir/views`, with generations for
+    /// `courier rebuild`) or `cassandra` (see `[cassandra]`; schema applied by
+    /// `courier migrate`). Default `rocksdb`.
+    #[serde(default)]
+    pub backend: ViewsBackend,
+}
+
+/// View store backends.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ViewsBackend {
+    /// RocksDB inside the process.
+    #[default]
+    Rocksdb,
+    /// Apache Cassandra or ScyllaDB, through the `scylla` driver.
+    Cassandra,
+}
+
+/// The Cassandra cluster (`[cassandra]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CassandraConfig {
+    /// Nodes to contact first, comma-separated `host:port`. Default
+    /// `127.0.0.1:9042` (compose/local/up.sh cassandra).
+    #[serde(default = "default_contact_points")]
+    pub contact_points: String,
+    /// Keyspace of the views; prefixed by the namespace (`{ns}_courier`, with
+    /// '.' and '-' turned into '_'). Default `courier`.
+    #[serde(default = "default_keyspace")]
+    pub keyspace: String,
+    /// Replication factor of the keyspace `courier migrate` creates. Default 1.
+    #[serde(default = "default_cassandra_replication_factor")]
+    pub replication_factor: u32,
+    /// Datacenter to send requests to; when set, the keyspace is created with
+    /// `NetworkTopologyStrategy` in it (otherwise `SimpleStrategy`). Default none.
+    #[serde(default)]
+    pub local_datacenter: Option<String>,
+}
+
+impl Default for CassandraConfig {
+    fn default() -> Self {
+        CassandraConfig {
+            contact_points: default_contact_points(),
+            keyspace: default_keyspace(),
+            replication_factor: default_cassandra_replication_factor(),
+            local_datacenter: None,
+        }
+    }
+}
+
+fn default_contact_points() -> String {
+    "127.0.0.1:9042".to_string()
+}
+fn default_keyspace() -> String {
+    "courier".to_string()
+}
+fn default_cassandra_replication_factor() -> u32 {
+    1
+}
+
+/// Longest keyspace name Cassandra accepts.
+const MAX_KEYSPACE_LEN: usize = 48;
 
 /// The log backend.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
@@ -159,6 +232,8 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             runner: RunnerConfig::default(),
             metrics: MetricsConfig::default(),
+            views: ViewsConfig::default(),
+            cassandra: CassandraConfig::default(),
         }
     }
 }
@@ -209,6 +284,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("COURIER_KAFKA_BROKERS", "kafka.brokers"),
     ("COURIER_LOG_FSYNC", "log.fsync"),
     ("COURIER_METRICS_LISTEN", "metrics.listen"),
+    ("COURIER_VIEWS_BACKEND", "views.backend"),
+    (
+        "COURIER_CASSANDRA_CONTACT_POINTS",
+        "cassandra.contact_points",
+    ),
 ];
 
 impl Config {
@@ -248,6 +328,20 @@ impl Config {
             "COURIER_DATA_DIR" => self.data_dir = PathBuf::from(value),
             "COURIER_NAMESPACE" => self.namespace = value,
             "COURIER_KAFKA_BROKERS" => self.kafka.brokers = value,
+            "COURIER_CASSANDRA_CONTACT_POINTS" => self.cassandra.contact_points = value,
+            "COURIER_VIEWS_BACKEND" => {
+                self.views.backend = match value.as_str() {
+                    "rocksdb" => ViewsBackend::Rocksdb,
+                    "cassandra" => ViewsBackend::Cassandra,
+                    _ => {
+                        return Err(ConfigError::Env {
+                            var: "COURIER_VIEWS_BACKEND",
+                            value,
+                            reason: "expected `rocksdb` or `cassandra`",
+                        });
+                    }
+                }
+            }
             "COURIER_LOG_BACKEND" => {
                 self.log.backend = match value.as_str() {
                     "embedded" => Backend::Embedded,
@@ -318,7 +412,52 @@ impl Config {
                 self.kafka.replication_factor
             )));
         }
+        if self.cassandra.contact_points.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "cassandra.contact_points is empty; expected host:port[,host:port...]".into(),
+            ));
+        }
+        if self.cassandra.replication_factor < 1 {
+            return Err(ConfigError::Invalid(
+                "cassandra.replication_factor must be at least 1, not 0".into(),
+            ));
+        }
+        self.cassandra_keyspace()?;
         Ok(())
+    }
+
+    /// The keyspace of the views: `cassandra.keyspace`, prefixed by the namespace
+    /// (`{ns}_{keyspace}`), with '.' and '-' turned into '_' and lowercased (an
+    /// unquoted Cassandra name is case-insensitive). Errors when the result is not
+    /// a valid Cassandra name (letters, digits, '_', at most 48).
+    pub fn cassandra_keyspace(&self) -> Result<String, ConfigError> {
+        let (ns, base) = (&self.namespace, &self.cassandra.keyspace);
+        let raw = if ns.is_empty() {
+            base.clone()
+        } else {
+            format!("{ns}_{base}")
+        };
+        let name: String = raw
+            .chars()
+            .map(|c| match c {
+                '.' | '-' => '_',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect();
+        let valid = name.len() <= MAX_KEYSPACE_LEN
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric());
+        if valid {
+            Ok(name)
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "cassandra keyspace `{name}` (namespace `{ns}`, keyspace `{base}`): use at most \
+                 {MAX_KEYSPACE_LEN} letters, digits or '_', starting with a letter or digit"
+            )))
+        }
     }
 
     /// `data_dir`, under the namespace when there is one.
@@ -473,6 +612,86 @@ mod tests {
         let d = Config::load(None, env(&[])).unwrap();
         assert_eq!(d.kafka.brokers, "127.0.0.1:9092");
         assert_eq!(d.namespace, "");
+    }
+
+    #[test]
+    fn views_default_to_rocksdb_and_cassandra_to_the_local_node() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.views.backend, ViewsBackend::Rocksdb);
+        assert_eq!(c.cassandra.contact_points, "127.0.0.1:9042");
+        assert_eq!(c.cassandra.keyspace, "courier");
+        assert_eq!(c.cassandra.replication_factor, 1);
+        assert_eq!(c.cassandra.local_datacenter, None);
+        assert_eq!(c.cassandra_keyspace().unwrap(), "courier");
+    }
+
+    #[test]
+    fn cassandra_views_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "namespace = \"ci-7.a\"\n[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"n1:9042,n2:9042\"\nkeyspace = \"Views\"\nreplication_factor = 3\nlocal_datacenter = \"dc1\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.views.backend, ViewsBackend::Cassandra);
+        assert_eq!(c.cassandra.contact_points, "n1:9042,n2:9042");
+        assert_eq!(c.cassandra.replication_factor, 3);
+        assert_eq!(c.cassandra.local_datacenter.as_deref(), Some("dc1"));
+        assert_eq!(c.cassandra_keyspace().unwrap(), "ci_7_a_views");
+
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("COURIER_VIEWS_BACKEND", "rocksdb"),
+                ("COURIER_CASSANDRA_CONTACT_POINTS", "c:1"),
+                ("COURIER_NAMESPACE", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.views.backend, ViewsBackend::Rocksdb);
+        assert_eq!(c.cassandra.contact_points, "c:1");
+        assert_eq!(c.cassandra_keyspace().unwrap(), "views");
+        let c = Config::load(None, env(&[("COURIER_VIEWS_BACKEND", "cassandra")])).unwrap();
+        assert_eq!(c.views.backend, ViewsBackend::Cassandra);
+    }
+
+    #[test]
+    fn cassandra_mistakes_are_reported_with_where() {
+        let e = Config::load(None, env(&[("COURIER_VIEWS_BACKEND", "cassandr")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "environment variable COURIER_VIEWS_BACKEND=cassandr: expected `rocksdb` or `cassandra`"
+        );
+        let e = Config::load(None, env(&[("COURIER_CASSANDRA_CONTACT_POINTS", "")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cassandra.contact_points is empty"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[views]\nbackend = \"scylla\"\n").unwrap();
+        let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("scylla"), "{e}");
+        std::fs::write(&path, "[cassandra]\ncontact_point = \"x:1\"\n").unwrap();
+        let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("contact_point"), "{e}");
+        std::fs::write(&path, "[cassandra]\nreplication_factor = 0\n").unwrap();
+        let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "config: cassandra.replication_factor must be at least 1, not 0"
+        );
+        std::fs::write(&path, "[cassandra]\nkeyspace = \"a b\"\n").unwrap();
+        let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(e.starts_with("config: cassandra keyspace `a b`"), "{e}");
+        let long = "n".repeat(45);
+        let e = Config::load(None, env(&[("COURIER_NAMESPACE", long.as_str())]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 48"), "{e}");
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! `courier inbox USER`: a user's inbox from the current generation of the inbox
-//! views, newest activity first.
+//! `courier inbox USER`: a user's inbox from the configured view store (RocksDB:
+//! its current generation; Cassandra: the configured keyspace), newest activity
+//! first.
 
 use std::process::ExitCode;
 
 use courier_pipeline::Config;
-use courier_processors::inbox::store;
-use courier_sinks::inbox::{Generations, RocksInboxStore};
+use courier_pipeline::config::ViewsBackend;
+use courier_processors::inbox::store::{self, InboxStore};
+use courier_sinks::inbox::{CassandraInboxStore, CassandraSettings, Generations, RocksInboxStore};
 
 /// Arguments of `inbox`.
 #[derive(Debug, clap::Args)]
@@ -18,9 +20,31 @@ pub struct Args {
     json: bool,
 }
 
-/// Opens the current generation of the inbox views for reading; `None` when the
-/// processor never ran. Read-only, so it works beside a running processor.
-pub fn open_views(config: &Config) -> anyhow::Result<Option<RocksInboxStore>> {
+/// The Cassandra settings of the configuration (keyspace prefixed by the namespace).
+pub fn cassandra_settings(config: &Config) -> anyhow::Result<CassandraSettings> {
+    let c = &config.cassandra;
+    let mut s = CassandraSettings::new(&c.contact_points, config.cassandra_keyspace()?);
+    s.replication_factor = c.replication_factor;
+    s.local_datacenter = c.local_datacenter.clone();
+    Ok(s)
+}
+
+/// Opens the configured inbox views for reading; `None` when there are none yet
+/// (RocksDB: the processor never ran). Works beside a running processor.
+pub async fn open_views(config: &Config) -> anyhow::Result<Option<Box<dyn InboxStore>>> {
+    Ok(match config.views.backend {
+        ViewsBackend::Rocksdb => {
+            open_rocksdb_views(config)?.map(|s| Box::new(s) as Box<dyn InboxStore>)
+        }
+        ViewsBackend::Cassandra => Some(Box::new(
+            CassandraInboxStore::open(&cassandra_settings(config)?).await?,
+        )),
+    })
+}
+
+/// Opens the current generation of the RocksDB inbox views read-only; `None` when
+/// the processor never ran.
+fn open_rocksdb_views(config: &Config) -> anyhow::Result<Option<RocksInboxStore>> {
     let generations = Generations::new(config.view_dir("inbox"));
     // A rebuild may switch generations and delete the old one between reading
     // `CURRENT` and opening it: then `CURRENT` has moved, and we follow it.
@@ -37,8 +61,8 @@ pub fn open_views(config: &Config) -> anyhow::Result<Option<RocksInboxStore>> {
 }
 
 pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
-    let rows = match open_views(config)? {
-        Some(views) => store::inbox(&views, &args.user).await?,
+    let rows = match open_views(config).await? {
+        Some(views) => store::inbox(&*views, &args.user).await?,
         None => Vec::new(),
     };
     if args.json {

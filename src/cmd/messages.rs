@@ -1,5 +1,5 @@
 //! `courier messages CONVERSATION --as USER`: the history of a conversation as a
-//! member sees it, oldest first, from the current generation of the inbox views.
+//! member sees it, oldest first, from the configured inbox views.
 
 use std::process::ExitCode;
 
@@ -25,8 +25,8 @@ pub struct Args {
 }
 
 pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
-    let messages = match open_views(config)? {
-        Some(views) => store::messages(&views, &args.conversation, &args.as_user).await?,
+    let messages = match open_views(config).await? {
+        Some(views) => store::messages(&*views, &args.conversation, &args.as_user).await?,
         // No views yet: nobody belongs to anything.
         None => Err(NotAMember {
             user: args.as_user.clone(),

@@ -3,6 +3,7 @@
 pub mod inbox;
 pub mod lag;
 pub mod messages;
+pub mod migrate;
 pub mod presence;
 pub mod produce;
 pub mod rebuild;

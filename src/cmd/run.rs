@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use courier_pipeline::config::ViewsBackend;
 use courier_pipeline::runner::{self, RunOptions};
 use courier_pipeline::{Config, EventLog, shutdown};
 use courier_processors::inbox::InboxProcessor;
 use courier_processors::presence::PresenceProcessor;
-use courier_sinks::inbox::{Generations, RocksInboxStore};
+use courier_sinks::inbox::{CassandraInboxStore, Generations, RocksInboxStore};
 use courier_sinks::presence::RocksPresenceStore;
 
 /// Processors `run` can start.
@@ -37,9 +38,11 @@ impl Processor {
     }
 
     /// The consumer group of the instance running now: the inbox's follows the view
-    /// generation it serves (see [`inbox_group`]).
+    /// generation it serves (see [`inbox_group`]); on Cassandra (no generations yet)
+    /// it is the plain `courier.inbox`.
     pub fn live_group(self, config: &Config) -> anyhow::Result<String> {
         match self {
+            Processor::Inbox if config.views.backend == ViewsBackend::Cassandra => Ok(self.group()),
             Processor::Inbox => Ok(inbox_group(
                 Generations::new(config.view_dir("inbox")).current()?,
             )),
@@ -136,6 +139,13 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
         runner: config.runner.clone(),
     };
     let stats = match args.processor {
+        Processor::Inbox if config.views.backend == ViewsBackend::Cassandra => {
+            // The keyspace must be migrated (`courier migrate`); opening says so.
+            let settings = super::inbox::cassandra_settings(config)?;
+            let store = CassandraInboxStore::open(&settings).await?;
+            let mut p = InboxProcessor::new(store, log.clone());
+            runner::run(log, &mut p, opts, stop).await?
+        }
         Processor::Inbox => {
             // Always the current generation: `rebuild` may have switched it.
             let generations = Generations::new(config.view_dir("inbox"));

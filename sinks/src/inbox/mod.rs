@@ -1,13 +1,17 @@
-//! The inbox and history views in RocksDB (the embedded default): the
+//! The inbox and history views in RocksDB (the embedded default; Cassandra is in
+//! [`cassandra`]): the
 //! [`InboxStore`] port, with each batch's rows, states and checkpoints in one
 //! `WriteBatch`, and the generations that `courier rebuild inbox` switches between.
 //!
 //! The key layout is in `keys`. Reads are prefix scans: a user's inbox, a
 //! conversation's messages (in log order) and its participants.
 
+pub mod cassandra;
+pub mod cql;
 mod generations;
 mod keys;
 
+pub use cassandra::{CassandraInboxStore, CassandraSettings};
 pub use generations::Generations;
 
 use std::path::Path;
