@@ -529,31 +529,9 @@ fn bad_arguments_are_explained() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("kafak"));
 }
 
-/// The broker of compose/local (or COURIER_TEST_KAFKA) if it answers. Under
-/// `CI=true` an unreachable broker fails the test; otherwise it is skipped loudly.
+/// The broker of compose/local (or COURIER_TEST_KAFKA) if it answers.
 fn kafka() -> Option<String> {
-    use std::net::ToSocketAddrs;
-    let brokers = std::env::var("COURIER_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let reachable = brokers.split(',').any(|b| {
-        b.trim()
-            .to_socket_addrs()
-            .ok()
-            .into_iter()
-            .flatten()
-            .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
-    });
-    if reachable {
-        return Some(brokers);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "Kafka not reachable at {brokers} and CI=true: start it with compose/local/up.sh kafka"
-    );
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipping: Kafka not reachable at {brokers}; run compose/local/up.sh kafka"
-    );
-    None
+    courier_pipeline::testing::KAFKA.reachable()
 }
 
 #[test]

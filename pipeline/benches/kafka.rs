@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use courier_pipeline::producer::{publish, to_record};
 use courier_pipeline::replay::{Replay, ReplaySpec};
-use courier_pipeline::{ConsumerEvent, EventLog, KafkaLog, KafkaSettings, Position};
+use courier_pipeline::{ConsumerEvent, EventLog, KafkaLog, KafkaSettings, Position, testing};
 use courier_schemas::json;
 use courier_topics::{CONVERSATIONS, Catalog};
 
@@ -106,38 +106,19 @@ fn consumer_rate(out: &str) -> f64 {
 
 /// `cargo bench` passes `--bench`; `cargo test` (which also builds and runs bench
 /// targets) does not: then this is a quick smoke run that the harness works, skipped
-/// (loudly; failed under CI=true) when no broker answers.
+/// like every real-server test when no broker answers (`testing::KAFKA`).
 fn smoke() -> bool {
     !std::env::args().any(|a| a == "--bench")
 }
 
-fn broker_answers(brokers: &str) -> bool {
-    use std::net::ToSocketAddrs;
-    brokers.split(',').any(|b| {
-        b.trim()
-            .to_socket_addrs()
-            .ok()
-            .into_iter()
-            .flatten()
-            .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
-    })
-}
-
 fn main() {
-    let brokers = std::env::var("COURIER_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let brokers = testing::KAFKA.address();
     let n = if smoke() {
         2_000
     } else {
         arg("--records", 500_000)
     };
-    if smoke() && !broker_answers(&brokers) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "Kafka not reachable at {brokers} and CI=true: start it with compose/local/up.sh kafka"
-        );
-        println!(
-            "skipping the Kafka benchmark smoke run: no broker at {brokers}; run compose/local/up.sh kafka"
-        );
+    if smoke() && testing::KAFKA.reachable().is_none() {
         return;
     }
     let ns = format!("bench-{}", std::process::id());

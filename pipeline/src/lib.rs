@@ -15,6 +15,7 @@ pub mod producer;
 pub mod replay;
 pub mod runner;
 pub mod shutdown;
+pub mod testing;
 
 pub use config::Config;
 pub use embedded::EmbeddedLog;

@@ -7,8 +7,6 @@
 //! "skipping: Kafka not reachable …" and passes. Every test uses fresh namespaces
 //! and deletes their topics at the end.
 
-use std::io::Write as _;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,43 +14,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use courier_pipeline::conformance::{self, LogFactory, LogHandle};
 use courier_pipeline::kafka::{Drift, TopicAction};
-use courier_pipeline::{EventLog, KafkaLog, KafkaSettings, Record};
+use courier_pipeline::{EventLog, KafkaLog, KafkaSettings, Record, testing};
 use courier_topics::{CONVERSATIONS, Catalog, PRESENCE, partition_for_key};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
 fn brokers() -> String {
-    std::env::var("COURIER_TEST_KAFKA")
-        .unwrap_or_else(|_| courier_pipeline::kafka::DEFAULT_BROKERS.to_string())
+    testing::KAFKA.address()
 }
 
 /// Whether the broker answers; panics under CI when it does not.
 fn kafka_available() -> bool {
-    let brokers = brokers();
-    let reachable = brokers.split(',').any(|b| {
-        b.trim()
-            .to_socket_addrs()
-            .ok()
-            .into_iter()
-            .flatten()
-            .any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
-    });
-    if reachable {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "Kafka not reachable at {brokers} and CI=true: start it with compose/local/up.sh kafka"
-        );
-    }
-    // Straight to stderr: the test harness captures `eprintln!` of passing tests, and
-    // this message must be seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipping: Kafka not reachable at {brokers}; run compose/local/up.sh kafka (COURIER_TEST_KAFKA overrides the address)"
-    );
-    false
+    testing::KAFKA.reachable().is_some()
 }
 
 /// A namespace no other test or run uses.

@@ -6,10 +6,9 @@
 //! under `CI=true` and otherwise prints "skipping: Cassandra not reachable …" and
 //! passes. Every test works in a fresh keyspace and drops it at the end.
 
-use std::io::Write as _;
-use std::net::{TcpStream, ToSocketAddrs};
+use courier_pipeline::testing;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use courier_processors::inbox::store::{InboxBatch, InboxStore, Versioned, conformance};
 use courier_processors::inbox::{Content, MessageRow, ParticipantRow, Position, Span};
@@ -17,34 +16,12 @@ use courier_sinks::inbox::cassandra::{self, CassandraSettings};
 use courier_sinks::inbox::{CassandraInboxStore, cql};
 
 fn contact_points() -> String {
-    std::env::var("COURIER_TEST_CASSANDRA").unwrap_or_else(|_| "127.0.0.1:9042".to_string())
+    testing::CASSANDRA.address()
 }
 
 /// Whether Cassandra answers; panics under CI when it does not.
 fn cassandra_available() -> bool {
-    let points = contact_points();
-    let reachable = points.split(',').any(|p| {
-        p.trim()
-            .to_socket_addrs()
-            .ok()
-            .into_iter()
-            .flatten()
-            .any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
-    });
-    if reachable {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "Cassandra not reachable at {points} and CI=true: start it with compose/local/up.sh cassandra"
-        );
-    }
-    // Straight to stderr: the harness captures `eprintln!` of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipping: Cassandra not reachable at {points}; run compose/local/up.sh cassandra (COURIER_TEST_CASSANDRA overrides the address)"
-    );
-    false
+    testing::CASSANDRA.reachable().is_some()
 }
 
 /// Settings of a keyspace no other test or run uses.
