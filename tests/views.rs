@@ -9,7 +9,7 @@ use common::{courier, ok, processed_so_far, wait_for_line, write_lines};
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -63,29 +63,7 @@ fn messages(data: &Path, conversation: &str, user: &str) -> Value {
 
 /// Every query's raw stdout, stderr and exit status, for byte-for-byte comparisons.
 fn snapshot(data: &Path, users: &[String], conversations: &[String]) -> String {
-    let mut out = String::new();
-    let mut record = |what: String, o: Output| {
-        out.push_str(&format!(
-            "== {what} [{}]\n{}{}",
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ));
-    };
-    for u in users {
-        let o = courier(data).args(["inbox", u, "--json"]).output().unwrap();
-        record(format!("inbox {u}"), o);
-    }
-    for c in conversations {
-        for u in users {
-            let o = courier(data)
-                .args(["messages", c, "--as", u, "--json"])
-                .output()
-                .unwrap();
-            record(format!("messages {c} as {u}"), o);
-        }
-    }
-    out
+    snapshot_with(|| courier(data), users, conversations)
 }
 
 fn dead_letters(data: &Path) -> Vec<Value> {
@@ -543,4 +521,191 @@ fn a_processor_killed_mid_run_ends_with_the_views_of_an_uninterrupted_run() {
     eprintln!("kill test: {} dead letters", want.len());
     assert_eq!(reasons(&killed), want);
     eprintln!("kill test took {:?}", started.elapsed());
+}
+
+/// Every query's output through a command builder (e.g. with a `--config`).
+fn snapshot_with(cmd: impl Fn() -> Command, users: &[String], conversations: &[String]) -> String {
+    let mut out = String::new();
+    let mut record = |what: String, o: Output| {
+        out.push_str(&format!(
+            "== {what} [{}]\n{}{}",
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    };
+    for u in users {
+        record(
+            format!("inbox {u}"),
+            cmd().args(["inbox", u, "--json"]).output().unwrap(),
+        );
+    }
+    for c in conversations {
+        for u in users {
+            let o = cmd()
+                .args(["messages", c, "--as", u, "--json"])
+                .output()
+                .unwrap();
+            record(format!("messages {c} as {u}"), o);
+        }
+    }
+    out
+}
+
+/// A live `courier run inbox` and its metrics address, returned once it has also
+/// printed a line containing `until`.
+fn spawn_inbox(cmd: &mut Command, until: &str) -> (Child, String) {
+    let mut child = cmd
+        .args(["run", "inbox"])
+        .env("COURIER_METRICS_LISTEN", "127.0.0.1:0")
+        .env("COURIER_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = wait_for_line(&mut err, "the metrics address", |l| {
+        l.contains("serving /metrics")
+    });
+    let addr = line
+        .rsplit("addr=")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    wait_for_line(&mut err, until, |l| l.contains(until));
+    std::thread::spawn(move || for _ in err.map_while(Result::ok) {});
+    (child, addr)
+}
+
+#[test]
+fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_one_clean_pass() {
+    let (Some(brokers), Some(cassandra)) = (
+        courier_pipeline::testing::KAFKA.reachable(),
+        courier_pipeline::testing::CASSANDRA.reachable(),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated(60, 60);
+    let total = lines.len() as u64;
+    let file = write_lines(dir.path(), "stream.jsonl", &lines);
+
+    // The reference: one clean pass on the embedded default.
+    let clean = dir.path().join("clean");
+    produce(&clean, &file);
+    assert_eq!(run_inbox(&clean), total);
+
+    // The same stream on Kafka, views in Cassandra, in a namespace of its own.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let namespace = format!("mp_{}_{nanos}", std::process::id());
+    let config = dir.path().join("distributed.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n\
+             [views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n[runner]\nmax_batch = 20\n"
+        ),
+    )
+    .unwrap();
+    let on = |data: &Path| {
+        let mut c = courier(data);
+        c.arg("--config").arg(&config);
+        c
+    };
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    ok(on(&a_dir).args(["topics", "apply"]).output().unwrap());
+    ok(on(&a_dir).arg("migrate").output().unwrap());
+
+    // Two instances share the group; the second is in once it has partitions. Only
+    // then the stream arrives, so both have work; then one dies by SIGKILL.
+    let (mut a, a_addr) = spawn_inbox(&mut on(&a_dir), "partitions assigned");
+    let (mut b, b_addr) = spawn_inbox(&mut on(&b_dir), "partitions assigned");
+    ok(on(&a_dir)
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processed_so_far(&a_addr, "inbox") == 0 || processed_so_far(&b_addr, "inbox") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "both instances never got to work"
+        );
+        std::thread::yield_now();
+    }
+    let (a_done, b_done) = (
+        processed_so_far(&a_addr, "inbox"),
+        processed_so_far(&b_addr, "inbox"),
+    );
+    b.kill().unwrap(); // SIGKILL
+    b.wait().unwrap();
+    eprintln!("multi-process test: at the kill a had applied {a_done}, b {b_done} of {total}");
+
+    // The survivor takes the dead one's partitions over and catches up.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let lag: Value =
+            serde_json::from_str(&ok(on(&a_dir).args(["lag", "--json"]).output().unwrap()))
+                .unwrap();
+        let rows: Vec<&Value> = lag
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["topic"] == "courier.conversations.v1")
+            .collect();
+        if !rows.is_empty() && rows.iter().all(|r| r["lag"] == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never caught up: {lag}"
+        );
+        std::thread::sleep(Duration::from_millis(200)); // polling a separate process's progress
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &a.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(a.wait().unwrap().success(), "the survivor stops cleanly");
+
+    let users = ids("u", 8);
+    let conversations: Vec<String> = [0, 1, 17, 30, 59].iter().map(|c| format!("c{c}")).collect();
+    let want = snapshot(&clean, &users, &conversations);
+    assert!(want.contains("\"unread_count\":"), "{want}");
+    assert_eq!(
+        snapshot_with(|| on(&a_dir), &users, &conversations),
+        want,
+        "nothing lost, nothing applied twice"
+    );
+
+    // Leave the shared servers as we found them.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let log = courier_pipeline::KafkaLog::new(
+            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace.clone()),
+            courier_topics::Catalog::builtin(),
+        )
+        .unwrap();
+        log.delete_namespace().await.unwrap();
+        let cfg = courier_pipeline::Config::load(Some(&config), Vec::new()).unwrap();
+        let settings = courier_sinks::inbox::cassandra::CassandraSettings::new(
+            &cassandra,
+            cfg.cassandra_keyspace().unwrap(),
+        );
+        let session = courier_sinks::inbox::cassandra::connect(&settings)
+            .await
+            .unwrap();
+        session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", settings.keyspace), ())
+            .await
+            .unwrap();
+    });
 }

@@ -61,6 +61,8 @@ pub fn processed_so_far(addr: &str, processor: &str) -> u64 {
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return 0;
     };
+    // A wedged process must fail the caller's deadline, not hang the test.
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let _ = s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes());
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
