@@ -43,8 +43,39 @@ impl Shutdown {
         *self.0.borrow()
     }
 
-    /// Completes when shutdown is asked for (or every trigger is gone).
+    /// Completes when shutdown is asked for. If every trigger is gone, shutdown can
+    /// never be asked for any more and this pends forever — returning would make a
+    /// `select!` loop on it spin.
     pub async fn wait(&mut self) {
-        let _ = self.0.wait_for(|v| *v).await;
+        if self.0.wait_for(|v| *v).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_dropped_trigger_never_completes_wait() {
+        let (trigger, mut stop) = super::channel();
+        drop(trigger);
+        let waited = tokio::time::timeout(Duration::from_millis(50), stop.wait()).await;
+        assert!(
+            waited.is_err(),
+            "wait must pend, not return, once no trigger exists"
+        );
+        assert!(!stop.is_triggered());
+    }
+
+    #[tokio::test]
+    async fn trigger_completes_every_wait() {
+        let (trigger, mut a) = super::channel();
+        let mut b = trigger.subscribe();
+        trigger.trigger();
+        a.wait().await;
+        b.wait().await;
+        assert!(a.is_triggered() && b.is_triggered());
     }
 }
