@@ -4,12 +4,10 @@
 
 mod common;
 
-use common::{courier, ok, processed_so_far, wait_for_line, write_lines};
+use common::{Live, await_progress, courier, ok, spawn_live, wait_for_line, write_lines};
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -337,50 +335,6 @@ fn applied(stderr: &[u8]) -> u64 {
         .unwrap()
 }
 
-/// A live `courier run presence`, its metrics address, and the rest of its stderr
-/// (drained by a thread so the child never blocks on a full pipe).
-fn spawn_live_presence(
-    data: &Path,
-    config: &Path,
-) -> (Child, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = courier(data)
-        .arg("--config")
-        .arg(config)
-        .args(["run", "presence"])
-        .env("COURIER_METRICS_LISTEN", "127.0.0.1:0")
-        .env("COURIER_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = wait_for_line(&mut err, "the metrics address", |l| {
-        l.contains("serving /metrics")
-    });
-    let addr = line
-        .rsplit("addr=")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in err.map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    (child, addr, rx)
-}
-
-fn await_progress(addr: &str, at_least: u64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while processed_so_far(addr, "presence") < at_least {
-        assert!(Instant::now() < deadline, "the processor made no progress");
-        std::thread::yield_now();
-    }
-}
-
 #[test]
 fn a_processor_resumes_from_its_commit_after_sigterm_and_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -399,8 +353,12 @@ fn a_processor_resumes_from_its_commit_after_sigterm_and_sigkill() {
 
     // SIGTERM mid-run: the batch in hand is finished and committed, then the next
     // run applies exactly the rest.
-    let (child, addr, rest) = spawn_live_presence(&data, &config);
-    await_progress(&addr, 1);
+    let Live { child, addr, rest } = spawn_live(
+        courier(&data).arg("--config").arg(&config),
+        "presence",
+        None,
+    );
+    await_progress(&addr, "presence", 1);
     assert!(
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -425,8 +383,14 @@ fn a_processor_resumes_from_its_commit_after_sigterm_and_sigkill() {
     assert!(first >= 1 && first <= total);
 
     // SIGKILL mid-run: nothing committed is lost, whatever was not is redone.
-    let (mut child, addr, _rest) = spawn_live_presence(&data, &config);
-    await_progress(&addr, 1);
+    let Live {
+        mut child, addr, ..
+    } = spawn_live(
+        courier(&data).arg("--config").arg(&config),
+        "presence",
+        None,
+    );
+    await_progress(&addr, "presence", 1);
     child.kill().unwrap();
     child.wait().unwrap();
 

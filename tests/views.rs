@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::{courier, ok, processed_so_far, wait_for_line, write_lines};
+use common::{Live, await_progress, courier, ok, processed_so_far, spawn_live, write_lines};
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -455,33 +454,10 @@ fn a_processor_killed_mid_run_ends_with_the_views_of_an_uninterrupted_run() {
     // Small batches: many writes and commits, so the kill lands between some.
     let config = dir.path().join("courier.toml");
     std::fs::write(&config, "[runner]\nmax_batch = 10\n").unwrap();
-    let mut child: Child = courier(&killed)
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "inbox"])
-        .env("COURIER_METRICS_LISTEN", "127.0.0.1:0")
-        .env("COURIER_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = wait_for_line(&mut err, "the metrics address", |l| {
-        l.contains("serving /metrics")
-    });
-    let addr = line
-        .rsplit("addr=")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    std::thread::spawn(move || for _ in err.map_while(Result::ok) {});
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while processed_so_far(&addr, "inbox") < total / 4 {
-        assert!(Instant::now() < deadline, "the processor made no progress");
-        std::thread::yield_now();
-    }
+    let Live {
+        mut child, addr, ..
+    } = spawn_live(courier(&killed).arg("--config").arg(&config), "inbox", None);
+    await_progress(&addr, "inbox", total / 4);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -552,33 +528,6 @@ fn snapshot_with(cmd: impl Fn() -> Command, users: &[String], conversations: &[S
     out
 }
 
-/// A live `courier run inbox` and its metrics address, returned once it has also
-/// printed a line containing `until`.
-fn spawn_inbox(cmd: &mut Command, until: &str) -> (Child, String) {
-    let mut child = cmd
-        .args(["run", "inbox"])
-        .env("COURIER_METRICS_LISTEN", "127.0.0.1:0")
-        .env("COURIER_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = wait_for_line(&mut err, "the metrics address", |l| {
-        l.contains("serving /metrics")
-    });
-    let addr = line
-        .rsplit("addr=")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    wait_for_line(&mut err, until, |l| l.contains(until));
-    std::thread::spawn(move || for _ in err.map_while(Result::ok) {});
-    (child, addr)
-}
-
 #[test]
 fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_one_clean_pass() {
     let (Some(brokers), Some(cassandra)) = (
@@ -623,8 +572,17 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
 
     // Two instances share the group; the second is in once it has partitions. Only
     // then the stream arrives, so both have work; then one dies by SIGKILL.
-    let (mut a, a_addr) = spawn_inbox(&mut on(&a_dir), "partitions assigned");
-    let (mut b, b_addr) = spawn_inbox(&mut on(&b_dir), "partitions assigned");
+    let assigned = Some("partitions assigned");
+    let Live {
+        child: mut a,
+        addr: a_addr,
+        ..
+    } = spawn_live(&mut on(&a_dir), "inbox", assigned);
+    let Live {
+        child: mut b,
+        addr: b_addr,
+        ..
+    } = spawn_live(&mut on(&b_dir), "inbox", assigned);
     ok(on(&a_dir)
         .args(["produce", "--file"])
         .arg(&file)

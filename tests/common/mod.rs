@@ -72,3 +72,60 @@ pub fn processed_so_far(addr: &str, processor: &str) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// A live `courier run PROCESSOR`: the child, its metrics address, and the rest of
+/// its stderr (drained by a thread so the child never blocks on a full pipe).
+pub struct Live {
+    /// The process.
+    pub child: std::process::Child,
+    /// Where its `/metrics` answers.
+    pub addr: String,
+    /// Its stderr lines after the ones `spawn_live` waited for.
+    pub rest: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts `cmd run PROCESSOR` with metrics on a free port and returns once it
+/// serves them and, if given, has printed a line containing `until`.
+pub fn spawn_live(cmd: &mut Command, processor: &str, until: Option<&str>) -> Live {
+    use std::io::BufRead;
+    let mut child = cmd
+        .args(["run", processor])
+        .env("COURIER_METRICS_LISTEN", "127.0.0.1:0")
+        .env("COURIER_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = wait_for_line(&mut err, "the metrics address", |l| {
+        l.contains("serving /metrics")
+    });
+    let addr = line
+        .rsplit("addr=")
+        .next()
+        .and_then(|a| a.split_whitespace().next())
+        .expect("the metrics line names its address")
+        .to_string();
+    if let Some(until) = until {
+        wait_for_line(&mut err, until, |l| l.contains(until));
+    }
+    let (tx, rest) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in err.map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    Live { child, addr, rest }
+}
+
+/// Waits (up to two minutes, then fails) until `processor` at `addr` has applied at
+/// least `at_least` records.
+pub fn await_progress(addr: &str, processor: &str, at_least: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while processed_so_far(addr, processor) < at_least {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{processor} made no progress"
+        );
+        std::thread::yield_now();
+    }
+}
