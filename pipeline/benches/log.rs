@@ -2,12 +2,14 @@
 //!
 //! `cargo bench -p courier-pipeline --bench log [-- --events N --rounds R]`
 //!
-//! Four measurements, interleaved round by round so machine noise hits them alike:
+//! Five measurements, interleaved round by round so machine noise hits them alike:
 //! - raw put: the same framed record bytes under the same keys, `WriteBatch`es of
 //!   the same size, into a RocksDB opened with the log's own options;
 //! - courier append: `EmbeddedLog::append` of those records (partitioning, offsets,
 //!   time index, partition state);
 //! - raw iterate: a plain iterator over the same key range, touching every value;
+//! - raw iterate + decode: the same, unframing and protobuf-decoding every event on
+//!   one thread — the least any replay that hands out events must do;
 //! - courier replay: `Replay` over the whole topic — merge, header check and
 //!   protobuf decode of every event.
 //!
@@ -103,6 +105,36 @@ fn raw_iterate(dir: &std::path::Path) -> Sample {
     }
 }
 
+/// The same iteration, plus what any replay must do with each value: unframe it and
+/// protobuf-decode the event — single-threaded, no merge, no headers check. This is
+/// the ceiling for "replay with decoding".
+fn raw_iterate_decode(dir: &std::path::Path) -> Sample {
+    let db = DB::open_cf_descriptors(
+        &db_options(),
+        dir,
+        vec![ColumnFamilyDescriptor::new("records", records_cf_options())],
+    )
+    .expect("open raw db");
+    let cf = db.cf_handle("records").expect("cf");
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    let mut count = 0u64;
+    let mut it = db.raw_iterator_cf_opt(cf, ReadOptions::default());
+    it.seek_to_first();
+    while let Some(v) = it.value() {
+        bytes += v.len() as u64;
+        let framed = codec::decode_record(v).expect("framed record");
+        let event = courier_schemas::decode(framed.value).expect("event");
+        count += u64::from(!event.event_id.is_empty());
+        it.next();
+    }
+    assert!(count > 0);
+    Sample {
+        secs: started.elapsed().as_secs_f64(),
+        bytes,
+    }
+}
+
 async fn courier_append(log: &EmbeddedLog, recs: &[Record]) -> Sample {
     let bytes: u64 = recs.iter().map(|r| r.value.len() as u64).sum();
     let batches: Vec<Vec<Record>> = recs.chunks(BATCH).map(<[Record]>::to_vec).collect();
@@ -180,6 +212,7 @@ fn main() {
         framed_bytes as f64 / n as f64
     );
     let (mut put, mut app, mut iter, mut rep) = (vec![], vec![], vec![], vec![]);
+    let mut iter_dec = vec![];
     for round in 0..rounds {
         let raw_dir = tempfile::tempdir().expect("tempdir");
         let log_dir = tempfile::tempdir().expect("tempdir");
@@ -196,6 +229,9 @@ fn main() {
         let s = raw_iterate(raw_dir.path());
         assert!(s.bytes == framed_bytes);
         iter.push(s.secs);
+        let s = raw_iterate_decode(raw_dir.path());
+        assert!(s.bytes == framed_bytes);
+        iter_dec.push(s.secs);
         // Reopen the log as the baseline reopens its database, so both read the same
         // storage state (recovered from the WAL into level-0 files).
         drop(log);
@@ -208,8 +244,8 @@ fn main() {
         let r = runtime.block_on(courier_replay(Arc::new(log.clone()), n));
         rep.push(r.secs);
         eprintln!(
-            "round {round}: raw put {:.2}s, append {:.2}s, raw iterate {:.2}s, replay {:.2}s",
-            put[round], app[round], iter[round], rep[round]
+            "round {round}: raw put {:.2}s, append {:.2}s, raw iterate {:.2}s, raw iterate+decode {:.2}s, replay {:.2}s",
+            put[round], app[round], iter[round], iter_dec[round], rep[round]
         );
         drop(log);
         std::thread::sleep(Duration::from_millis(200));
@@ -222,10 +258,13 @@ fn main() {
         );
     };
     let (put, app, iter, rep) = (median(put), median(app), median(iter), median(rep));
+    let iter_dec = median(iter_dec);
     report("baseline: raw RocksDB put", put, framed_bytes);
     report("courier: embedded log append", app, framed_bytes);
     report("baseline: raw RocksDB iterate", iter, framed_bytes);
+    report("baseline: raw iterate + decode", iter_dec, framed_bytes);
     report("courier: replay with decoding", rep, framed_bytes);
     println!("ratio append/raw put:      {:.2}", put / app);
     println!("ratio replay/raw iterate:  {:.2}", iter / rep);
+    println!("ratio replay/raw iterate+decode: {:.2}", iter_dec / rep);
 }
