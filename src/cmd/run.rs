@@ -10,8 +10,10 @@ use courier_pipeline::config::ViewsBackend;
 use courier_pipeline::runner::{self, RunOptions};
 use courier_pipeline::{Config, EventLog, shutdown};
 use courier_processors::inbox::InboxProcessor;
+use courier_processors::notify::NotifyProcessor;
 use courier_processors::presence::PresenceProcessor;
 use courier_sinks::inbox::{CassandraInboxStore, Generations, RocksInboxStore};
+use courier_sinks::notify::RocksNotifyStore;
 use courier_sinks::presence::RocksPresenceStore;
 
 /// Processors `run` can start.
@@ -21,6 +23,9 @@ pub enum Processor {
     Inbox,
     /// Latest presence of every user (courier.presence.v1 → presence table).
     Presence,
+    /// Push jobs for offline recipients (courier.conversations.v1 and the
+    /// presence table → courier.push-jobs.v1).
+    Notify,
 }
 
 impl Processor {
@@ -29,6 +34,7 @@ impl Processor {
         match self {
             Processor::Inbox => "inbox",
             Processor::Presence => "presence",
+            Processor::Notify => "notify",
         }
     }
 
@@ -46,7 +52,7 @@ impl Processor {
             Processor::Inbox => Ok(inbox_group(
                 Generations::new(config.view_dir("inbox")).current()?,
             )),
-            Processor::Presence => Ok(self.group()),
+            Processor::Presence | Processor::Notify => Ok(self.group()),
         }
     }
 
@@ -55,6 +61,8 @@ impl Processor {
         match self {
             Processor::Inbox => vec![courier_topics::CONVERSATIONS.to_string()],
             Processor::Presence => vec![courier_topics::PRESENCE.to_string()],
+            // Presence is read too, but outside the group (a global table).
+            Processor::Notify => vec![courier_topics::CONVERSATIONS.to_string()],
         }
     }
 }
@@ -163,10 +171,37 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
             let mut p = PresenceProcessor::new(store, log.clone());
             runner::run(log, &mut p, opts, stop).await?
         }
+        Processor::Notify => run_notify(config, log, args.until_caught_up, stop).await?,
     };
     eprintln!(
         "{name}: applied {} record(s) in {} batch(es)",
         stats.records, stats.batches
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the notifier (`courier run notify`) until `stop` fires or, with
+/// `until_caught_up`, until the end of `courier.conversations.v1` as it is now. Its
+/// fold state and its own presence table live under `views/notify/`. Also the entry
+/// point for running it inside another command (`courier up`).
+pub async fn run_notify(
+    config: &Config,
+    log: Arc<dyn EventLog>,
+    until_caught_up: bool,
+    stop: shutdown::Shutdown,
+) -> anyhow::Result<runner::RunStats> {
+    let dir = config.view_dir("notify");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let store = RocksNotifyStore::open(&dir.join("states"))?;
+    let presence = RocksPresenceStore::open(&dir.join("presence"))?;
+    let p = Processor::Notify;
+    let mut handler = NotifyProcessor::new(store, presence, log.clone(), p.group());
+    let opts = RunOptions {
+        processor: p.name().to_string(),
+        group: p.group(),
+        topics: p.topics(),
+        until_caught_up,
+        runner: config.runner.clone(),
+    };
+    Ok(runner::run(log, &mut handler, opts, stop).await?)
 }

@@ -1,0 +1,318 @@
+//! End-to-end tests of notify and push delivery through the `courier` binary:
+//! presence first, then a conversation stream with duplicates and rule breaks →
+//! `run notify` → exactly one push job per (offline recipient, visible message),
+//! checked against an independent model, embedded and on Kafka; producing the
+//! stream again adds none.
+
+mod common;
+
+use common::{courier, ok, write_lines};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A tiny deterministic generator (no dependency): a 64-bit LCG.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
+
+/// Users u0..u9: u0, u3, u6 end online; u1, u4, u7 end offline; u2, u5 flip and
+/// end offline; u8, u9 are never seen (so offline).
+fn presence_stream(at: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut event = |i: usize, u: usize, status: &str| {
+        out.push(format!(
+            r#"{{"type":"presence","event_id":"p{i}","user_id":"u{u}","status":"{status}","at_ms":{}}}"#,
+            at + i as i64
+        ))
+    };
+    for (i, u) in [0, 3, 6, 2, 5].into_iter().enumerate() {
+        event(i, u, "online");
+    }
+    for (i, u) in [1, 4, 7, 2, 5].into_iter().enumerate() {
+        event(10 + i, u, "offline");
+    }
+    out
+}
+
+fn online(u: &str) -> bool {
+    matches!(u, "u0" | "u3" | "u6")
+}
+
+/// Conversations of the ten users with sends (text and ciphertext), membership
+/// churn, rule breaks (non-members sending, removed actors) and producer retries.
+fn conversation_stream(conversations: usize, per: usize, at: i64) -> Vec<String> {
+    let mut rng = Rng(11);
+    let mut history: Vec<Vec<String>> = vec![Vec::new(); conversations];
+    let mut out = Vec::new();
+    for c in 0..conversations {
+        let (a, b, d) = (c % 10, (c + 1) % 10, (c + 4) % 10);
+        out.push(if c % 5 == 0 {
+            format!(
+                r#"{{"type":"conversation_created","event_id":"cc{c}","conversation_id":"c{c}","kind":"direct","creator_id":"u{a}","member_ids":["u{a}","u{b}"],"title":"","at_ms":{at}}}"#
+            )
+        } else {
+            format!(
+                r#"{{"type":"conversation_created","event_id":"cc{c}","conversation_id":"c{c}","kind":"group","creator_id":"u{a}","member_ids":["u{a}","u{b}","u{d}"],"title":"","at_ms":{at}}}"#
+            )
+        });
+    }
+    for i in 0..per {
+        for c in 0..conversations {
+            let at = at + 1 + (i * conversations + c) as i64;
+            let id = format!("g{c}-{i}");
+            let u = rng.below(10);
+            let line = match rng.below(12) {
+                0..=5 => {
+                    // Some message ids repeat on purpose: the first send wins.
+                    let m = if rng.below(8) == 0 { i / 2 } else { i };
+                    if rng.below(4) == 0 {
+                        format!(
+                            r#"{{"type":"message_sent","event_id":"{id}","conversation_id":"c{c}","message_id":"m{m}","sender_id":"u{u}","ciphertext":"AAEC","at_ms":{at}}}"#
+                        )
+                    } else {
+                        format!(
+                            r#"{{"type":"message_sent","event_id":"{id}","conversation_id":"c{c}","message_id":"m{m}","sender_id":"u{u}","text":"text {i} of c{c}","at_ms":{at}}}"#
+                        )
+                    }
+                }
+                6 | 7 => {
+                    let v = rng.below(10);
+                    format!(
+                        r#"{{"type":"members_added","event_id":"{id}","conversation_id":"c{c}","actor_id":"u{u}","user_ids":["u{v}"],"at_ms":{at}}}"#
+                    )
+                }
+                8 => {
+                    let v = rng.below(10);
+                    format!(
+                        r#"{{"type":"members_removed","event_id":"{id}","conversation_id":"c{c}","actor_id":"u{u}","user_ids":["u{v}"],"at_ms":{at}}}"#
+                    )
+                }
+                _ if !history[c].is_empty() => {
+                    // A producer retry: the same event again.
+                    history[c][rng.below(history[c].len())].clone()
+                }
+                _ => continue,
+            };
+            history[c].push(line.clone());
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// The expected jobs, from the rules of DESIGN.md written out plainly: per
+/// conversation, members as of each event; a send applies iff the conversation
+/// exists, its id is unused and the sender is a member; every other member who is
+/// not online gets a job. A repeated `event_id` changes nothing.
+fn expected_jobs(lines: &[String]) -> BTreeSet<(String, String, String)> {
+    #[derive(Default)]
+    struct Conv {
+        created: bool,
+        direct: bool,
+        members: BTreeSet<String>,
+        messages: BTreeSet<String>,
+        seen: BTreeSet<String>,
+    }
+    let mut convs: BTreeMap<String, Conv> = BTreeMap::new();
+    let mut jobs = BTreeSet::new();
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    for l in lines {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let c = convs.entry(s(&v, "conversation_id")).or_default();
+        if !c.seen.insert(s(&v, "event_id")) {
+            continue;
+        }
+        let list = |k: &str| -> Vec<String> {
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string())
+                .collect()
+        };
+        match v["type"].as_str().unwrap() {
+            "conversation_created" if !c.created => {
+                c.created = true;
+                c.direct = v["kind"] == "direct";
+                c.members = list("member_ids").into_iter().collect();
+            }
+            "members_added" if c.created && !c.direct && c.members.contains(&s(&v, "actor_id")) => {
+                c.members.extend(list("user_ids"));
+            }
+            "members_removed"
+                if c.created && !c.direct && c.members.contains(&s(&v, "actor_id")) =>
+            {
+                for u in list("user_ids") {
+                    c.members.remove(&u);
+                }
+            }
+            "message_sent" => {
+                let (m, sender) = (s(&v, "message_id"), s(&v, "sender_id"));
+                if c.created && !c.messages.contains(&m) && c.members.contains(&sender) {
+                    c.messages.insert(m.clone());
+                    for u in &c.members {
+                        if *u != sender && !online(u) {
+                            jobs.insert((u.clone(), s(&v, "conversation_id"), m.clone()));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    jobs
+}
+
+fn run_notify(cmd: &mut Command) {
+    let out = cmd
+        .args(["run", "notify", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "run notify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The push jobs on the topic, as (user, conversation, message) with their count,
+/// after checking each job's fields.
+fn replayed_jobs(cmd: &mut Command) -> Vec<(String, String, String)> {
+    let out = ok(cmd
+        .args(["replay", "courier.push-jobs.v1", "--format", "json"])
+        .output()
+        .unwrap());
+    out.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let f = |k: &str| v[k].as_str().unwrap().to_string();
+            assert_eq!(v["type"], "push_job", "{l}");
+            assert_eq!(f("event_id"), f("job_id"), "{l}");
+            assert_eq!(f("collapse_key"), f("conversation_id"), "{l}");
+            let p = f("preview");
+            assert!(
+                p.is_empty() || p.starts_with("text "),
+                "text previews its text, ciphertext previews nothing: {l}"
+            );
+            (f("user_id"), f("conversation_id"), f("message_id"))
+        })
+        .collect()
+}
+
+/// Runs the whole scenario with `cmd` building a courier command for one setup.
+fn exactly_one_job_per_offline_recipient(cmd: impl Fn() -> Command, dir: &Path) {
+    let at = now_ms() - 60_000;
+    let presence = write_lines(dir, "presence.jsonl", &presence_stream(at));
+    let lines = conversation_stream(40, 40, at + 100);
+    let stream = write_lines(dir, "stream.jsonl", &lines);
+    let want = expected_jobs(&lines);
+    assert!(want.len() > 100, "the stream makes jobs: {}", want.len());
+    assert!(
+        want.iter().any(|(u, ..)| u == "u8") && want.iter().any(|(u, ..)| u == "u2"),
+        "never-seen and flipped-to-offline users get jobs"
+    );
+
+    // Presence first, then the conversations.
+    ok(cmd()
+        .args(["produce", "--file"])
+        .arg(&presence)
+        .output()
+        .unwrap());
+    ok(cmd()
+        .args(["produce", "--file"])
+        .arg(&stream)
+        .output()
+        .unwrap());
+    run_notify(&mut cmd());
+    let got = replayed_jobs(&mut cmd());
+    let unique: BTreeSet<_> = got.iter().cloned().collect();
+    assert_eq!(got.len(), unique.len(), "no job twice");
+    assert!(
+        !got.iter().any(|(u, ..)| online(u)),
+        "nobody online gets a push"
+    );
+    assert_eq!(unique, want);
+
+    // The same stream again: every event is a duplicate, so no new job.
+    ok(cmd()
+        .args(["produce", "--file"])
+        .arg(&stream)
+        .output()
+        .unwrap());
+    run_notify(&mut cmd());
+    assert_eq!(
+        replayed_jobs(&mut cmd()).len(),
+        want.len(),
+        "producing again adds none"
+    );
+}
+
+#[test]
+fn notify_makes_exactly_one_job_per_offline_recipient_and_visible_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    exactly_one_job_per_offline_recipient(|| courier(&data), dir.path());
+}
+
+#[test]
+fn notify_on_kafka_makes_exactly_one_job_per_offline_recipient() {
+    let Some(brokers) = courier_pipeline::testing::KAFKA.reachable() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let namespace = format!("notify_{}_{nanos}", std::process::id());
+    let config = dir.path().join("kafka.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let result = std::panic::catch_unwind(|| {
+        exactly_one_job_per_offline_recipient(
+            || {
+                let mut c = courier(&data);
+                c.arg("--config").arg(&config);
+                c
+            },
+            dir.path(),
+        )
+    });
+    // Leave the shared broker as we found it, pass or fail.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let log = courier_pipeline::KafkaLog::new(
+            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace.clone()),
+            courier_topics::Catalog::builtin(),
+        )
+        .unwrap();
+        log.delete_namespace().await.unwrap();
+    });
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
