@@ -8,4 +8,5 @@ pub mod inbox;
 pub mod metrics;
 pub mod notify;
 pub mod presence;
+pub mod push;
 pub mod store;

@@ -7,3 +7,4 @@
 pub mod inbox;
 pub mod notify;
 pub mod presence;
+pub mod push;
