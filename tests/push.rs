@@ -2,15 +2,20 @@
 //! presence first, then a conversation stream with duplicates and rule breaks →
 //! `run notify` → exactly one push job per (offline recipient, visible message),
 //! checked against an independent model, embedded and on Kafka; producing the
-//! stream again adds none.
+//! stream again adds none. Then `run push` against a real HTTP provider started by
+//! the test on 127.0.0.1:0 that answers in scripted ways (success, 500 then
+//! success, a timeout, 429 with Retry-After, 410): every job ends accepted exactly
+//! once or dead-lettered with the provider's answer, also across a SIGKILL.
 
 mod common;
 
-use common::{courier, ok, write_lines};
+use common::{courier, ok, spawn_live, write_lines};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -315,4 +320,309 @@ fn notify_on_kafka_makes_exactly_one_job_per_offline_recipient() {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
+}
+
+/// What the scripted provider saw.
+#[derive(Default)]
+struct Seen {
+    /// Attempts per job_id, and when each came.
+    attempts: HashMap<String, Vec<Instant>>,
+    /// Job ids answered 2xx, in order: a delivery.
+    accepted: Vec<String>,
+    /// Requests whose `Idempotency-Key` was not their job_id.
+    bad_keys: u32,
+    /// Once this many jobs are accepted, every further request hangs unanswered.
+    stall_after: Option<usize>,
+}
+
+/// How the provider treats a job: by the number in its user id (`u7` → 7 % 6).
+fn scenario(user: &str) -> usize {
+    user[1..].parse::<usize>().unwrap() % 6
+}
+
+/// Attempts a job takes under its scenario, and whether it ends accepted.
+fn expected_attempts(user: &str) -> (usize, bool) {
+    match scenario(user) {
+        0 | 1 => (1, true),
+        2..=4 => (2, true),
+        _ => (1, false),
+    }
+}
+
+/// A push provider on 127.0.0.1:0 answering by [`scenario`]: 0/1 accept; 2 answers
+/// 500 once; 3 hangs past the client's deadline once; 4 answers 429 with
+/// `Retry-After: 1` once; 5 answers 410 with a reason, always.
+struct Provider {
+    seen: Arc<Mutex<Seen>>,
+    url: String,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn provider() -> Provider {
+    use axum::http::{HeaderMap, StatusCode};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let state = seen.clone();
+    let app = axum::Router::new().route(
+        "/push",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let seen = state.clone();
+            async move {
+                let v: Value = serde_json::from_str(&body).expect("a JSON body");
+                let job = v["job_id"].as_str().unwrap().to_string();
+                let user = v["user_id"].as_str().unwrap().to_string();
+                let (n, stall) = {
+                    let mut s = seen.lock().unwrap();
+                    if headers.get("idempotency-key").and_then(|h| h.to_str().ok()) != Some(&job) {
+                        s.bad_keys += 1;
+                    }
+                    let a = s.attempts.entry(job.clone()).or_default();
+                    a.push(Instant::now());
+                    let n = a.len();
+                    (n, s.stall_after.is_some_and(|k| s.accepted.len() >= k))
+                };
+                if stall {
+                    std::future::pending::<()>().await;
+                }
+                let answer = match (scenario(&user), n) {
+                    (2, 1) => (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), "busy"),
+                    (3, 1) => {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        (StatusCode::GATEWAY_TIMEOUT, HeaderMap::new(), "too late")
+                    }
+                    (4, 1) => {
+                        let mut h = HeaderMap::new();
+                        h.insert("retry-after", "1".parse().unwrap());
+                        (StatusCode::TOO_MANY_REQUESTS, h, "slow down")
+                    }
+                    (5, _) => (StatusCode::GONE, HeaderMap::new(), "device unregistered"),
+                    _ => {
+                        seen.lock().unwrap().accepted.push(job);
+                        (StatusCode::ACCEPTED, HeaderMap::new(), "")
+                    }
+                };
+                answer
+            }
+        }),
+    );
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/push", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Provider { seen, url, _rt: rt }
+}
+
+/// `n` push jobs for users u0..u(n-1), as canonical JSON lines.
+fn push_jobs(n: usize) -> Vec<String> {
+    let at = now_ms();
+    (0..n)
+        .map(|k| {
+            format!(
+                r#"{{"type":"push_job","event_id":"job-{k}","job_id":"job-{k}","user_id":"u{k}","conversation_id":"c{}","message_id":"m{k}","sender_id":"s","preview":"hi","collapse_key":"c{}","at_ms":{at}}}"#,
+                k % 7,
+                k % 7
+            )
+        })
+        .collect()
+}
+
+fn push_config(dir: &Path, url: &str, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("push.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[push]\nendpoint = \"{url}\"\ntimeout_ms = 300\nbreaker_cooldown_ms = 100\nmax_attempts = 5\n{extra}"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn dead_letters(cmd: &mut Command) -> Vec<Value> {
+    ok(cmd
+        .args(["replay", "courier.dead-letters.v1", "--format", "json"])
+        .output()
+        .unwrap())
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+#[test]
+fn push_delivers_every_job_once_or_dead_letters_it_with_the_providers_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = provider();
+    let config = push_config(dir.path(), &p.url, "");
+    let on = || {
+        let mut c = courier(&data);
+        c.arg("--config").arg(&config);
+        c
+    };
+    let mut lines = push_jobs(60);
+    // A job published twice (a notifier that crashed before its state write).
+    lines.push(lines[7].clone());
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(write_lines(dir.path(), "jobs.jsonl", &lines))
+        .output()
+        .unwrap());
+    let out = on()
+        .args(["run", "push", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let users: Vec<String> = (0..60).map(|k| format!("u{k}")).collect();
+    {
+        let s = p.seen.lock().unwrap();
+        assert_eq!(
+            s.bad_keys, 0,
+            "every request carries its job_id as Idempotency-Key"
+        );
+        let accepted: BTreeSet<&String> = s.accepted.iter().collect();
+        assert_eq!(accepted.len(), s.accepted.len(), "no job accepted twice");
+        for (k, u) in users.iter().enumerate() {
+            let job = format!("job-{k}");
+            let (attempts, delivered) = expected_attempts(u);
+            assert_eq!(s.attempts[&job].len(), attempts, "attempts of {job} ({u})");
+            assert_eq!(accepted.contains(&job), delivered, "{job} ({u})");
+            if scenario(u) == 4 {
+                let a = &s.attempts[&job];
+                assert!(
+                    a[1] - a[0] >= Duration::from_millis(950),
+                    "Retry-After honoured for {job}: {:?}",
+                    a[1] - a[0]
+                );
+            }
+        }
+    }
+    let dead = dead_letters(&mut on());
+    let mut dead_users: Vec<String> = dead
+        .iter()
+        .map(|d| {
+            let reason = d["reason"].as_str().unwrap();
+            assert_eq!(d["source_topic"], "courier.push-jobs.v1");
+            assert!(
+                reason.contains("answered 410: device unregistered"),
+                "the provider's answer is in the reason: {reason}"
+            );
+            d["source_key"].as_str().unwrap().to_string()
+        })
+        .collect();
+    dead_users.sort();
+    let mut want: Vec<String> = users.iter().filter(|u| scenario(u) == 5).cloned().collect();
+    want.sort();
+    assert_eq!(dead_users, want);
+
+    // A second run has nothing left; nothing is sent again.
+    let before = p
+        .seen
+        .lock()
+        .unwrap()
+        .attempts
+        .values()
+        .map(Vec::len)
+        .sum::<usize>();
+    let out = on()
+        .args(["run", "push", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = p
+        .seen
+        .lock()
+        .unwrap()
+        .attempts
+        .values()
+        .map(Vec::len)
+        .sum::<usize>();
+    assert_eq!(after, before);
+}
+
+/// `courier_push_sent_total` of a live process (0 while its endpoint is not up).
+fn pushed_so_far(addr: &str) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes());
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .find(|l| l.starts_with("courier_push_sent_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn push_killed_mid_batch_and_restarted_sends_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = provider();
+    // Only users whose scenario is "accept": every job must end accepted.
+    let lines: Vec<String> = push_jobs(600)
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| k % 6 < 2)
+        .map(|(_, l)| l)
+        .collect();
+    let total = lines.len();
+    let config = push_config(dir.path(), &p.url, "[runner]\nmax_batch = 1000\n");
+    let on = || {
+        let mut c = courier(&data);
+        c.arg("--config").arg(&config);
+        c
+    };
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(write_lines(dir.path(), "jobs.jsonl", &lines))
+        .output()
+        .unwrap());
+
+    // The provider accepts 50 jobs, then hangs: the kill lands with the batch half
+    // done and requests in flight that the provider never accepted.
+    p.seen.lock().unwrap().stall_after = Some(50);
+    let live = spawn_live(&mut on(), "push", None);
+    let mut child = live.child;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pushed_so_far(&live.addr) < 50 {
+        assert!(Instant::now() < deadline, "push made no progress");
+        std::thread::yield_now();
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    {
+        let mut s = p.seen.lock().unwrap();
+        assert_eq!(s.accepted.len(), 50, "the kill landed mid-batch");
+        s.stall_after = None;
+    }
+
+    let out = on()
+        .args(["run", "push", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = p.seen.lock().unwrap();
+    let accepted: BTreeSet<&String> = s.accepted.iter().collect();
+    assert_eq!(accepted.len(), s.accepted.len(), "no job accepted twice");
+    assert_eq!(accepted.len(), total, "every job accepted");
+    assert!(
+        s.attempts.values().filter(|a| a.len() > 1).count() > 0,
+        "some request was in flight at the kill"
+    );
 }
