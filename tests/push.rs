@@ -384,7 +384,7 @@ fn provider() -> Provider {
                 if stall {
                     std::future::pending::<()>().await;
                 }
-                let answer = match (scenario(&user), n) {
+                match (scenario(&user), n) {
                     (2, 1) => (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), "busy"),
                     (3, 1) => {
                         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -400,8 +400,7 @@ fn provider() -> Provider {
                         seen.lock().unwrap().accepted.push(job);
                         (StatusCode::ACCEPTED, HeaderMap::new(), "")
                     }
-                };
-                answer
+                }
             }
         }),
     );
