@@ -275,6 +275,45 @@ fn notify_makes_exactly_one_job_per_offline_recipient_and_visible_message() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     exactly_one_job_per_offline_recipient(|| courier(&data), dir.path());
+    let jobs = replayed_jobs(&mut courier(&data)).len();
+
+    // The notifier's state lost (a new disk): it rebuilds the state from the log
+    // without publishing anything the group had already processed.
+    std::fs::remove_dir_all(data.join("views/notify")).unwrap();
+    run_notify(&mut courier(&data));
+    assert_eq!(
+        replayed_jobs(&mut courier(&data)).len(),
+        jobs,
+        "a rebuild sends nothing"
+    );
+    // And the rebuilt state is right: a new message to c1 yields its jobs again.
+    let more = write_lines(
+        dir.path(),
+        "more.jsonl",
+        &[format!(
+            r#"{{"type":"message_sent","event_id":"late","conversation_id":"c1","message_id":"late","sender_id":"u1","text":"text late","at_ms":{}}}"#,
+            now_ms()
+        )],
+    );
+    ok(courier(&data)
+        .args(["produce", "--file"])
+        .arg(&more)
+        .output()
+        .unwrap());
+    run_notify(&mut courier(&data));
+    let mut late: Vec<_> = replayed_jobs(&mut courier(&data))
+        .into_iter()
+        .filter(|(_, c, m)| c == "c1" && m == "late")
+        .collect();
+    late.sort();
+    let mut lines = conversation_stream(40, 40, 0);
+    lines.push(std::fs::read_to_string(&more).unwrap().trim().to_string());
+    let want: Vec<_> = expected_jobs(&lines)
+        .into_iter()
+        .filter(|(_, c, m)| c == "c1" && m == "late")
+        .collect();
+    assert!(!want.is_empty(), "someone in c1 is offline");
+    assert_eq!(late, want);
 }
 
 #[test]
