@@ -829,4 +829,24 @@ mod tests {
         let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
         assert!(e.contains("c.toml") && e.contains("linger.ms"), "{e}");
     }
+
+    #[test]
+    fn push_endpoint_comes_from_the_file_or_the_environment_and_limits_are_checked() {
+        let c = Config::parse("[push]\nendpoint = \"http://f/push\"\nconcurrency = 4\n").unwrap();
+        assert_eq!(c.push.endpoint.as_deref(), Some("http://f/push"));
+        assert_eq!((c.push.concurrency, c.push.max_attempts), (4, 8));
+        let c = Config::load(None, env(&[("COURIER_PUSH_ENDPOINT", "http://e/p")])).unwrap();
+        assert_eq!(c.push.endpoint.as_deref(), Some("http://e/p"));
+        assert!(
+            Config::parse("[push]\nendpont = \"x\"\n").is_err(),
+            "unknown keys are refused"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[push]\nconcurrency = 0\n").unwrap();
+        let e = Config::load(Some(&path), Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("push.concurrency"), "{e}");
+    }
 }
