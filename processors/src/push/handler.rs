@@ -301,3 +301,154 @@ impl<P: PushProvider + 'static, S: SentStore + 'static> Handler for PushProcesso
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use courier_pipeline::config::RunnerConfig;
+    use courier_pipeline::runner::{RunOptions, run};
+    use courier_pipeline::shutdown::Shutdown;
+    use courier_pipeline::{EmbeddedLog, Record, producer};
+    use courier_schemas::json::parse_line;
+    use courier_topics::{Catalog, DEAD_LETTERS, PUSH_JOBS};
+
+    use super::*;
+    use crate::push::{Answer, NoAnswer};
+    use crate::store::StoreError;
+
+    #[derive(Default)]
+    struct MemorySent(Mutex<HashMap<String, Done>>);
+
+    impl SentStore for MemorySent {
+        fn get(&self, job_id: &str) -> Result<Option<Done>, StoreError> {
+            Ok(self.0.lock().unwrap().get(job_id).copied())
+        }
+        fn put(&self, job_id: &str, done: Done, _now_ms: i64) -> Result<(), StoreError> {
+            self.0.lock().unwrap().insert(job_id.into(), done);
+            Ok(())
+        }
+        fn expire(&self, _before_ms: i64) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    /// Answers 503 to jobs whose id starts with `down`, 202 to the rest; counts.
+    #[derive(Default)]
+    struct Script {
+        calls: Mutex<HashMap<String, u32>>,
+    }
+
+    #[async_trait]
+    impl PushProvider for Script {
+        fn endpoint(&self) -> &str {
+            "memory://handler-test"
+        }
+        async fn post(&self, job_id: &str, _body: Vec<u8>) -> Result<Answer, NoAnswer> {
+            *self.calls.lock().unwrap().entry(job_id.into()).or_default() += 1;
+            let status = if job_id.starts_with("down") { 503 } else { 202 };
+            Ok(Answer {
+                status,
+                retry_after: None,
+                body: "down for maintenance".into(),
+            })
+        }
+    }
+
+    fn job(id: &str) -> courier_schemas::Event {
+        parse_line(&format!(
+            r#"{{"type":"push_job","event_id":"{id}","job_id":"{id}","user_id":"u-{id}","conversation_id":"c","message_id":"m","sender_id":"s","preview":"","collapse_key":"c","at_ms":1}}"#
+        ))
+        .unwrap()
+    }
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            processor: "push".into(),
+            group: "courier.push".into(),
+            topics: vec![PUSH_JOBS.into()],
+            until_caught_up: true,
+            runner: RunnerConfig::default(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exhausted_and_invalid_jobs_are_dead_lettered_done_ones_skipped_and_the_breaker_probes()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(
+            EmbeddedLog::open(dir.path(), Catalog::builtin(), Default::default()).unwrap(),
+        );
+        producer::publish(&*log, &[job("down-1"), job("done-1")])
+            .await
+            .unwrap();
+        let garbage = Record {
+            key: b"u".to_vec(),
+            value: vec![0xff],
+            headers: vec![],
+            timestamp_ms: 1,
+        };
+        log.append(PUSH_JOBS, vec![garbage]).await.unwrap();
+
+        let sent = MemorySent::default();
+        sent.put("done-1", Done::Sent, 0).unwrap();
+        let mut p = PushProcessor::new(
+            Script::default(),
+            sent,
+            log.clone(),
+            PushOptions {
+                concurrency: 1,
+                max_attempts: 3,
+                breaker_failures: 2,
+                breaker_cooldown: Duration::from_millis(10),
+                sent_ttl: Duration::from_secs(60),
+            },
+        );
+        run(log.clone(), &mut p, opts(), Shutdown::never())
+            .await
+            .unwrap();
+        let calls = p.provider.calls.lock().unwrap().clone();
+        assert_eq!(calls.get("down-1"), Some(&3), "retried up to max_attempts");
+        assert_eq!(calls.get("done-1"), None, "a done job is never posted");
+        assert_eq!(p.sent().get("down-1").unwrap(), Some(Done::DeadLettered));
+        let gauge = metrics()
+            .push_breaker
+            .with_label_values(&["memory://handler-test"]);
+        assert_eq!(
+            gauge.get(),
+            2,
+            "two failures opened it; the failed probe reopened it"
+        );
+
+        let mut reasons = Vec::new();
+        for part in 0..log.partitions(DEAD_LETTERS).unwrap() {
+            for r in log
+                .read(DEAD_LETTERS, part, 0, 10, Duration::ZERO)
+                .await
+                .unwrap()
+            {
+                let line = courier_schemas::json::to_line(&replay::decode(&r).unwrap());
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                reasons.push(v["reason"].as_str().unwrap().to_string());
+            }
+        }
+        reasons.sort();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons[1].contains(
+                "push job down-1 for u-down-1: the push provider still failed after 3 attempts; \
+                 last answer: 503 down for maintenance"
+            ),
+            "{reasons:?}"
+        );
+        assert!(reasons[0].contains("courier-schema"), "{reasons:?}");
+
+        // A healthy answer to the next probe closes the breaker.
+        producer::publish(&*log, &[job("ok-1")]).await.unwrap();
+        run(log.clone(), &mut p, opts(), Shutdown::never())
+            .await
+            .unwrap();
+        assert_eq!(p.sent().get("ok-1").unwrap(), Some(Done::Sent));
+        assert_eq!(gauge.get(), 0, "closed after a successful probe");
+    }
+}
