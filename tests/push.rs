@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{courier, ok, spawn_live, write_lines};
+use common::{await_progress, courier, ok, spawn_live, write_lines};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -186,16 +186,18 @@ fn expected_jobs(lines: &[String]) -> BTreeSet<(String, String, String)> {
     jobs
 }
 
-fn run_notify(cmd: &mut Command) {
+/// Runs notify to the end of the log; returns how many records it applied.
+fn run_notify(cmd: &mut Command) -> u64 {
     let out = cmd
         .args(["run", "notify", "--until-caught-up"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "run notify: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run notify: {err}");
+    err.lines()
+        .find_map(|l| l.strip_prefix("notify: applied "))
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line: {err}"))
 }
 
 /// The push jobs on the topic, as (user, conversation, message) with their count,
@@ -372,6 +374,8 @@ struct Seen {
     bad_keys: u32,
     /// Once this many jobs are accepted, every further request hangs unanswered.
     stall_after: Option<usize>,
+    /// Accept every job whatever its scenario.
+    accept_all: bool,
 }
 
 /// How the provider treats a job: by the number in its user id (`u7` → 7 % 6).
@@ -410,7 +414,7 @@ fn provider() -> Provider {
                 let v: Value = serde_json::from_str(&body).expect("a JSON body");
                 let job = v["job_id"].as_str().unwrap().to_string();
                 let user = v["user_id"].as_str().unwrap().to_string();
-                let (n, stall) = {
+                let (n, stall, accept_all) = {
                     let mut s = seen.lock().unwrap();
                     if headers.get("idempotency-key").and_then(|h| h.to_str().ok()) != Some(&job) {
                         s.bad_keys += 1;
@@ -418,12 +422,14 @@ fn provider() -> Provider {
                     let a = s.attempts.entry(job.clone()).or_default();
                     a.push(Instant::now());
                     let n = a.len();
-                    (n, s.stall_after.is_some_and(|k| s.accepted.len() >= k))
+                    let stall = s.stall_after.is_some_and(|k| s.accepted.len() >= k);
+                    (n, stall, s.accept_all)
                 };
                 if stall {
                     std::future::pending::<()>().await;
                 }
-                match (scenario(&user), n) {
+                let scene = if accept_all { 0 } else { scenario(&user) };
+                match (scene, n) {
                     (2, 1) => (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), "busy"),
                     (3, 1) => {
                         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -663,4 +669,77 @@ fn push_killed_mid_batch_and_restarted_sends_nothing_twice() {
         s.attempts.values().filter(|a| a.len() > 1).count() > 0,
         "some request was in flight at the kill"
     );
+}
+
+#[test]
+fn notify_killed_mid_run_then_push_delivers_every_expected_job_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = provider();
+    p.seen.lock().unwrap().accept_all = true;
+    let config = push_config(dir.path(), &p.url, "[runner]\nmax_batch = 10\n");
+    let on = || {
+        let mut c = courier(&data);
+        c.arg("--config").arg(&config);
+        c
+    };
+    let at = now_ms() - 60_000;
+    let lines = conversation_stream(100, 30, at + 100);
+    let want: BTreeSet<String> = expected_jobs(&lines)
+        .into_iter()
+        .map(|(u, c, m)| courier_processors::notify::job_id(&u, &c, &m))
+        .collect();
+    let presence = write_lines(dir.path(), "presence.jsonl", &presence_stream(at));
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(&presence)
+        .output()
+        .unwrap());
+    let stream = write_lines(dir.path(), "stream.jsonl", &lines);
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(&stream)
+        .output()
+        .unwrap());
+
+    // Small batches, SIGKILL a quarter of the way through, then a clean restart.
+    let live = spawn_live(&mut on(), "notify", None);
+    let mut child = live.child;
+    await_progress(&live.addr, "notify", lines.len() as u64 / 4);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rest = run_notify(&mut on());
+    assert!(
+        rest > 0 && rest < lines.len() as u64,
+        "the kill landed mid-run: {rest} of {} applied after the restart",
+        lines.len()
+    );
+
+    // The topic holds every expected job and nothing else (a batch the kill
+    // interrupted may have published some twice, under the same ids).
+    let on_topic = replayed_jobs(&mut on());
+    let ids: BTreeSet<String> = on_topic
+        .iter()
+        .map(|(u, c, m)| courier_processors::notify::job_id(u, c, m))
+        .collect();
+    assert_eq!(ids, want);
+    eprintln!(
+        "notify kill test: {} jobs, {} records on the topic",
+        want.len(),
+        on_topic.len()
+    );
+
+    let out = on()
+        .args(["run", "push", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = p.seen.lock().unwrap();
+    let accepted: BTreeSet<String> = s.accepted.iter().cloned().collect();
+    assert_eq!(accepted.len(), s.accepted.len(), "no job accepted twice");
+    assert_eq!(accepted, want, "every expected job delivered");
 }
