@@ -414,7 +414,7 @@ fn provider() -> Provider {
                 let v: Value = serde_json::from_str(&body).expect("a JSON body");
                 let job = v["job_id"].as_str().unwrap().to_string();
                 let user = v["user_id"].as_str().unwrap().to_string();
-                let (n, stall, accept_all) = {
+                let (n, accept_all) = {
                     let mut s = seen.lock().unwrap();
                     if headers.get("idempotency-key").and_then(|h| h.to_str().ok()) != Some(&job) {
                         s.bad_keys += 1;
@@ -422,12 +422,8 @@ fn provider() -> Provider {
                     let a = s.attempts.entry(job.clone()).or_default();
                     a.push(Instant::now());
                     let n = a.len();
-                    let stall = s.stall_after.is_some_and(|k| s.accepted.len() >= k);
-                    (n, stall, s.accept_all)
+                    (n, s.accept_all)
                 };
-                if stall {
-                    std::future::pending::<()>().await;
-                }
                 let scene = if accept_all { 0 } else { scenario(&user) };
                 match (scene, n) {
                     (2, 1) => (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), "busy"),
@@ -442,7 +438,19 @@ fn provider() -> Provider {
                     }
                     (5, _) => (StatusCode::GONE, HeaderMap::new(), "device unregistered"),
                     _ => {
-                        seen.lock().unwrap().accepted.push(job);
+                        // Decided under the lock, so no more than `stall_after`
+                        // jobs are ever accepted while stalling.
+                        let stalled = {
+                            let mut s = seen.lock().unwrap();
+                            let stalled = s.stall_after.is_some_and(|k| s.accepted.len() >= k);
+                            if !stalled {
+                                s.accepted.push(job);
+                            }
+                            stalled
+                        };
+                        if stalled {
+                            std::future::pending::<()>().await;
+                        }
                         (StatusCode::ACCEPTED, HeaderMap::new(), "")
                     }
                 }
