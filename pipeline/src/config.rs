@@ -47,6 +47,9 @@ pub struct Config {
     /// How to reach Cassandra when `views.backend = "cassandra"`.
     #[serde(default)]
     pub cassandra: CassandraConfig,
+    /// Push delivery (`courier run push`).
+    #[serde(default)]
+    pub push: PushConfig,
 }
 
 /// The view store (`[views]`).
@@ -234,6 +237,70 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             views: ViewsConfig::default(),
             cassandra: CassandraConfig::default(),
+            push: PushConfig::default(),
+        }
+    }
+}
+
+/// Push delivery (`[push]`): where jobs go and how hard to try.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// The push provider endpoint each job is POSTed to as JSON, e.g.
+    /// `http://127.0.0.1:8088/push` (plain HTTP). Required by `courier run push`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Jobs in flight at once.
+    #[serde(default = "default_push_concurrency")]
+    pub concurrency: usize,
+    /// One request's deadline, in ms; a request that takes longer is retried.
+    #[serde(default = "default_push_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts per job on 5xx, 429 and timeouts before it is dead-lettered.
+    #[serde(default = "default_push_attempts")]
+    pub max_attempts: u32,
+    /// Consecutive failures (5xx, timeouts, connection errors) that open the
+    /// endpoint's circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before one probe request, in ms.
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
+    /// How long a sent job id is remembered, in ms. Longer than the push-jobs
+    /// topic's retention (7 days), so no job on the topic outlives its id.
+    #[serde(default = "default_sent_ttl_ms")]
+    pub sent_ttl_ms: u64,
+}
+
+fn default_push_concurrency() -> usize {
+    16
+}
+fn default_push_timeout_ms() -> u64 {
+    5_000
+}
+fn default_push_attempts() -> u32 {
+    8
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown_ms() -> u64 {
+    1_000
+}
+fn default_sent_ttl_ms() -> u64 {
+    8 * 24 * 3600 * 1000
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            endpoint: None,
+            concurrency: default_push_concurrency(),
+            timeout_ms: default_push_timeout_ms(),
+            max_attempts: default_push_attempts(),
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown_ms: default_breaker_cooldown_ms(),
+            sent_ttl_ms: default_sent_ttl_ms(),
         }
     }
 }
@@ -289,6 +356,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "COURIER_CASSANDRA_CONTACT_POINTS",
         "cassandra.contact_points",
     ),
+    ("COURIER_PUSH_ENDPOINT", "push.endpoint"),
 ];
 
 impl Config {
@@ -371,6 +439,9 @@ impl Config {
             "COURIER_METRICS_LISTEN" => {
                 self.metrics.listen = (!value.is_empty()).then_some(value);
             }
+            "COURIER_PUSH_ENDPOINT" => {
+                self.push.endpoint = (!value.is_empty()).then_some(value);
+            }
             _ => {}
         }
         Ok(())
@@ -385,6 +456,17 @@ impl Config {
         if self.runner.max_attempts == 0 {
             return Err(ConfigError::Invalid(
                 "runner.max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.push.concurrency == 0
+            || self.push.max_attempts == 0
+            || self.push.breaker_failures == 0
+            || self.push.timeout_ms == 0
+        {
+            return Err(ConfigError::Invalid(
+                "push.concurrency, push.max_attempts, push.breaker_failures and \
+                 push.timeout_ms must each be at least 1"
+                    .into(),
             ));
         }
         let ns = &self.namespace;
@@ -746,5 +828,25 @@ mod tests {
         std::fs::write(&path, "[kafka.properties]\n\"linger.ms\" = 5\n").unwrap();
         let e = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
         assert!(e.contains("c.toml") && e.contains("linger.ms"), "{e}");
+    }
+
+    #[test]
+    fn push_endpoint_comes_from_the_file_or_the_environment_and_limits_are_checked() {
+        let c = Config::parse("[push]\nendpoint = \"http://f/push\"\nconcurrency = 4\n").unwrap();
+        assert_eq!(c.push.endpoint.as_deref(), Some("http://f/push"));
+        assert_eq!((c.push.concurrency, c.push.max_attempts), (4, 8));
+        let c = Config::load(None, env(&[("COURIER_PUSH_ENDPOINT", "http://e/p")])).unwrap();
+        assert_eq!(c.push.endpoint.as_deref(), Some("http://e/p"));
+        assert!(
+            Config::parse("[push]\nendpont = \"x\"\n").is_err(),
+            "unknown keys are refused"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[push]\nconcurrency = 0\n").unwrap();
+        let e = Config::load(Some(&path), Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("push.concurrency"), "{e}");
     }
 }

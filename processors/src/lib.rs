@@ -5,5 +5,8 @@
 //! Cassandra, tantivy and HTTP. Nothing here knows which log or store it runs on.
 
 pub mod inbox;
+pub mod metrics;
+pub mod notify;
 pub mod presence;
+pub mod push;
 pub mod store;

@@ -5,4 +5,6 @@
 //! processors hand them, atomically where the port says so.
 
 pub mod inbox;
+pub mod notify;
 pub mod presence;
+pub mod push;

@@ -4,15 +4,20 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use courier_pipeline::config::ViewsBackend;
 use courier_pipeline::runner::{self, RunOptions};
 use courier_pipeline::{Config, EventLog, shutdown};
 use courier_processors::inbox::InboxProcessor;
+use courier_processors::notify::NotifyProcessor;
 use courier_processors::presence::PresenceProcessor;
+use courier_processors::push::{PushOptions, PushProcessor};
 use courier_sinks::inbox::{CassandraInboxStore, Generations, RocksInboxStore};
+use courier_sinks::notify::RocksNotifyStore;
 use courier_sinks::presence::RocksPresenceStore;
+use courier_sinks::push::{HttpProvider, RocksSentStore};
 
 /// Processors `run` can start.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -21,6 +26,11 @@ pub enum Processor {
     Inbox,
     /// Latest presence of every user (courier.presence.v1 → presence table).
     Presence,
+    /// Push jobs for offline recipients (courier.conversations.v1 and the
+    /// presence table → courier.push-jobs.v1).
+    Notify,
+    /// Push delivery (courier.push-jobs.v1 → the push provider at push.endpoint).
+    Push,
 }
 
 impl Processor {
@@ -29,6 +39,8 @@ impl Processor {
         match self {
             Processor::Inbox => "inbox",
             Processor::Presence => "presence",
+            Processor::Notify => "notify",
+            Processor::Push => "push",
         }
     }
 
@@ -46,7 +58,7 @@ impl Processor {
             Processor::Inbox => Ok(inbox_group(
                 Generations::new(config.view_dir("inbox")).current()?,
             )),
-            Processor::Presence => Ok(self.group()),
+            Processor::Presence | Processor::Notify | Processor::Push => Ok(self.group()),
         }
     }
 
@@ -55,6 +67,9 @@ impl Processor {
         match self {
             Processor::Inbox => vec![courier_topics::CONVERSATIONS.to_string()],
             Processor::Presence => vec![courier_topics::PRESENCE.to_string()],
+            // Presence is read too, but outside the group (a global table).
+            Processor::Notify => vec![courier_topics::CONVERSATIONS.to_string()],
+            Processor::Push => vec![courier_topics::PUSH_JOBS.to_string()],
         }
     }
 }
@@ -163,10 +178,81 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
             let mut p = PresenceProcessor::new(store, log.clone());
             runner::run(log, &mut p, opts, stop).await?
         }
+        Processor::Notify => run_notify(config, log, args.until_caught_up, stop).await?,
+        Processor::Push => run_push(config, log, args.until_caught_up, stop).await?,
     };
     eprintln!(
         "{name}: applied {} record(s) in {} batch(es)",
         stats.records, stats.batches
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the notifier (`courier run notify`) until `stop` fires or, with
+/// `until_caught_up`, until the end of `courier.conversations.v1` as it is now. Its
+/// fold state and its own presence table live under `views/notify/`. Also the entry
+/// point for running it inside another command (`courier up`).
+pub async fn run_notify(
+    config: &Config,
+    log: Arc<dyn EventLog>,
+    until_caught_up: bool,
+    stop: shutdown::Shutdown,
+) -> anyhow::Result<runner::RunStats> {
+    let dir = config.view_dir("notify");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let store = RocksNotifyStore::open(&dir.join("states"))?;
+    let presence = RocksPresenceStore::open(&dir.join("presence"))?;
+    let p = Processor::Notify;
+    let mut handler = NotifyProcessor::new(store, presence, log.clone(), p.group());
+    let opts = RunOptions {
+        processor: p.name().to_string(),
+        group: p.group(),
+        topics: p.topics(),
+        until_caught_up,
+        runner: config.runner.clone(),
+    };
+    Ok(runner::run(log, &mut handler, opts, stop).await?)
+}
+
+/// Runs push delivery (`courier run push`) until `stop` fires or, with
+/// `until_caught_up`, until every job to the end of `courier.push-jobs.v1` as it is
+/// now is delivered or dead-lettered. Sent job ids live under `views/push/`. Also
+/// the entry point for running it inside another command (`courier up`).
+pub async fn run_push(
+    config: &Config,
+    log: Arc<dyn EventLog>,
+    until_caught_up: bool,
+    stop: shutdown::Shutdown,
+) -> anyhow::Result<runner::RunStats> {
+    let push = &config.push;
+    let endpoint = push.endpoint.as_deref().context(
+        "courier run push needs the push provider's URL: set push.endpoint in the config \
+         or COURIER_PUSH_ENDPOINT",
+    )?;
+    let provider = HttpProvider::new(endpoint, Duration::from_millis(push.timeout_ms))
+        .map_err(anyhow::Error::msg)?;
+    let dir = config.view_dir("push");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sent = RocksSentStore::open(&dir.join("sent"))?;
+    let p = Processor::Push;
+    let mut handler = PushProcessor::new(
+        provider,
+        sent,
+        log.clone(),
+        PushOptions {
+            concurrency: push.concurrency,
+            max_attempts: push.max_attempts,
+            breaker_failures: push.breaker_failures,
+            breaker_cooldown: Duration::from_millis(push.breaker_cooldown_ms),
+            sent_ttl: Duration::from_millis(push.sent_ttl_ms),
+        },
+    );
+    let opts = RunOptions {
+        processor: p.name().to_string(),
+        group: p.group(),
+        topics: p.topics(),
+        until_caught_up,
+        runner: config.runner.clone(),
+    };
+    Ok(runner::run(log, &mut handler, opts, stop).await?)
 }

@@ -1,0 +1,8 @@
+//! Push delivery's adapters: the HTTP provider ([`HttpProvider`]) and the store of
+//! sent job ids in RocksDB ([`RocksSentStore`]).
+
+mod http;
+mod sent;
+
+pub use http::HttpProvider;
+pub use sent::RocksSentStore;
