@@ -13,6 +13,12 @@ use clap::{Parser, Subcommand};
 use courier_pipeline::Config;
 use courier_pipeline::config::ViewsBackend;
 
+// mimalloc: replays and processors free on one thread what reader threads
+// allocated, which glibc's per-thread arenas make slow (lock + consolidate on every
+// cross-arena free). See BENCHMARKS.md, "Embedded log".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// courier: the event log of a messaging platform, and the processors that fold it
 /// into views.
 #[derive(Debug, Parser)]

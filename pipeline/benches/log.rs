@@ -26,6 +26,10 @@ use courier_schemas::json;
 use courier_topics::{CONVERSATIONS, Catalog};
 use rocksdb::{ColumnFamilyDescriptor, DB, ReadOptions, WriteBatch, WriteOptions};
 
+// The courier binary's allocator (see src/main.rs): measure what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 1000;
 
 fn arg(name: &str, default: usize) -> usize {
