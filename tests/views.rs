@@ -808,12 +808,65 @@ fn on_kafka_and_cassandra_a_second_produce_changes_nothing_and_rebuilds_give_ide
     // The live processor continues in g1's group, where the rebuild ended.
     assert_eq!(run("inbox: applied ", &inbox), 0);
 
-    // Another rebuild replaces a generation keyspace: g1 is dropped.
+    // Another rebuild, while a live processor serves g1: g1 is dropped, and the
+    // live one follows the switch into g2's keyspace and group.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let Live { child, rest, .. } = spawn_live(&mut on(), "inbox", Some("partitions assigned"));
+    let mut live = KillOnDrop(child);
     assert_eq!(
         run("inbox: rebuilt generation g2 from ", &rebuild),
         2 * total
     );
     assert_eq!(current(), (2, vec![2]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rest
+            .recv_timeout(left)
+            .expect("the live processor follows the switch");
+        if line.contains("switched generation; following") {
+            break;
+        }
+    }
+    // A third copy: the live processor applies it in g2's group.
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let lag: Value =
+            serde_json::from_str(&ok(on().args(["lag", "--json"]).output().unwrap())).unwrap();
+        let rows: Vec<&Value> = lag
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["group"] == "courier.inbox.g2")
+            .collect();
+        if rows.len() == 12 && rows.iter().all(|r| r["lag"] == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the live processor never caught up in g2: {lag}"
+        );
+    }
+    let pid = live.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(live.0.wait().unwrap().success(), "stops cleanly");
     assert_eq!(snapshot_with(on, &users, &conversations), want, "after g2");
 
     drop_distributed(&config, &brokers, &cassandra, &namespace);
