@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use courier_pipeline::Config;
-use courier_pipeline::config::ViewsBackend;
 
 // mimalloc: replays and processors free on one thread what reader threads
 // allocated, which glibc's per-thread arenas make slow (lock + consolidate on every
@@ -102,13 +101,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inbox(args) => cmd::inbox::run(&config, args).await,
         Command::Messages(args) => cmd::messages::run(&config, args).await,
         Command::Rebuild(args) => {
-            if config.views.backend == ViewsBackend::Cassandra {
-                anyhow::bail!(
-                    "`courier rebuild inbox` supports only the RocksDB views for now; \
-                     views.backend is \"cassandra\" here (set COURIER_VIEWS_BACKEND=rocksdb \
-                     to rebuild embedded views)"
-                );
-            }
             let log = config.open_log().context("opening the log")?;
             cmd::rebuild::run(&config, log, args).await
         }

@@ -2,6 +2,8 @@
 //! log: produce → `run inbox` → `inbox` / `messages` give the exact JSON of the
 //! spec; producing twice changes nothing; `rebuild inbox` gives identical output;
 //! a processor killed with SIGKILL mid-run ends with the views of a clean run.
+//! With real Kafka and Cassandra reachable, the same on Kafka with views in
+//! Cassandra: two instances with one killed, a second produce, two rebuilds.
 
 mod common;
 
@@ -614,7 +616,9 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
             .as_array()
             .unwrap()
             .iter()
-            .filter(|r| r["topic"] == "courier.conversations.v1")
+            // The inbox's group only: notify consumes the same topic, and nothing
+            // runs it here.
+            .filter(|r| r["topic"] == "courier.conversations.v1" && r["group"] == "courier.inbox")
             .collect();
         if !rows.is_empty() && rows.iter().all(|r| r["lag"] == 0) {
             break;
@@ -666,4 +670,204 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
             .await
             .unwrap();
     });
+}
+
+/// Drops a test's Kafka namespace and every keyspace of its views (base and
+/// generations), leaving the shared servers as we found them.
+fn drop_distributed(config: &Path, brokers: &str, cassandra: &str, namespace: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let log = courier_pipeline::KafkaLog::new(
+            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace.to_string()),
+            courier_topics::Catalog::builtin(),
+        )
+        .unwrap();
+        log.delete_namespace().await.unwrap();
+        let cfg = courier_pipeline::Config::load(Some(config), Vec::new()).unwrap();
+        let base = cfg.cassandra_keyspace().unwrap();
+        let settings = courier_sinks::inbox::CassandraSettings::new(cassandra, base.clone());
+        let session = courier_sinks::inbox::cassandra::connect(&settings)
+            .await
+            .unwrap();
+        let generations = courier_sinks::inbox::CassandraGenerations::connect(&settings)
+            .await
+            .unwrap();
+        for g in generations.on_cluster().await.unwrap() {
+            let ks = courier_sinks::inbox::cassandra_generations::keyspace_of(&base, g).unwrap();
+            session
+                .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
+                .await
+                .unwrap();
+        }
+        session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {base}"), ())
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn on_kafka_and_cassandra_a_second_produce_changes_nothing_and_rebuilds_give_identical_output() {
+    let (Some(brokers), Some(cassandra)) = (
+        courier_pipeline::testing::KAFKA.reachable(),
+        courier_pipeline::testing::CASSANDRA.reachable(),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated(30, 40);
+    let total = lines.len() as u64;
+    let file = write_lines(dir.path(), "stream.jsonl", &lines);
+    let users = ids("u", 8);
+    let conversations: Vec<String> = [0, 1, 7, 18, 29].iter().map(|c| format!("c{c}")).collect();
+
+    // The reference: one clean pass on the embedded default.
+    let clean = dir.path().join("clean");
+    produce(&clean, &file);
+    assert_eq!(run_inbox(&clean), total);
+    let want = snapshot(&clean, &users, &conversations);
+    assert!(want.contains("\"unread_count\":"), "{want}");
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let namespace = format!("rb_{}_{nanos}", std::process::id());
+    let config = dir.path().join("distributed.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n\
+             [views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n[runner]\nmax_batch = 50\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("d");
+    let on = || {
+        let mut c = courier(&data);
+        c.arg("--config").arg(&config);
+        c
+    };
+    let run = |prefix: &str, args: &[&str]| {
+        let out = on().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        summary(&out.stderr, prefix)
+    };
+    ok(on().args(["topics", "apply"]).output().unwrap());
+    ok(on().arg("migrate").output().unwrap());
+    let current = || {
+        let cfg = courier_pipeline::Config::load(Some(&config), Vec::new()).unwrap();
+        let settings = courier_sinks::inbox::CassandraSettings::new(
+            &cassandra,
+            cfg.cassandra_keyspace().unwrap(),
+        );
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let g = courier_sinks::inbox::CassandraGenerations::connect(&settings)
+                .await
+                .unwrap();
+            (g.current().await.unwrap(), g.on_cluster().await.unwrap())
+        })
+    };
+
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    let inbox = ["run", "inbox", "--until-caught-up"];
+    assert_eq!(run("inbox: applied ", &inbox), total);
+    assert_eq!(snapshot_with(on, &users, &conversations), want, "one pass");
+
+    // The same stream again: every event is a duplicate of one applied.
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    assert_eq!(run("inbox: applied ", &inbox), total);
+    assert_eq!(
+        snapshot_with(on, &users, &conversations),
+        want,
+        "a second produce changes nothing"
+    );
+
+    // A rebuild folds both copies from the start of the log into g1, switches,
+    // and drops g0 (the base keyspace's view tables).
+    let rebuild = ["rebuild", "inbox"];
+    assert_eq!(
+        run("inbox: rebuilt generation g1 from ", &rebuild),
+        2 * total,
+        "both copies"
+    );
+    assert_eq!(current(), (1, vec![1]));
+    assert_eq!(snapshot_with(on, &users, &conversations), want, "after g1");
+    // The live processor continues in g1's group, where the rebuild ended.
+    assert_eq!(run("inbox: applied ", &inbox), 0);
+
+    // Another rebuild, while a live processor serves g1: g1 is dropped, and the
+    // live one follows the switch into g2's keyspace and group.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let Live { child, rest, .. } = spawn_live(&mut on(), "inbox", Some("partitions assigned"));
+    let mut live = KillOnDrop(child);
+    assert_eq!(
+        run("inbox: rebuilt generation g2 from ", &rebuild),
+        2 * total
+    );
+    assert_eq!(current(), (2, vec![2]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rest
+            .recv_timeout(left)
+            .expect("the live processor follows the switch");
+        if line.contains("switched generation; following") {
+            break;
+        }
+    }
+    // A third copy: the live processor applies it in g2's group.
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let lag: Value =
+            serde_json::from_str(&ok(on().args(["lag", "--json"]).output().unwrap())).unwrap();
+        let rows: Vec<&Value> = lag
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["group"] == "courier.inbox.g2")
+            .collect();
+        if rows.len() == 12 && rows.iter().all(|r| r["lag"] == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the live processor never caught up in g2: {lag}"
+        );
+    }
+    let pid = live.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(live.0.wait().unwrap().success(), "stops cleanly");
+    assert_eq!(snapshot_with(on, &users, &conversations), want, "after g2");
+
+    drop_distributed(&config, &brokers, &cassandra, &namespace);
 }

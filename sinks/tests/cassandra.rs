@@ -129,7 +129,8 @@ async fn migrations_are_recorded_and_safe_to_rerun() {
             "message_days",
             "messages",
             "participants",
-            "schema_migrations"
+            "schema_migrations",
+            "view_generations"
         ]
     );
     let second = cassandra::migrate(&settings).await.unwrap();

@@ -1,13 +1,15 @@
 //! `courier inbox USER`: a user's inbox from the configured view store (RocksDB:
-//! its current generation; Cassandra: the configured keyspace), newest activity
-//! first.
+//! its current generation; Cassandra: the keyspace of its current generation),
+//! newest activity first.
 
 use std::process::ExitCode;
 
 use courier_pipeline::Config;
 use courier_pipeline::config::ViewsBackend;
 use courier_processors::inbox::store::{self, InboxStore};
-use courier_sinks::inbox::{CassandraInboxStore, CassandraSettings, Generations, RocksInboxStore};
+use courier_sinks::inbox::{
+    CassandraGenerations, CassandraInboxStore, CassandraSettings, Generations, RocksInboxStore,
+};
 
 /// Arguments of `inbox`.
 #[derive(Debug, clap::Args)]
@@ -36,10 +38,25 @@ pub async fn open_views(config: &Config) -> anyhow::Result<Option<Box<dyn InboxS
         ViewsBackend::Rocksdb => {
             open_rocksdb_views(config)?.map(|s| Box::new(s) as Box<dyn InboxStore>)
         }
-        ViewsBackend::Cassandra => Some(Box::new(
-            CassandraInboxStore::open(&cassandra_settings(config)?).await?,
-        )),
+        ViewsBackend::Cassandra => Some(Box::new(open_cassandra_views(config).await?)),
     })
+}
+
+/// Opens the current generation of the Cassandra inbox views.
+async fn open_cassandra_views(config: &Config) -> anyhow::Result<CassandraInboxStore> {
+    let generations = CassandraGenerations::connect(&cassandra_settings(config)?).await?;
+    // As on RocksDB: a rebuild may switch and drop the generation we were about to
+    // open; then the pointer has moved, and we follow it.
+    let mut attempts = 0;
+    loop {
+        let g = generations.current().await?;
+        let opened = CassandraInboxStore::open(&generations.settings(g)?).await;
+        attempts += 1;
+        if opened.is_err() && attempts < 3 && generations.current().await? != g {
+            continue;
+        }
+        return Ok(opened?);
+    }
 }
 
 /// Opens the current generation of the RocksDB inbox views read-only; `None` when

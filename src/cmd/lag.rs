@@ -18,7 +18,7 @@ pub struct Args {
 pub async fn run(config: &Config, log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for p in Processor::value_variants() {
-        let group = p.live_group(config)?;
+        let group = p.live_group(config).await?;
         for topic in p.topics() {
             let committed = log.committed(&group, &topic).await?;
             for (partition, committed) in committed.into_iter().enumerate() {

@@ -6,17 +6,25 @@
 //! the rebuild runs with nothing else running (no producer, no live processor) and
 //! ends when it has caught up with the end of the log as it was at start; the next
 //! `courier run inbox` continues from there in the new generation's group.
+//!
+//! On Cassandra a generation is a keyspace (`<keyspace>_gN`, migrated like the
+//! base; see `courier_sinks::inbox::cassandra_generations`): the live processors
+//! keep serving the current one while the rebuild fills the next, then the
+//! pointer row switches, live processors follow it, and the old one is dropped.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use courier_pipeline::config::ViewsBackend;
 use courier_pipeline::runner::{self, RunOptions};
 use courier_pipeline::{Config, EventLog, shutdown};
 use courier_processors::inbox::InboxProcessor;
 use courier_processors::inbox::store::InboxStore;
-use courier_sinks::inbox::{Generations, RocksInboxStore};
+use courier_sinks::inbox::{
+    CassandraGenerations, CassandraInboxStore, Generations, RocksInboxStore,
+};
 use courier_topics::CONVERSATIONS;
 
 use super::run::{Processor, inbox_group, on_signals, serve_metrics};
@@ -38,6 +46,9 @@ pub struct Args {
 
 pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow::Result<ExitCode> {
     let View::Inbox = args.view;
+    if config.views.backend == ViewsBackend::Cassandra {
+        return rebuild_on_cassandra(config, log).await;
+    }
     let generations = Generations::new(config.view_dir("inbox"));
     let current = generations.current()?;
     for g in generations.remove_stale()? {
@@ -94,6 +105,80 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     eprintln!(
         "inbox: rebuilt generation g{next} from {} record(s) in {} batch(es); reads switched from g{current}",
         stats.records, stats.batches
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Partitions of the conversations topic to the next offset `store` covered: what
+/// the generation being replaced has dead-lettered already.
+async fn covered_by(
+    store: &dyn InboxStore,
+    log: &dyn EventLog,
+) -> anyhow::Result<HashMap<u32, u64>> {
+    let mut covered = HashMap::new();
+    for partition in 0..log.partitions(CONVERSATIONS)? {
+        if let Some(next) = store.checkpoint(partition).await? {
+            covered.insert(partition, next);
+        }
+    }
+    Ok(covered)
+}
+
+/// `rebuild inbox` with the views in Cassandra: a new generation keyspace filled
+/// from the start of the log in its own consumer group while the current one keeps
+/// serving, then the pointer switches and the old generation is dropped.
+async fn rebuild_on_cassandra(config: &Config, log: Arc<dyn EventLog>) -> anyhow::Result<ExitCode> {
+    let generations =
+        CassandraGenerations::connect(&super::inbox::cassandra_settings(config)?).await?;
+    let current = generations.current().await?;
+    for g in generations.remove_stale().await? {
+        tracing::info!(
+            generation = g,
+            "dropped a generation no one reads (an unfinished rebuild)"
+        );
+    }
+    let next = generations.next().await?;
+    if let Some(listen) = &config.metrics.listen {
+        serve_metrics(listen).await?;
+    }
+    let (trigger, stop) = shutdown::channel();
+    let stopped = trigger.subscribe();
+    on_signals(trigger);
+
+    let old = CassandraInboxStore::open(&generations.settings(current)?).await?;
+    let covered = covered_by(&old, &*log).await?;
+    drop(old);
+    let settings = generations
+        .create(next)
+        .await
+        .with_context(|| format!("creating generation g{next} of the inbox views"))?;
+    let store = CassandraInboxStore::open(&settings).await?;
+    let mut p = InboxProcessor::new(store, log.clone()).dead_lettered_below(covered);
+    let opts = RunOptions {
+        processor: "inbox-rebuild".to_string(),
+        group: inbox_group(next),
+        topics: Processor::Inbox.topics(),
+        until_caught_up: true,
+        runner: config.runner.clone(),
+    };
+    tracing::info!(generation = next, keyspace = %settings.keyspace, group = %opts.group, "rebuilding the inbox views from the start of the log");
+    let result = runner::run(log, &mut p, opts, stop).await;
+    drop(p);
+    let stats = match result {
+        Ok(stats) if !stopped.is_triggered() => stats,
+        outcome => {
+            generations.remove(next).await?;
+            outcome?;
+            anyhow::bail!(
+                "rebuild stopped before it caught up; generation g{current} still serves reads"
+            );
+        }
+    };
+    generations.switch_to(next).await?;
+    generations.remove(current).await?;
+    eprintln!(
+        "inbox: rebuilt generation g{next} from {} record(s) in {} batch(es) in keyspace {}; reads switched from g{current}",
+        stats.records, stats.batches, settings.keyspace
     );
     Ok(ExitCode::SUCCESS)
 }

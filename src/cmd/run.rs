@@ -14,7 +14,9 @@ use courier_processors::inbox::InboxProcessor;
 use courier_processors::notify::NotifyProcessor;
 use courier_processors::presence::PresenceProcessor;
 use courier_processors::push::{PushOptions, PushProcessor};
-use courier_sinks::inbox::{CassandraInboxStore, Generations, RocksInboxStore};
+use courier_sinks::inbox::{
+    CassandraGenerations, CassandraInboxStore, Generations, RocksInboxStore,
+};
 use courier_sinks::notify::RocksNotifyStore;
 use courier_sinks::presence::RocksPresenceStore;
 use courier_sinks::push::{HttpProvider, RocksSentStore};
@@ -50,11 +52,14 @@ impl Processor {
     }
 
     /// The consumer group of the instance running now: the inbox's follows the view
-    /// generation it serves (see [`inbox_group`]); on Cassandra (no generations yet)
-    /// it is the plain `courier.inbox`.
-    pub fn live_group(self, config: &Config) -> anyhow::Result<String> {
+    /// generation it serves (see [`inbox_group`]), on RocksDB and on Cassandra.
+    pub async fn live_group(self, config: &Config) -> anyhow::Result<String> {
         match self {
-            Processor::Inbox if config.views.backend == ViewsBackend::Cassandra => Ok(self.group()),
+            Processor::Inbox if config.views.backend == ViewsBackend::Cassandra => {
+                let settings = super::inbox::cassandra_settings(config)?;
+                let generations = CassandraGenerations::connect(&settings).await?;
+                Ok(inbox_group(generations.current().await?))
+            }
             Processor::Inbox => Ok(inbox_group(
                 Generations::new(config.view_dir("inbox")).current()?,
             )),
@@ -155,11 +160,7 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     };
     let stats = match args.processor {
         Processor::Inbox if config.views.backend == ViewsBackend::Cassandra => {
-            // The keyspace must be migrated (`courier migrate`); opening says so.
-            let settings = super::inbox::cassandra_settings(config)?;
-            let store = CassandraInboxStore::open(&settings).await?;
-            let mut p = InboxProcessor::new(store, log.clone());
-            runner::run(log, &mut p, opts, stop).await?
+            run_inbox_on_cassandra(config, log, opts, stop).await?
         }
         Processor::Inbox => {
             // Always the current generation: `rebuild` may have switched it.
@@ -186,6 +187,83 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
         stats.records, stats.batches
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often a live inbox processor on Cassandra checks whether a rebuild switched
+/// generations.
+const GENERATION_POLL: Duration = Duration::from_secs(1);
+
+/// Runs the inbox processor on Cassandra in the generation serving reads. When a
+/// rebuild switches generations, it finishes (or abandons, uncommitted) its batch
+/// and continues in the new generation's keyspace and consumer group, which start
+/// where the rebuild ended; so no live instance keeps writing a dropped generation.
+async fn run_inbox_on_cassandra(
+    config: &Config,
+    log: Arc<dyn EventLog>,
+    opts: RunOptions,
+    stop: shutdown::Shutdown,
+) -> anyhow::Result<runner::RunStats> {
+    // The keyspace must be migrated (`courier migrate`); reading the pointer says so.
+    let generations =
+        Arc::new(CassandraGenerations::connect(&super::inbox::cassandra_settings(config)?).await?);
+    let mut total = runner::RunStats::default();
+    loop {
+        let g = generations.current().await?;
+        let store = CassandraInboxStore::open(&generations.settings(g)?).await?;
+        let mut p = InboxProcessor::new(store, log.clone());
+        let (switch, this_generation) = shutdown::channel();
+        let switched = this_generation.clone();
+        let watcher = tokio::spawn({
+            let generations = generations.clone();
+            let mut stop = stop.clone();
+            async move {
+                let mut tick = tokio::time::interval(GENERATION_POLL);
+                loop {
+                    tokio::select! {
+                        _ = stop.wait() => break,
+                        _ = tick.tick() => match generations.current().await {
+                            Ok(now) if now != g => {
+                                tracing::info!(from = g, to = now, "inbox views switched generation; following");
+                                break;
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot read the current inbox generation"),
+                        },
+                    }
+                }
+                switch.trigger();
+            }
+        });
+        let group = inbox_group(g);
+        tracing::info!(generation = g, group = %group, "inbox on Cassandra");
+        let result = runner::run(
+            log.clone(),
+            &mut p,
+            RunOptions {
+                group,
+                ..opts.clone()
+            },
+            this_generation,
+        )
+        .await;
+        watcher.abort();
+        let followed = switched.is_triggered() && !stop.is_triggered();
+        match result {
+            Ok(stats) => {
+                total.records += stats.records;
+                total.batches += stats.batches;
+            }
+            // A batch cut off by the switch (its generation may be gone) was not
+            // committed; the new generation's group has it.
+            Err(e) if followed => {
+                tracing::warn!(error = %e, "batch abandoned at a generation switch")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if !followed {
+            return Ok(total);
+        }
+    }
 }
 
 /// Runs the notifier (`courier run notify`) until `stop` fires or, with

@@ -7,6 +7,12 @@
 //! only once the store acknowledged the write: a failed write leaves no
 //! half-applied state behind, so the retry (or the next owner) starts from what is
 //! stored.
+//!
+//! The cache is bounded ([`DEFAULT_MAX_CACHED_STATES`], or
+//! [`InboxProcessor::max_cached_states`]): after a batch, if it holds more, the
+//! least recently used states go until it holds nine tenths of the bound. Every
+//! cached state equals the stored one (states return to the cache only after the
+//! write), so an evicted conversation is simply loaded again when next needed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -22,6 +28,9 @@ use super::state::{ConversationState, STATE_FORMAT};
 use super::store::{InboxBatch, InboxStore, Versioned};
 use crate::store::StoreError;
 
+/// How many conversation states the cache holds at most by default.
+pub const DEFAULT_MAX_CACHED_STATES: usize = 100_000;
+
 /// The processor name: metrics label and dead-letter attribution.
 const PROCESSOR: &str = "inbox";
 
@@ -32,8 +41,13 @@ pub struct InboxProcessor<S> {
     log: Arc<dyn EventLog>,
     /// Next offset to apply per owned partition, as stored with the views.
     checkpoints: HashMap<u32, u64>,
-    /// States of conversations on owned partitions, by partition, then id.
-    states: HashMap<u32, HashMap<String, ConversationState>>,
+    /// States of conversations on owned partitions, by partition, then id, with
+    /// the sequence number of the batch that last used them.
+    states: HashMap<u32, HashMap<String, (u64, ConversationState)>>,
+    /// At most this many states stay cached between batches.
+    max_cached: usize,
+    /// Sequence number of the current batch (for least-recently-used eviction).
+    batch_seq: u64,
     /// Per partition, the offset below which dead letters were already sent by
     /// the generation a rebuild replaces (empty for a live processor).
     dead_lettered: HashMap<u32, u64>,
@@ -55,7 +69,42 @@ impl<S: InboxStore> InboxProcessor<S> {
             log,
             checkpoints: HashMap::new(),
             states: HashMap::new(),
+            max_cached: DEFAULT_MAX_CACHED_STATES,
+            batch_seq: 0,
             dead_lettered: HashMap::new(),
+        }
+    }
+
+    /// Keeps at most `n` conversation states cached between batches (at least 1).
+    pub fn max_cached_states(mut self, n: usize) -> Self {
+        self.max_cached = n.max(1);
+        self
+    }
+
+    /// How many conversation states are cached now.
+    pub fn cached_states(&self) -> usize {
+        self.states.values().map(HashMap::len).sum()
+    }
+
+    /// Drops the least recently used states down to nine tenths of the bound
+    /// (so eviction does not run on every batch once the cache is full).
+    fn evict(&mut self) {
+        let cached = self.cached_states();
+        if cached <= self.max_cached {
+            return;
+        }
+        let keep = (self.max_cached * 9 / 10).max(1);
+        let mut ages: Vec<(u64, u32, String)> = self
+            .states
+            .iter()
+            .flat_map(|(p, m)| m.iter().map(move |(c, (used, _))| (*used, *p, c.clone())))
+            .collect();
+        let drop = cached - keep;
+        ages.select_nth_unstable(drop - 1);
+        for (_, p, c) in &ages[..drop] {
+            if let Some(m) = self.states.get_mut(p) {
+                m.remove(c);
+            }
         }
     }
 
@@ -90,7 +139,7 @@ impl<S: InboxStore> InboxProcessor<S> {
                 continue;
             }
             match self.states.get_mut(&r.partition).and_then(|m| m.remove(c)) {
-                Some(state) => {
+                Some((_, state)) => {
                     work.insert(
                         c.clone(),
                         Working {
@@ -284,9 +333,15 @@ impl<S: InboxStore> Handler for InboxProcessor<S> {
             .into_iter()
             .zip(write.states)
             .map(|((c, p), s)| (c, p, s));
+        self.batch_seq += 1;
+        let seq = self.batch_seq;
         for (c, partition, state) in unchanged.into_iter().chain(back) {
-            self.states.entry(partition).or_default().insert(c, state);
+            self.states
+                .entry(partition)
+                .or_default()
+                .insert(c, (seq, state));
         }
+        self.evict();
         Ok(())
     }
 }
@@ -579,5 +634,40 @@ mod tests {
         assert_same_views(fresh.store(), &want).await;
         assert_eq!(dead_letters(&*log).await.len(), 2);
         assert_eq!(dead_letter_count(&*log).await, sent, "none sent again");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bounded_state_cache_evicts_and_reloads_to_the_same_views() {
+        let (_dir, log) = log_with_stream().await;
+        let (want, _) = reference(&*log).await;
+
+        let mut unbounded = InboxProcessor::new(MemoryStore::default(), log.clone());
+        run(log.clone(), &mut unbounded, opts(3), Shutdown::never())
+            .await
+            .unwrap();
+        assert_eq!(unbounded.cached_states(), 2, "c1 and c2 stay cached");
+
+        // Bound 1 with batches touching both conversations: one of them is
+        // evicted after nearly every batch and loaded back from the store.
+        let mut bounded =
+            InboxProcessor::new(MemoryStore::default(), log.clone()).max_cached_states(1);
+        let stats = run(log.clone(), &mut bounded, opts(3), Shutdown::never())
+            .await
+            .unwrap();
+        assert_eq!(stats.records, 16);
+        assert_eq!(bounded.cached_states(), 1);
+        assert_same_views(bounded.store(), &want).await;
+        let applied = |p: &InboxProcessor<MemoryStore>| -> Vec<(String, Option<u64>)> {
+            let states = &p.store().states;
+            states
+                .iter()
+                .map(|(c, s)| (c.clone(), s.applied_offset()))
+                .collect()
+        };
+        assert_eq!(
+            applied(&bounded),
+            applied(&unbounded),
+            "the same stored states"
+        );
     }
 }

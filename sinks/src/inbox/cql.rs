@@ -16,11 +16,18 @@ pub struct Migration {
 }
 
 /// Every migration, ascending. Append only: an applied migration never changes.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_inbox.cql",
-    cql: include_str!("../../migrations/0001_inbox.cql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_inbox.cql",
+        cql: include_str!("../../migrations/0001_inbox.cql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_view_generations.cql",
+        cql: include_str!("../../migrations/0002_view_generations.cql"),
+    },
+];
 
 /// The statements of a migration: `--` comments dropped, split on `;`.
 pub fn statements(cql: &str) -> Vec<String> {
@@ -93,6 +100,26 @@ pub const SELECT_PARTICIPANTS: &str =
 pub const SELECT_DAYS: &str = "SELECT day FROM {ks}.message_days WHERE conversation_id = ?";
 pub const SELECT_MESSAGES: &str =
     "SELECT body FROM {ks}.messages WHERE conversation_id = ? AND day = ?";
+
+/// The generation serving reads, in the base keyspace. Written `USING TIMESTAMP`
+/// the generation number, so a later switch always wins and rewriting one is a
+/// no-op.
+pub const SELECT_GENERATION: &str =
+    "SELECT generation FROM {ks}.view_generations WHERE view_name = ?";
+pub const INSERT_GENERATION: &str =
+    "INSERT INTO {ks}.view_generations (view_name, generation) VALUES (?, ?) USING TIMESTAMP ?";
+/// Every keyspace of the cluster (to find generation keyspaces).
+pub const SELECT_KEYSPACES: &str = "SELECT keyspace_name FROM system_schema.keyspaces";
+/// The view tables of migration 0001: what dropping generation 0 (which shares
+/// the base keyspace with the pointer) truncates.
+pub const VIEW_TABLES: &[&str] = &[
+    "messages",
+    "message_days",
+    "participants",
+    "inbox",
+    "conversation_states",
+    "checkpoints",
+];
 
 /// Length of a message-history bucket: one UTC day of `sent_at_ms`.
 pub const DAY_MS: i64 = 86_400_000;
@@ -172,6 +199,8 @@ mod tests {
             SELECT_MESSAGES,
             SELECT_MIGRATIONS,
             INSERT_MIGRATION,
+            SELECT_GENERATION,
+            INSERT_GENERATION,
             CREATE_SCHEMA_MIGRATIONS,
         ] {
             assert!(s.contains("{ks}."), "{s}");

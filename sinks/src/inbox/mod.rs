@@ -7,11 +7,13 @@
 //! conversation's messages (in log order) and its participants.
 
 pub mod cassandra;
+pub mod cassandra_generations;
 pub mod cql;
 mod generations;
 mod keys;
 
 pub use cassandra::{CassandraInboxStore, CassandraSettings};
+pub use cassandra_generations::CassandraGenerations;
 pub use generations::Generations;
 
 use std::path::Path;
