@@ -614,7 +614,7 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
             .as_array()
             .unwrap()
             .iter()
-            .filter(|r| r["topic"] == "courier.conversations.v1")
+            .filter(|r| r["topic"] == "courier.conversations.v1" && r["group"] == "courier.inbox")
             .collect();
         if !rows.is_empty() && rows.iter().all(|r| r["lag"] == 0) {
             break;

@@ -6,4 +6,5 @@
 
 pub mod inbox;
 pub mod presence;
+pub mod search;
 pub mod store;

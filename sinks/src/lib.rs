@@ -6,3 +6,4 @@
 
 pub mod inbox;
 pub mod presence;
+pub mod search;

@@ -11,8 +11,10 @@ use courier_pipeline::runner::{self, RunOptions};
 use courier_pipeline::{Config, EventLog, shutdown};
 use courier_processors::inbox::InboxProcessor;
 use courier_processors::presence::PresenceProcessor;
+use courier_processors::search::SearchProcessor;
 use courier_sinks::inbox::{CassandraInboxStore, Generations, RocksInboxStore};
 use courier_sinks::presence::RocksPresenceStore;
+use courier_sinks::search::TantivySearchIndex;
 
 /// Processors `run` can start.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -21,6 +23,9 @@ pub enum Processor {
     Inbox,
     /// Latest presence of every user (courier.presence.v1 → presence table).
     Presence,
+    /// Full-text search (courier.conversations.v1 → tantivy, one shard per
+    /// partition).
+    Search,
 }
 
 impl Processor {
@@ -29,6 +34,7 @@ impl Processor {
         match self {
             Processor::Inbox => "inbox",
             Processor::Presence => "presence",
+            Processor::Search => "search",
         }
     }
 
@@ -47,6 +53,9 @@ impl Processor {
                 Generations::new(config.view_dir("inbox")).current()?,
             )),
             Processor::Presence => Ok(self.group()),
+            Processor::Search => Ok(search_group(
+                Generations::new(config.view_dir("search")).current()?,
+            )),
         }
     }
 
@@ -55,6 +64,7 @@ impl Processor {
         match self {
             Processor::Inbox => vec![courier_topics::CONVERSATIONS.to_string()],
             Processor::Presence => vec![courier_topics::PRESENCE.to_string()],
+            Processor::Search => vec![courier_topics::CONVERSATIONS.to_string()],
         }
     }
 }
@@ -68,6 +78,13 @@ pub fn inbox_group(g: u64) -> String {
     if g == 0 { base } else { format!("{base}.g{g}") }
 }
 
+/// The consumer group of generation `g` of the search view, as [`inbox_group`]
+/// is for the inbox: `courier.search`, then `courier.search.gN`.
+pub fn search_group(g: u64) -> String {
+    let base = Processor::Search.group();
+    if g == 0 { base } else { format!("{base}.g{g}") }
+}
+
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -77,6 +94,10 @@ pub struct Args {
     /// Process up to the end of the log as it is now, then exit.
     #[arg(long)]
     until_caught_up: bool,
+    /// search only: answer `GET /v1/shards/search` on ADDR for the shards this
+    /// instance owns (distributed mode; `courier search --peers` fans out).
+    #[arg(long, value_name = "ADDR", env = "COURIER_SEARCH_SERVE")]
+    serve: Option<String>,
 }
 
 /// Fires shutdown on Ctrl-C or SIGTERM.
@@ -128,6 +149,9 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     if let Some(listen) = &config.metrics.listen {
         serve_metrics(listen).await?;
     }
+    if args.serve.is_some() && !matches!(args.processor, Processor::Search) {
+        anyhow::bail!("--serve answers search queries: it is for `courier run search` only");
+    }
     let (trigger, stop) = shutdown::channel();
     on_signals(trigger);
     let name = args.processor.name();
@@ -154,6 +178,23 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
             let mut p = InboxProcessor::new(store, log.clone());
             let opts = RunOptions {
                 group: inbox_group(g),
+                ..opts
+            };
+            runner::run(log, &mut p, opts, stop).await?
+        }
+        Processor::Search => {
+            // Search is tantivy on local disk in both modes: with Kafka, each
+            // instance keeps the shards of the partitions it is assigned.
+            let generations = Generations::new(config.view_dir("search"));
+            let g = generations.current()?;
+            let index = TantivySearchIndex::new(generations.dir(g));
+            if let Some(listen) = &args.serve {
+                let shards = courier_sinks::search::SearchShards::open(generations.dir(g))?;
+                super::search::serve(listen, shards, index.owned()).await?;
+            }
+            let mut p = SearchProcessor::new(index, log.clone());
+            let opts = RunOptions {
+                group: search_group(g),
                 ..opts
             };
             runner::run(log, &mut p, opts, stop).await?

@@ -1,0 +1,326 @@
+//! The I/O half of the tantivy sink for the processor: one tantivy index per
+//! partition of `courier.conversations.v1` (`ROOT/pNN/`), each with its own
+//! writer, committed with a payload naming the shard's next offset.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use courier_processors::inbox::ConversationState;
+use courier_processors::search::{IndexOp, SearchBatch, SearchIndex, ShardWrite};
+use courier_processors::store::StoreError;
+use tantivy::collector::TopDocs;
+use tantivy::query::TermQuery;
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
+
+use super::STORE;
+use super::documents::{Fields, LAYOUT, Payload};
+use super::metrics::metrics;
+
+/// Indexing memory per shard. tantivy needs at least 15 MB per indexing thread;
+/// one thread per shard, since the shards of a process already index in parallel
+/// and the machine is shared with the other processors.
+pub const WRITER_MEMORY: usize = 32 * 1024 * 1024;
+
+/// The directory of partition `p`'s shard under a generation's root.
+pub fn shard_dir(root: &Path, partition: u32) -> PathBuf {
+    root.join(format!("p{partition:02}"))
+}
+
+/// The next offset of every committed shard under `root`, by partition, read
+/// without taking any writer lock (a rebuild asks the generation it replaces).
+pub fn committed_offsets(root: &Path) -> Result<HashMap<u32, u64>, StoreError> {
+    let mut out = HashMap::new();
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => {
+            return Err(StoreError::fatal(
+                STORE,
+                format!("listing {}: {e}", root.display()),
+            ));
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(partition) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('p'))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = entry.path();
+        if !dir.join("meta.json").exists() {
+            continue;
+        }
+        let metas = Index::open_in_dir(&dir)
+            .and_then(|i| i.load_metas())
+            .map_err(|e| StoreError::fatal(STORE, format!("reading {}: {e}", dir.display())))?;
+        if let Some(p) = metas.payload {
+            out.insert(partition, Payload::parse(&p, partition)?.next_offset);
+        }
+    }
+    Ok(out)
+}
+
+/// An open shard: the writer, and a reader of its own commits for states.
+struct Shard {
+    writer: IndexWriter,
+    reader: IndexReader,
+}
+
+/// The search index of one generation on local disk, for the processor.
+///
+/// Its methods block on local disk I/O inside `async fn`s, like the RocksDB
+/// stores: the runner drives one batch at a time, so there is nothing to starve.
+pub struct TantivySearchIndex {
+    root: PathBuf,
+    fields: Fields,
+    shards: HashMap<u32, Shard>,
+    /// The partitions whose shards are open here, shared with a query server so it
+    /// answers only for the shards this instance owns (a stale copy of a shard
+    /// that moved to another instance must not answer).
+    owned: Arc<RwLock<BTreeSet<u32>>>,
+}
+
+fn err(partition: u32, what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::retryable(STORE, format!("shard p{partition}: {what}: {e}"))
+}
+
+impl TantivySearchIndex {
+    /// The index under `root` (shards are created as partitions are assigned).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        TantivySearchIndex {
+            root: root.into(),
+            fields: Fields::new(),
+            shards: HashMap::new(),
+            owned: Arc::default(),
+        }
+    }
+
+    /// The partitions this index has open for writing, kept up to date as they
+    /// are assigned and revoked.
+    pub fn owned(&self) -> Arc<RwLock<BTreeSet<u32>>> {
+        self.owned.clone()
+    }
+
+    /// Where the shards are.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn shard(&mut self, partition: u32) -> Result<&mut Shard, StoreError> {
+        self.shards.get_mut(&partition).ok_or_else(|| {
+            StoreError::fatal(
+                STORE,
+                format!("shard p{partition} is not open (a processor bug)"),
+            )
+        })
+    }
+
+    /// Applies one shard's part of a batch without committing: nothing of it is
+    /// visible or durable until [`Self::commit_shard`]. Public so a test can stop
+    /// between the two, as a crash would.
+    pub fn stage(&mut self, w: &ShardWrite) -> Result<(), StoreError> {
+        let fields = self.fields.clone();
+        let partition = w.partition;
+        let shard = self.shard(partition)?;
+        let (mut upserts, mut deletes) = (0u64, 0u64);
+        for op in &w.ops {
+            match op {
+                // tantivy applies a delete to the documents added before it, so
+                // delete-then-add in log order leaves the latest version only.
+                IndexOp::Upsert(d) => {
+                    shard
+                        .writer
+                        .delete_term(fields.message_key(&d.conversation_id, &d.message_id));
+                    shard
+                        .writer
+                        .add_document(fields.message_doc(d))
+                        .map_err(|e| err(partition, "adding a document", e))?;
+                    upserts += 1;
+                }
+                IndexOp::Delete {
+                    conversation_id,
+                    message_id,
+                } => {
+                    shard
+                        .writer
+                        .delete_term(fields.message_key(conversation_id, message_id));
+                    deletes += 1;
+                }
+            }
+        }
+        for s in &w.states {
+            shard
+                .writer
+                .delete_term(fields.state_key(s.conversation_id()));
+            shard
+                .writer
+                .add_document(fields.state_doc(s)?)
+                .map_err(|e| err(partition, "adding a state", e))?;
+        }
+        let m = metrics();
+        m.documents.with_label_values(&["upsert"]).inc_by(upserts);
+        m.documents.with_label_values(&["delete"]).inc_by(deletes);
+        Ok(())
+    }
+
+    /// Commits what was staged on `partition` with `next_offset` in the payload.
+    pub fn commit_shard(&mut self, partition: u32, next_offset: u64) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(&Payload {
+            layout: LAYOUT,
+            partition,
+            next_offset,
+        })
+        .expect("a payload serializes");
+        let shard = self.shard(partition)?;
+        let mut prepared = shard
+            .writer
+            .prepare_commit()
+            .map_err(|e| err(partition, "preparing a commit", e))?;
+        prepared.set_payload(&payload);
+        prepared
+            .commit()
+            .map_err(|e| err(partition, "committing", e))?;
+        shard
+            .reader
+            .reload()
+            .map_err(|e| err(partition, "reloading after a commit", e))?;
+        Ok(())
+    }
+
+    /// Drops whatever was staged on `partition` since its last commit.
+    fn roll_back(&mut self, partition: u32) {
+        if let Some(shard) = self.shards.get_mut(&partition)
+            && let Err(e) = shard.writer.rollback()
+        {
+            // The writer is unusable; closing it makes the next batch reopen the
+            // shard from its last commit.
+            tracing::error!(partition, error = %e, "rolling back a search shard failed; closing it");
+            self.shards.remove(&partition);
+        }
+    }
+}
+
+#[async_trait]
+impl SearchIndex for TantivySearchIndex {
+    async fn open_shard(&mut self, partition: u32) -> Result<Option<u64>, StoreError> {
+        let dir = shard_dir(&self.root, partition);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::fatal(STORE, format!("creating {}: {e}", dir.display())))?;
+        let fatal = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::fatal(STORE, format!("{what} {}: {e}", dir.display()))
+        };
+        let index = if dir.join("meta.json").exists() {
+            let index = Index::open_in_dir(&dir).map_err(|e| fatal("opening", &e))?;
+            if index.schema() != self.fields.schema {
+                return Err(StoreError::fatal(
+                    STORE,
+                    format!(
+                        "{} has another schema than this build's: rebuild search",
+                        dir.display()
+                    ),
+                ));
+            }
+            index
+        } else {
+            Index::create_in_dir(&dir, self.fields.schema.clone())
+                .map_err(|e| fatal("creating", &e))?
+        };
+        let payload = index
+            .load_metas()
+            .map_err(|e| fatal("reading the commit of", &e))?
+            .payload;
+        let next = match payload {
+            Some(p) => Some(Payload::parse(&p, partition)?.next_offset),
+            None => None,
+        };
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .map_err(|e| match e {
+                tantivy::TantivyError::LockFailure(..) => StoreError::fatal(
+                    STORE,
+                    format!(
+                        "{} is in use by another courier process (one search processor per shard)",
+                        dir.display()
+                    ),
+                ),
+                e => fatal("opening a writer on", &e),
+            })?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| fatal("opening a reader on", &e))?;
+        self.shards.insert(partition, Shard { writer, reader });
+        self.owned.write().expect("owned lock").insert(partition);
+        Ok(next)
+    }
+
+    async fn close_shard(&mut self, partition: u32) -> Result<(), StoreError> {
+        // Dropping the writer discards uncommitted work and releases the lock.
+        self.owned.write().expect("owned lock").remove(&partition);
+        self.shards.remove(&partition);
+        Ok(())
+    }
+
+    async fn load_states(
+        &mut self,
+        partition: u32,
+        conversations: &[String],
+    ) -> Result<Vec<Option<ConversationState>>, StoreError> {
+        let fields = self.fields.clone();
+        let searcher = self.shard(partition)?.reader.searcher();
+        let mut out = Vec::with_capacity(conversations.len());
+        for c in conversations {
+            let q = TermQuery::new(fields.state_key(c), IndexRecordOption::Basic);
+            let top = searcher
+                .search(&q, &TopDocs::with_limit(1).order_by_score())
+                .map_err(|e| err(partition, "looking up a state", e))?;
+            let Some((_, addr)) = top.first() else {
+                out.push(None);
+                continue;
+            };
+            let doc: TantivyDocument = searcher
+                .doc(*addr)
+                .map_err(|e| err(partition, "reading a state", e))?;
+            let bytes = doc
+                .get_first(fields.state)
+                .and_then(|v| v.as_bytes())
+                .ok_or_else(|| {
+                    StoreError::fatal(STORE, format!("shard p{partition}: state of {c} is empty"))
+                })?;
+            let state: ConversationState = serde_json::from_slice(bytes).map_err(|e| {
+                StoreError::fatal(
+                    STORE,
+                    format!("shard p{partition}: the state of {c} is corrupt: {e}"),
+                )
+            })?;
+            out.push(Some(state));
+        }
+        Ok(out)
+    }
+
+    async fn write(&mut self, batch: &SearchBatch) -> Result<(), StoreError> {
+        for w in &batch.shards {
+            let started = Instant::now();
+            let result = self
+                .stage(w)
+                .and_then(|()| self.commit_shard(w.partition, w.next_offset));
+            if let Err(e) = result {
+                self.roll_back(w.partition);
+                return Err(e);
+            }
+            metrics()
+                .commit_seconds
+                .with_label_values(&[&w.partition.to_string()])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
