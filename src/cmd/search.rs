@@ -83,7 +83,7 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         Ok(hits) => hits,
         // The user's mistake, not a failure of courier: its own exit code.
         Err(e) if e.is::<BadQuery>() => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             return Ok(ExitCode::from(2));
         }
         Err(e) => return Err(e),
