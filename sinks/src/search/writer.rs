@@ -71,6 +71,31 @@ pub fn committed_offsets(root: &Path) -> Result<HashMap<u32, u64>, StoreError> {
 struct Shard {
     writer: IndexWriter,
     reader: IndexReader,
+    /// The reader has not seen the latest commit: reloaded only when a state is
+    /// read (rarely: after an assignment), not after every commit.
+    stale: bool,
+}
+
+impl Shard {
+    /// Commits what was staged with `next_offset` in the payload.
+    fn commit(&mut self, partition: u32, next_offset: u64) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(&Payload {
+            layout: LAYOUT,
+            partition,
+            next_offset,
+        })
+        .expect("a payload serializes");
+        let mut prepared = self
+            .writer
+            .prepare_commit()
+            .map_err(|e| err(partition, "preparing a commit", e))?;
+        prepared.set_payload(&payload);
+        prepared
+            .commit()
+            .map_err(|e| err(partition, "committing", e))?;
+        self.stale = true;
+        Ok(())
+    }
 }
 
 /// The search index of one generation on local disk, for the processor.
@@ -172,26 +197,7 @@ impl TantivySearchIndex {
 
     /// Commits what was staged on `partition` with `next_offset` in the payload.
     pub fn commit_shard(&mut self, partition: u32, next_offset: u64) -> Result<(), StoreError> {
-        let payload = serde_json::to_string(&Payload {
-            layout: LAYOUT,
-            partition,
-            next_offset,
-        })
-        .expect("a payload serializes");
-        let shard = self.shard(partition)?;
-        let mut prepared = shard
-            .writer
-            .prepare_commit()
-            .map_err(|e| err(partition, "preparing a commit", e))?;
-        prepared.set_payload(&payload);
-        prepared
-            .commit()
-            .map_err(|e| err(partition, "committing", e))?;
-        shard
-            .reader
-            .reload()
-            .map_err(|e| err(partition, "reloading after a commit", e))?;
-        Ok(())
+        self.shard(partition)?.commit(partition, next_offset)
     }
 
     /// Drops whatever was staged on `partition` since its last commit.
@@ -257,7 +263,14 @@ impl SearchIndex for TantivySearchIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| fatal("opening a reader on", &e))?;
-        self.shards.insert(partition, Shard { writer, reader });
+        self.shards.insert(
+            partition,
+            Shard {
+                writer,
+                reader,
+                stale: false,
+            },
+        );
         self.owned.write().expect("owned lock").insert(partition);
         Ok(next)
     }
@@ -275,7 +288,15 @@ impl SearchIndex for TantivySearchIndex {
         conversations: &[String],
     ) -> Result<Vec<Option<ConversationState>>, StoreError> {
         let fields = self.fields.clone();
-        let searcher = self.shard(partition)?.reader.searcher();
+        let shard = self.shard(partition)?;
+        if shard.stale {
+            shard
+                .reader
+                .reload()
+                .map_err(|e| err(partition, "reloading after a commit", e))?;
+            shard.stale = false;
+        }
+        let searcher = shard.reader.searcher();
         let mut out = Vec::with_capacity(conversations.len());
         for c in conversations {
             let q = TermQuery::new(fields.state_key(c), IndexRecordOption::Basic);
@@ -307,20 +328,55 @@ impl SearchIndex for TantivySearchIndex {
     }
 
     async fn write(&mut self, batch: &SearchBatch) -> Result<(), StoreError> {
+        let started = Instant::now();
         for w in &batch.shards {
-            let started = Instant::now();
-            let result = self
-                .stage(w)
-                .and_then(|()| self.commit_shard(w.partition, w.next_offset));
-            if let Err(e) = result {
-                self.roll_back(w.partition);
+            if let Err(e) = self.stage(w) {
+                for w in &batch.shards {
+                    self.roll_back(w.partition);
+                }
                 return Err(e);
             }
-            metrics()
-                .commit_seconds
-                .with_label_values(&[&w.partition.to_string()])
-                .observe(started.elapsed().as_secs_f64());
         }
-        Ok(())
+        // A commit mostly waits (the indexing thread writes its segment, then
+        // fsyncs): the shards' commits run side by side, each still atomic.
+        let next: HashMap<u32, u64> = batch
+            .shards
+            .iter()
+            .map(|w| (w.partition, w.next_offset))
+            .collect();
+        let results: Vec<(u32, Result<(), StoreError>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .shards
+                .iter_mut()
+                .filter_map(|(p, shard)| next.get(p).map(|n| (*p, *n, shard)))
+                .map(|(p, n, shard)| (p, scope.spawn(move || shard.commit(p, n))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|(p, h)| {
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(StoreError::fatal(
+                            STORE,
+                            format!("shard p{p}: commit panicked"),
+                        ))
+                    });
+                    (p, r)
+                })
+                .collect()
+        });
+        let mut first_error = None;
+        for (p, r) in results {
+            match r {
+                Ok(()) => metrics()
+                    .commit_seconds
+                    .with_label_values(&[&p.to_string()])
+                    .observe(started.elapsed().as_secs_f64()),
+                Err(e) => {
+                    self.roll_back(p);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
