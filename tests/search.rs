@@ -489,7 +489,17 @@ fn search_fans_out_to_instances_and_merges_their_shards() {
     for (k, v) in expected(&b_lines) {
         want.entry(k).or_default().extend(v);
     }
-    let mut instances = Vec::new();
+    // Killed on any exit, a failed assertion included.
+    struct Instances(Vec<(std::process::Child, String)>);
+    impl Drop for Instances {
+        fn drop(&mut self) {
+            for (child, _) in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut instances = Instances(Vec::new());
     for (name, lines) in [("a", &a_lines), ("b", &b_lines)] {
         let data = dir.path().join(name);
         let file = write_lines(dir.path(), &format!("{name}.jsonl"), lines);
@@ -520,19 +530,33 @@ fn search_fans_out_to_instances_and_merges_their_shards() {
             .unwrap()
             .to_string();
         await_progress(&addr, "search", lines.len() as u64);
-        instances.push((child, format!("http://{search_addr}")));
+        instances.0.push((child, format!("http://{search_addr}")));
     }
-    let peers = format!("{},{}", instances[0].1, instances[1].1);
+    let peers = format!("{},{}", instances.0[0].1, instances.0[1].1);
     let querier = dir.path().join("querier");
-    let mut hits_seen = 0;
-    for ((user, word), ids) in &want {
+    let ask = |user: &str, word: &str| -> Vec<Value> {
         let out = ok(courier(&querier)
             .args([
                 "search", user, word, "--json", "--limit", "100000", "--peers", &peers,
             ])
             .output()
             .unwrap());
-        let hits: Vec<Value> = serde_json::from_str(&out).unwrap();
+        serde_json::from_str(&out).unwrap()
+    };
+    // Applied is not yet searchable: a live instance commits when idle or each
+    // second, and its readers reload within about half a second. Await the
+    // biggest answer before checking every one.
+    let ((u, w), biggest) = want.iter().max_by_key(|(_, ids)| ids.len()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ask(u, w).len() < biggest.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instances' commits never became searchable"
+        );
+    }
+    let mut hits_seen = 0;
+    for ((user, word), ids) in &want {
+        let hits = ask(user, word);
         let got: BTreeSet<String> = hits
             .iter()
             .map(|h| {
@@ -558,7 +582,7 @@ fn search_fans_out_to_instances_and_merges_their_shards() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("malformed query"));
 
-    for (mut child, _) in instances {
+    for (child, _) in &mut instances.0 {
         assert!(
             Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])

@@ -165,6 +165,11 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
         Ok(())
     }
 
+    async fn flush(&mut self) -> Result<(), HandlerError> {
+        self.index.flush().await?;
+        Ok(())
+    }
+
     async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError> {
         let started = Instant::now();
         let mut next: BTreeMap<u32, u64> = BTreeMap::new();
@@ -259,8 +264,14 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
         };
         let documents: usize = write.shards.iter().map(|s| s.ops.len()).sum();
         // On error the taken states are gone from the cache: the retry reloads
-        // them as committed.
-        self.index.write(&write).await?;
+        // them as committed. A fatal error (deferred work lost) drops the whole
+        // cache, so nothing ahead of the shards' commits survives in memory.
+        if let Err(e) = self.index.write(&write).await {
+            if !e.retryable {
+                self.states.values_mut().for_each(HashMap::clear);
+            }
+            return Err(e.into());
+        }
         tracing::debug!(
             processor = %self.name,
             records = batch.len(),

@@ -30,10 +30,15 @@ pub struct SearchBatch {
 
 /// A full-text index split in shards by partition.
 ///
-/// Contract: `write` makes each [`ShardWrite`] durable atomically — after a crash
-/// a shard holds all of it (documents, states and `next_offset`) or none of it.
-/// Shards are independent: a failed write may have committed some shards of the
-/// batch and not others, which is harmless because each carries its own offset.
+/// Contract: each shard commits atomically — after a crash a shard holds, for
+/// some prefix of the writes it was given, all of their documents, states and
+/// last `next_offset`, and nothing of the rest. `write` may defer the commit
+/// (an index commits by interval, because a commit costs far more than a
+/// document); `flush` and `close_shard` commit what is pending. Shards are
+/// independent: a failed write may have committed some shards and not others,
+/// which is harmless because each carries its own offset. A failed write that
+/// lost deferred work the processor was told was written is *fatal*: only a
+/// restart, which seeks to the shards' commits, redoes it.
 #[async_trait]
 pub trait SearchIndex: Send {
     /// Opens (creating) the shard of `partition` for writing; returns the offset
@@ -52,6 +57,9 @@ pub trait SearchIndex: Send {
         conversations: &[String],
     ) -> Result<Vec<Option<ConversationState>>, StoreError>;
 
-    /// Applies and commits a batch (see the contract above).
+    /// Applies a batch, committing now or later (see the contract above).
     async fn write(&mut self, batch: &SearchBatch) -> Result<(), StoreError>;
+
+    /// Commits every shard with pending work.
+    async fn flush(&mut self) -> Result<(), StoreError>;
 }

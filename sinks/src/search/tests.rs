@@ -217,6 +217,9 @@ impl SearchIndex for CrashingIndex {
     ) -> Result<Vec<Option<ConversationState>>, StoreError> {
         self.inner.load_states(partition, conversations).await
     }
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        self.inner.flush().await
+    }
     async fn write(&mut self, batch: &SearchBatch) -> Result<(), StoreError> {
         self.writes += 1;
         if self.writes < self.crash_at || batch.shards.len() < 2 {

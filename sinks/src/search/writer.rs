@@ -74,7 +74,28 @@ struct Shard {
     /// The reader has not seen the latest commit: reloaded only when a state is
     /// read (rarely: after an assignment), not after every commit.
     stale: bool,
+    /// Staged, acknowledged to the processor, not yet committed.
+    pending: Option<Pending>,
 }
+
+/// A shard's work since its last commit.
+struct Pending {
+    /// When the first of it was staged.
+    since: Instant,
+    /// What the commit payload will say.
+    next_offset: u64,
+    /// Document and state operations staged.
+    operations: usize,
+}
+
+/// A shard commits when its oldest uncommitted work is this old (how stale a
+/// query may be while the processor is busy), or when this much is staged. A
+/// commit costs far more than a document (a new segment, fsyncs, later merges),
+/// so committing every batch would make catch-up several times slower. The
+/// commit payload, not the group offset, is the processor's position, so
+/// deferring commits loses nothing: a crash redoes the uncommitted work.
+const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const COMMIT_OPERATIONS: usize = 200_000;
 
 impl Shard {
     /// Commits what was staged with `next_offset` in the payload.
@@ -94,6 +115,7 @@ impl Shard {
             .commit()
             .map_err(|e| err(partition, "committing", e))?;
         self.stale = true;
+        self.pending = None;
         Ok(())
     }
 }
@@ -200,8 +222,77 @@ impl TantivySearchIndex {
         self.shard(partition)?.commit(partition, next_offset)
     }
 
+    /// Commits the pending work of `partitions`, side by side: a commit mostly
+    /// waits (the indexing thread writes its segment, then fsyncs). Each stays
+    /// atomic; the first error is returned after all have finished.
+    fn commit_all(&mut self, partitions: &[u32]) -> Result<(), StoreError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let results: Vec<(u32, Result<(), StoreError>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .shards
+                .iter_mut()
+                .filter(|(p, _)| partitions.contains(p))
+                .filter_map(|(p, shard)| {
+                    let next = shard.pending.as_ref()?.next_offset;
+                    let p = *p;
+                    Some((p, scope.spawn(move || shard.commit(p, next))))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(p, h)| {
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(StoreError::fatal(
+                            STORE,
+                            format!("shard p{p}: commit panicked"),
+                        ))
+                    });
+                    (p, r)
+                })
+                .collect()
+        });
+        let mut first_error = None;
+        for (p, r) in results {
+            match r {
+                Ok(()) => metrics()
+                    .commit_seconds
+                    .with_label_values(&[&p.to_string()])
+                    .observe(started.elapsed().as_secs_f64()),
+                Err(e) => {
+                    self.roll_back(p);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// After a failed write: every shard of the batch goes back to its commit.
+    /// Retryable only if that loses nothing but this batch.
+    fn fail(&mut self, batch: &SearchBatch, acked_pending: bool, e: StoreError) -> StoreError {
+        for w in &batch.shards {
+            self.roll_back(w.partition);
+        }
+        if acked_pending {
+            StoreError::fatal(
+                STORE,
+                format!(
+                    "{e}; uncommitted work of earlier batches is lost until a restart redoes it"
+                ),
+            )
+        } else {
+            e
+        }
+    }
+
     /// Drops whatever was staged on `partition` since its last commit.
     fn roll_back(&mut self, partition: u32) {
+        if let Some(shard) = self.shards.get_mut(&partition) {
+            shard.pending = None;
+        }
         if let Some(shard) = self.shards.get_mut(&partition)
             && let Err(e) = shard.writer.rollback()
         {
@@ -269,6 +360,7 @@ impl SearchIndex for TantivySearchIndex {
                 writer,
                 reader,
                 stale: false,
+                pending: None,
             },
         );
         self.owned.write().expect("owned lock").insert(partition);
@@ -276,7 +368,20 @@ impl SearchIndex for TantivySearchIndex {
     }
 
     async fn close_shard(&mut self, partition: u32) -> Result<(), StoreError> {
-        // Dropping the writer discards uncommitted work and releases the lock.
+        // The next owner starts from the commit: make it hold everything handled.
+        if self
+            .shards
+            .get(&partition)
+            .is_some_and(|s| s.pending.is_some())
+        {
+            self.commit_all(&[partition]).map_err(|e| {
+                StoreError::fatal(
+                    STORE,
+                    format!("{e} (uncommitted work is redone on restart)"),
+                )
+            })?;
+        }
+        // Dropping the writer releases the lock.
         self.owned.write().expect("owned lock").remove(&partition);
         self.shards.remove(&partition);
         Ok(())
@@ -328,55 +433,50 @@ impl SearchIndex for TantivySearchIndex {
     }
 
     async fn write(&mut self, batch: &SearchBatch) -> Result<(), StoreError> {
-        let started = Instant::now();
+        // Work the processor was already told is written, and would be lost with
+        // a roll back: then any failure is fatal (see the port's contract).
+        let acked_pending = self.shards.values().any(|s| s.pending.is_some());
         for w in &batch.shards {
             if let Err(e) = self.stage(w) {
-                for w in &batch.shards {
-                    self.roll_back(w.partition);
-                }
-                return Err(e);
+                return Err(self.fail(batch, acked_pending, e));
             }
+            let shard = self.shard(w.partition)?;
+            let pending = shard.pending.get_or_insert(Pending {
+                since: Instant::now(),
+                next_offset: w.next_offset,
+                operations: 0,
+            });
+            pending.next_offset = w.next_offset;
+            pending.operations += w.ops.len() + w.states.len();
         }
-        // A commit mostly waits (the indexing thread writes its segment, then
-        // fsyncs): the shards' commits run side by side, each still atomic.
-        let next: HashMap<u32, u64> = batch
+        let due: Vec<u32> = self
             .shards
             .iter()
-            .map(|w| (w.partition, w.next_offset))
-            .collect();
-        let results: Vec<(u32, Result<(), StoreError>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .shards
-                .iter_mut()
-                .filter_map(|(p, shard)| next.get(p).map(|n| (*p, *n, shard)))
-                .map(|(p, n, shard)| (p, scope.spawn(move || shard.commit(p, n))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|(p, h)| {
-                    let r = h.join().unwrap_or_else(|_| {
-                        Err(StoreError::fatal(
-                            STORE,
-                            format!("shard p{p}: commit panicked"),
-                        ))
-                    });
-                    (p, r)
+            .filter(|(_, s)| {
+                s.pending.as_ref().is_some_and(|p| {
+                    p.since.elapsed() >= COMMIT_INTERVAL || p.operations >= COMMIT_OPERATIONS
                 })
-                .collect()
-        });
-        let mut first_error = None;
-        for (p, r) in results {
-            match r {
-                Ok(()) => metrics()
-                    .commit_seconds
-                    .with_label_values(&[&p.to_string()])
-                    .observe(started.elapsed().as_secs_f64()),
-                Err(e) => {
-                    self.roll_back(p);
-                    first_error.get_or_insert(e);
-                }
-            }
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        if let Err(e) = self.commit_all(&due) {
+            return Err(self.fail(batch, acked_pending, e));
         }
-        first_error.map_or(Ok(()), Err)
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        let pending: Vec<u32> = self
+            .shards
+            .iter()
+            .filter(|(_, s)| s.pending.is_some())
+            .map(|(p, _)| *p)
+            .collect();
+        self.commit_all(&pending).map_err(|e| {
+            StoreError::fatal(
+                STORE,
+                format!("{e} (uncommitted work is redone on restart)"),
+            )
+        })
     }
 }
