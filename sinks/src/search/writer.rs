@@ -76,6 +76,10 @@ struct Shard {
     stale: bool,
     /// Staged, acknowledged to the processor, not yet committed.
     pending: Option<Pending>,
+    /// The latest version of each conversation state changed since the last
+    /// commit: written once per commit, not once per batch (a state is only
+    /// needed together with the commit that covers it).
+    dirty: HashMap<String, ConversationState>,
 }
 
 /// A shard's work since its last commit.
@@ -98,8 +102,20 @@ const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 const COMMIT_OPERATIONS: usize = 200_000;
 
 impl Shard {
-    /// Commits what was staged with `next_offset` in the payload.
-    fn commit(&mut self, partition: u32, next_offset: u64) -> Result<(), StoreError> {
+    /// Commits what was staged, and the dirty states, with `next_offset` in the
+    /// payload.
+    fn commit(
+        &mut self,
+        fields: &Fields,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), StoreError> {
+        for (c, s) in self.dirty.drain() {
+            self.writer.delete_term(fields.state_key(&c));
+            self.writer
+                .add_document(fields.state_doc(&s)?)
+                .map_err(|e| err(partition, "adding a state", e))?;
+        }
         let payload = serde_json::to_string(&Payload {
             layout: LAYOUT,
             partition,
@@ -204,12 +220,8 @@ impl TantivySearchIndex {
         }
         for s in &w.states {
             shard
-                .writer
-                .delete_term(fields.state_key(s.conversation_id()));
-            shard
-                .writer
-                .add_document(fields.state_doc(s)?)
-                .map_err(|e| err(partition, "adding a state", e))?;
+                .dirty
+                .insert(s.conversation_id().to_owned(), s.clone());
         }
         let m = metrics();
         m.documents.with_label_values(&["upsert"]).inc_by(upserts);
@@ -219,7 +231,9 @@ impl TantivySearchIndex {
 
     /// Commits what was staged on `partition` with `next_offset` in the payload.
     pub fn commit_shard(&mut self, partition: u32, next_offset: u64) -> Result<(), StoreError> {
-        self.shard(partition)?.commit(partition, next_offset)
+        let fields = self.fields.clone();
+        self.shard(partition)?
+            .commit(&fields, partition, next_offset)
     }
 
     /// Commits the pending work of `partitions`, side by side: a commit mostly
@@ -230,6 +244,7 @@ impl TantivySearchIndex {
             return Ok(());
         }
         let started = Instant::now();
+        let fields = &self.fields;
         let results: Vec<(u32, Result<(), StoreError>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .shards
@@ -238,7 +253,7 @@ impl TantivySearchIndex {
                 .filter_map(|(p, shard)| {
                     let next = shard.pending.as_ref()?.next_offset;
                     let p = *p;
-                    Some((p, scope.spawn(move || shard.commit(p, next))))
+                    Some((p, scope.spawn(move || shard.commit(fields, p, next))))
                 })
                 .collect();
             handles
@@ -292,6 +307,7 @@ impl TantivySearchIndex {
     fn roll_back(&mut self, partition: u32) {
         if let Some(shard) = self.shards.get_mut(&partition) {
             shard.pending = None;
+            shard.dirty.clear();
         }
         if let Some(shard) = self.shards.get_mut(&partition)
             && let Err(e) = shard.writer.rollback()
@@ -361,6 +377,7 @@ impl SearchIndex for TantivySearchIndex {
                 reader,
                 stale: false,
                 pending: None,
+                dirty: HashMap::new(),
             },
         );
         self.owned.write().expect("owned lock").insert(partition);
