@@ -53,6 +53,8 @@ enum Command {
     /// Build a fresh generation of a view from the start of the log, then switch
     /// reads to it.
     Rebuild(cmd::rebuild::Args),
+    /// Full-text search over the messages a user may see.
+    Search(cmd::search::Args),
     /// Apply the view store's schema migrations not yet applied (Cassandra); safe
     /// to rerun.
     Migrate(cmd::migrate::Args),
@@ -100,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Presence(args) => cmd::presence::run(&config, args),
         Command::Inbox(args) => cmd::inbox::run(&config, args).await,
         Command::Messages(args) => cmd::messages::run(&config, args).await,
+        Command::Search(args) => cmd::search::run(&config, args).await,
         Command::Rebuild(args) => {
             let log = config.open_log().context("opening the log")?;
             cmd::rebuild::run(&config, log, args).await

@@ -616,7 +616,7 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
             .as_array()
             .unwrap()
             .iter()
-            // The inbox's group only: notify consumes the same topic, and nothing
+            // The inbox's group only: notify and search consume the same topic, and nothing
             // runs it here.
             .filter(|r| r["topic"] == "courier.conversations.v1" && r["group"] == "courier.inbox")
             .collect();

@@ -71,6 +71,15 @@ pub trait Handler: Send {
     /// Applies a batch (records in offset order per partition) and makes its
     /// effects durable.
     async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError>;
+
+    /// The log is idle (a poll found nothing) or the run is ending (caught up, or
+    /// shutdown): make everything handled durable.
+    /// Only a handler that keeps its own checkpoint with its view and seeks to it
+    /// on assignment may defer durability past `handle` (the search view commits
+    /// its shards by interval); the default has nothing pending.
+    async fn flush(&mut self) -> Result<(), HandlerError> {
+        Ok(())
+    }
 }
 
 /// Why a run stopped with an error.
@@ -152,7 +161,12 @@ pub async fn run(
         }
     }
     let mut consumer = log.subscribe(&opts.group, &opts.topics).await?;
-    let result = drive(&mut *consumer, handler, &opts, &targets, &mut shutdown).await;
+    let mut result = drive(&mut *consumer, handler, &opts, &targets, &mut shutdown).await;
+    if result.is_ok()
+        && let Err(e) = handler.flush().await
+    {
+        result = Err(failed(&opts.processor)(e));
+    }
     if let Err(e) = consumer.close().await {
         tracing::warn!(error = %e, group = %opts.group, "leaving the consumer group failed");
     }
@@ -200,6 +214,8 @@ async fn drive(
                 handler.on_revoked(&tps).await.map_err(failed(processor))?;
             }
             ConsumerEvent::Records(records) if records.is_empty() => {
+                // Idle: whatever a handler deferred becomes durable now.
+                handler.flush().await.map_err(failed(processor))?;
                 if opts.until_caught_up && caught_up(consumer, targets) {
                     tracing::info!(
                         processor,

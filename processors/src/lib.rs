@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod notify;
 pub mod presence;
 pub mod push;
+pub mod search;
 pub mod store;

@@ -8,3 +8,4 @@ pub mod inbox;
 pub mod notify;
 pub mod presence;
 pub mod push;
+pub mod search;

@@ -9,4 +9,5 @@ pub mod produce;
 pub mod rebuild;
 pub mod replay;
 pub mod run;
+pub mod search;
 pub mod topics;

@@ -25,15 +25,19 @@ use courier_processors::inbox::store::InboxStore;
 use courier_sinks::inbox::{
     CassandraGenerations, CassandraInboxStore, Generations, RocksInboxStore,
 };
+use courier_processors::search::SearchProcessor;
+use courier_sinks::search::{TantivySearchIndex, committed_offsets};
 use courier_topics::CONVERSATIONS;
 
-use super::run::{Processor, inbox_group, on_signals, serve_metrics};
+use super::run::{Processor, inbox_group, on_signals, search_group, serve_metrics};
 
 /// Views `rebuild` can rebuild.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum View {
     /// Inboxes and message history.
     Inbox,
+    /// The full-text search shards.
+    Search,
 }
 
 /// Arguments of `rebuild`.
@@ -44,8 +48,17 @@ pub struct Args {
     view: View,
 }
 
+impl Args {
+    /// Whether this rebuilds the search view (tantivy whatever the views backend).
+    pub fn is_search(&self) -> bool {
+        matches!(self.view, View::Search)
+    }
+}
+
 pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow::Result<ExitCode> {
-    let View::Inbox = args.view;
+    if let View::Search = args.view {
+        return rebuild_search(config, log).await;
+    }
     if config.views.backend == ViewsBackend::Cassandra {
         return rebuild_on_cassandra(config, log).await;
     }
@@ -179,6 +192,63 @@ async fn rebuild_on_cassandra(config: &Config, log: Arc<dyn EventLog>) -> anyhow
     eprintln!(
         "inbox: rebuilt generation g{next} from {} record(s) in {} batch(es) in keyspace {}; reads switched from g{current}",
         stats.records, stats.batches, settings.keyspace
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `courier rebuild search`: the same steps as the inbox's, over tantivy shards.
+/// The new generation's shards start empty, so each seeks to the start of its
+/// partition whatever its fresh group holds.
+async fn rebuild_search(config: &Config, log: Arc<dyn EventLog>) -> anyhow::Result<ExitCode> {
+    let generations = Generations::new(config.view_dir("search"));
+    let current = generations.current()?;
+    for g in generations.remove_stale()? {
+        tracing::info!(
+            generation = g,
+            "removed a search generation no one reads (an unfinished rebuild)"
+        );
+    }
+    let next = generations.next()?;
+    if let Some(listen) = &config.metrics.listen {
+        serve_metrics(listen).await?;
+    }
+    let (trigger, stop) = shutdown::channel();
+    let stopped = trigger.subscribe();
+    on_signals(trigger);
+
+    // What the current generation covered was dead-lettered by it already.
+    let covered = committed_offsets(&generations.dir(current))?;
+    let index = TantivySearchIndex::new(generations.dir(next));
+    let mut p = SearchProcessor::new(index, log.clone())
+        .named("search-rebuild")
+        .dead_lettered_below(covered);
+    let opts = RunOptions {
+        // Its own metrics label, so its lag never reads as the live processor's.
+        processor: "search-rebuild".to_string(),
+        group: search_group(next),
+        topics: Processor::Search.topics(),
+        until_caught_up: true,
+        runner: config.runner.clone(),
+    };
+    tracing::info!(generation = next, group = %opts.group, "rebuilding the search shards from the start of the log");
+    let result = runner::run(log, &mut p, opts, stop).await;
+    // Closes the new shards' writers before anyone else opens them.
+    drop(p);
+    let stats = match result {
+        Ok(stats) if !stopped.is_triggered() => stats,
+        outcome => {
+            generations.remove(next)?;
+            outcome?;
+            anyhow::bail!(
+                "rebuild stopped before it caught up; search generation g{current} still serves queries"
+            );
+        }
+    };
+    generations.switch_to(next)?;
+    generations.remove(current)?;
+    eprintln!(
+        "search: rebuilt generation g{next} from {} record(s) in {} batch(es); queries switched from g{current}",
+        stats.records, stats.batches
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -14,12 +14,14 @@ use courier_processors::inbox::InboxProcessor;
 use courier_processors::notify::NotifyProcessor;
 use courier_processors::presence::PresenceProcessor;
 use courier_processors::push::{PushOptions, PushProcessor};
+use courier_processors::search::SearchProcessor;
 use courier_sinks::inbox::{
     CassandraGenerations, CassandraInboxStore, Generations, RocksInboxStore,
 };
 use courier_sinks::notify::RocksNotifyStore;
 use courier_sinks::presence::RocksPresenceStore;
 use courier_sinks::push::{HttpProvider, RocksSentStore};
+use courier_sinks::search::TantivySearchIndex;
 
 /// Processors `run` can start.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -33,6 +35,9 @@ pub enum Processor {
     Notify,
     /// Push delivery (courier.push-jobs.v1 → the push provider at push.endpoint).
     Push,
+    /// Full-text search (courier.conversations.v1 → tantivy, one shard per
+    /// partition).
+    Search,
 }
 
 impl Processor {
@@ -43,6 +48,7 @@ impl Processor {
             Processor::Presence => "presence",
             Processor::Notify => "notify",
             Processor::Push => "push",
+            Processor::Search => "search",
         }
     }
 
@@ -64,6 +70,9 @@ impl Processor {
                 Generations::new(config.view_dir("inbox")).current()?,
             )),
             Processor::Presence | Processor::Notify | Processor::Push => Ok(self.group()),
+            Processor::Search => Ok(search_group(
+                Generations::new(config.view_dir("search")).current()?,
+            )),
         }
     }
 
@@ -75,6 +84,7 @@ impl Processor {
             // Presence is read too, but outside the group (a global table).
             Processor::Notify => vec![courier_topics::CONVERSATIONS.to_string()],
             Processor::Push => vec![courier_topics::PUSH_JOBS.to_string()],
+            Processor::Search => vec![courier_topics::CONVERSATIONS.to_string()],
         }
     }
 }
@@ -88,6 +98,13 @@ pub fn inbox_group(g: u64) -> String {
     if g == 0 { base } else { format!("{base}.g{g}") }
 }
 
+/// The consumer group of generation `g` of the search view, as [`inbox_group`]
+/// is for the inbox: `courier.search`, then `courier.search.gN`.
+pub fn search_group(g: u64) -> String {
+    let base = Processor::Search.group();
+    if g == 0 { base } else { format!("{base}.g{g}") }
+}
+
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -97,6 +114,10 @@ pub struct Args {
     /// Process up to the end of the log as it is now, then exit.
     #[arg(long)]
     until_caught_up: bool,
+    /// search only: answer `GET /v1/shards/search` on ADDR for the shards this
+    /// instance owns (distributed mode; `courier search --peers` fans out).
+    #[arg(long, value_name = "ADDR", env = "COURIER_SEARCH_SERVE")]
+    serve: Option<String>,
 }
 
 /// Fires shutdown on Ctrl-C or SIGTERM.
@@ -148,6 +169,9 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     if let Some(listen) = &config.metrics.listen {
         serve_metrics(listen).await?;
     }
+    if args.serve.is_some() && !matches!(args.processor, Processor::Search) {
+        anyhow::bail!("--serve answers search queries: it is for `courier run search` only");
+    }
     let (trigger, stop) = shutdown::channel();
     on_signals(trigger);
     let name = args.processor.name();
@@ -170,6 +194,23 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
             let mut p = InboxProcessor::new(store, log.clone());
             let opts = RunOptions {
                 group: inbox_group(g),
+                ..opts
+            };
+            runner::run(log, &mut p, opts, stop).await?
+        }
+        Processor::Search => {
+            // Search is tantivy on local disk in both modes: with Kafka, each
+            // instance keeps the shards of the partitions it is assigned.
+            let generations = Generations::new(config.view_dir("search"));
+            let g = generations.current()?;
+            let index = TantivySearchIndex::new(generations.dir(g));
+            if let Some(listen) = &args.serve {
+                let shards = courier_sinks::search::SearchShards::open(generations.dir(g))?;
+                super::search::serve(listen, shards, index.owned()).await?;
+            }
+            let mut p = SearchProcessor::new(index, log.clone());
+            let opts = RunOptions {
+                group: search_group(g),
                 ..opts
             };
             runner::run(log, &mut p, opts, stop).await?

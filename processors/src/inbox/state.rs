@@ -182,6 +182,17 @@ impl ConversationState {
         m
     }
 
+    /// The users who see a message sent at `offset`: those who were members then
+    /// (DESIGN.md, "Visibility"), in the order they first joined. The search view
+    /// records them on each document.
+    pub fn visible_to(&self, offset: u64) -> Vec<&str> {
+        self.users
+            .iter()
+            .filter(|u| u.sees(offset))
+            .map(|u| u.id.as_str())
+            .collect()
+    }
+
     /// How many messages the state remembers (it grows by one per applied message).
     pub fn message_count(&self) -> usize {
         self.messages.len()

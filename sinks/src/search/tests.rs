@@ -1,0 +1,355 @@
+//! The search view end to end inside the library: embedded log → runner →
+//! `SearchProcessor` → tantivy shards → `SearchShards::search`. Semantic cases
+//! of DESIGN.md, malformed queries, and a crash between staging and committing.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use courier_pipeline::config::RunnerConfig;
+use courier_pipeline::runner::{RunOptions, run};
+use courier_pipeline::shutdown::Shutdown;
+use courier_pipeline::{EmbeddedLog, EventLog, producer};
+use courier_processors::inbox::ConversationState;
+use courier_processors::search::{SearchBatch, SearchIndex, SearchProcessor};
+use courier_processors::store::StoreError;
+use courier_schemas::json::parse_line;
+use courier_topics::{CONVERSATIONS, Catalog};
+
+use super::{SearchError, SearchShards, TantivySearchIndex};
+
+/// Churn, edits, deletes, ciphertext, media, a duplicate, a rule break.
+const STREAM: &str = r#"
+{"type":"conversation_created","event_id":"e1","conversation_id":"c1","kind":"group","creator_id":"u1","member_ids":["u1","u2","u3"],"title":"t","at_ms":10}
+{"type":"conversation_created","event_id":"e2","conversation_id":"c2","kind":"direct","creator_id":"u1","member_ids":["u1","u4"],"title":"","at_ms":11}
+{"type":"message_sent","event_id":"e3","conversation_id":"c1","message_id":"m1","sender_id":"u1","text":"Hello world, standup at noon","at_ms":12}
+{"type":"message_sent","event_id":"e4","conversation_id":"c2","message_id":"m1","sender_id":"u4","text":"hello in private","at_ms":13}
+{"type":"members_removed","event_id":"e5","conversation_id":"c1","actor_id":"u1","user_ids":["u3"],"at_ms":14}
+{"type":"message_sent","event_id":"e6","conversation_id":"c1","message_id":"m2","sender_id":"u2","text":"hello while u3 is away","at_ms":15}
+{"type":"message_sent","event_id":"e7","conversation_id":"c1","message_id":"m3","sender_id":"u3","text":"hello from outside","at_ms":16}
+{"type":"members_added","event_id":"e8","conversation_id":"c1","actor_id":"u2","user_ids":["u3","u5"],"at_ms":17}
+{"type":"message_sent","event_id":"e9","conversation_id":"c1","message_id":"m4","sender_id":"u5","text":"welcome back, hello again","at_ms":18}
+{"type":"message_edited","event_id":"e10","conversation_id":"c1","message_id":"m2","editor_id":"u2","text":"goodbye while u3 is away","at_ms":19}
+{"type":"message_sent","event_id":"e11","conversation_id":"c1","message_id":"m5","sender_id":"u1","ciphertext":"aGVsbG8gc2VjcmV0","at_ms":20}
+{"type":"message_sent","event_id":"e12","conversation_id":"c1","message_id":"m6","sender_id":"u1","media":{"url":"https://cdn/hello.png","mime_type":"image/png","size_bytes":9},"at_ms":21}
+{"type":"message_deleted","event_id":"e13","conversation_id":"c1","message_id":"m4","actor_id":"u5","at_ms":22}
+{"type":"message_sent","event_id":"e3","conversation_id":"c1","message_id":"m1","sender_id":"u1","text":"Hello world, standup at noon","at_ms":12}
+{"type":"message_sent","event_id":"e14","conversation_id":"c1","message_id":"m7","sender_id":"u3","text":"HELLO everyone, standup moved","at_ms":23}
+{"type":"message_edited","event_id":"e15","conversation_id":"c1","message_id":"m5","editor_id":"u1","text":"now in clear: secret plans","at_ms":24}
+"#;
+
+fn opts(group: &str, max_batch: usize) -> RunOptions {
+    RunOptions {
+        processor: "search".into(),
+        group: group.into(),
+        topics: vec![CONVERSATIONS.into()],
+        until_caught_up: true,
+        runner: RunnerConfig {
+            max_batch,
+            poll_timeout_ms: 50,
+            max_attempts: 3,
+        },
+    }
+}
+
+async fn log_with(dir: &Path, stream: &str) -> Arc<dyn EventLog> {
+    let log: Arc<dyn EventLog> =
+        Arc::new(EmbeddedLog::open(dir, Catalog::builtin(), Default::default()).unwrap());
+    let events: Vec<_> = stream
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| parse_line(l).unwrap())
+        .collect();
+    producer::publish(&*log, &events).await.unwrap();
+    log
+}
+
+/// (conversation, message) of each hit, in result order.
+fn ids(shards: &SearchShards, user: &str, query: &str) -> Vec<(String, String)> {
+    shards
+        .search(user, query, 100, None)
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.conversation_id, h.message_id))
+        .collect()
+}
+
+fn set(shards: &SearchShards, user: &str, query: &str) -> BTreeSet<String> {
+    ids(shards, user, query)
+        .into_iter()
+        .map(|(c, m)| format!("{c}/{m}"))
+        .collect()
+}
+
+fn of(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_follows_visibility_edits_deletes_and_never_indexes_ciphertext() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with(&dir.path().join("log"), STREAM).await;
+    let root = dir.path().join("search");
+    let mut p = SearchProcessor::new(TantivySearchIndex::new(&root), log.clone());
+    let stats = run(
+        log.clone(),
+        &mut p,
+        opts("courier.search", 4),
+        Shutdown::never(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.records, 16);
+    drop(p);
+    let s = SearchShards::open(&root).unwrap();
+
+    // Membership as of the send: u3 was away for m2 (and m3 was rejected).
+    assert_eq!(set(&s, "u1", "hello"), of(&["c1/m1", "c1/m7", "c2/m1"]));
+    assert_eq!(set(&s, "u3", "hello"), of(&["c1/m1", "c1/m7"]));
+    assert_eq!(set(&s, "u2", "goodbye"), of(&["c1/m2"]));
+    assert!(
+        set(&s, "u3", "goodbye").is_empty(),
+        "sent while u3 was away"
+    );
+    // A new member sees only what came after they joined.
+    assert_eq!(set(&s, "u5", "standup"), of(&["c1/m7"]));
+    // The direct conversation is its members' only.
+    assert_eq!(set(&s, "u4", "hello"), of(&["c2/m1"]));
+    assert!(set(&s, "u2", "private").is_empty());
+    // Edits replace the text; deletes remove the message.
+    assert!(set(&s, "u2", "while").contains("c1/m2"));
+    assert!(set(&s, "u1", "welcome").is_empty(), "m4 is deleted");
+    // Ciphertext and media are never indexed; an edit to text is.
+    assert!(
+        set(&s, "u1", "secret").contains("c1/m5"),
+        "edited to clear text"
+    );
+    assert!(set(&s, "u1", "aGVsbG8gc2VjcmV0").is_empty());
+    assert!(set(&s, "u1", "png").is_empty(), "media-only");
+    // Case-insensitive words, phrases, prefixes, booleans, a conversation filter.
+    assert_eq!(set(&s, "u1", "HeLLo"), set(&s, "u1", "hello"));
+    assert_eq!(set(&s, "u1", "\"standup moved\""), of(&["c1/m7"]));
+    assert_eq!(set(&s, "u1", "\"moved standup\""), of(&[]));
+    assert_eq!(set(&s, "u1", "stand*"), of(&["c1/m1", "c1/m7"]));
+    assert_eq!(set(&s, "u1", "noon OR plans"), of(&["c1/m1", "c1/m5"]));
+    assert_eq!(set(&s, "u1", "standup noon"), of(&["c1/m1"]), "all words");
+    assert_eq!(set(&s, "u1", "hello -noon"), of(&["c1/m7", "c2/m1"]));
+    assert_eq!(set(&s, "u1", "hello -stand*"), of(&["c2/m1"]));
+    assert_eq!(
+        s.search("u4", "hello", 10, Some("c1")).unwrap().len(),
+        0,
+        "u4 is no member of c1"
+    );
+    assert_eq!(s.search("u1", "hello", 10, Some("c2")).unwrap().len(), 1);
+    assert!(s.search("u9", "hello", 10, None).unwrap().is_empty());
+
+    // The hit carries the message and a highlighted snippet; best first.
+    let hits = s.search("u1", "standup", 1, None).unwrap();
+    assert_eq!(hits.len(), 1, "the limit holds");
+    let all = s.search("u1", "hello", 10, None).unwrap();
+    assert!(all.windows(2).all(|w| w[0].score >= w[1].score));
+    let m7 = all.iter().find(|h| h.message_id == "m7").unwrap();
+    assert_eq!(m7.sender_id, "u3");
+    assert_eq!(m7.text, "HELLO everyone, standup moved");
+    assert_eq!(m7.sent_at_ms, 23);
+    assert!(m7.snippet.contains("<b>HELLO</b>"), "{}", m7.snippet);
+    let json = serde_json::to_value(m7).unwrap();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys.iter().copied().collect::<BTreeSet<_>>(),
+        [
+            "message_id",
+            "conversation_id",
+            "sender_id",
+            "text",
+            "sent_at_ms",
+            "score",
+            "snippet"
+        ]
+        .into_iter()
+        .collect()
+    );
+
+    // Malformed queries are errors that say so, never panics.
+    for bad in ["\"unclosed", "nosuchfield:x", "(hello", "text:"] {
+        match s.search("u1", bad, 10, None) {
+            Err(SearchError::MalformedQuery { query, reason }) => {
+                assert_eq!(query, bad);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{bad:?} gave {other:?}"),
+        }
+    }
+    assert!(matches!(
+        s.search("u1", "hello", 0, None),
+        Err(SearchError::ZeroLimit)
+    ));
+}
+
+/// Delegates to the tantivy index, but its `crash_at`-th write stages every shard,
+/// commits only the first, and fails for good: what a process killed in the
+/// middle of a multi-shard batch leaves on disk once its writers are dropped.
+struct CrashingIndex {
+    inner: TantivySearchIndex,
+    writes: usize,
+    crash_at: usize,
+    crashed: bool,
+}
+
+#[async_trait]
+impl SearchIndex for CrashingIndex {
+    async fn open_shard(&mut self, partition: u32) -> Result<Option<u64>, StoreError> {
+        self.inner.open_shard(partition).await
+    }
+    async fn close_shard(&mut self, partition: u32) -> Result<(), StoreError> {
+        self.inner.close_shard(partition).await
+    }
+    async fn load_states(
+        &mut self,
+        partition: u32,
+        conversations: &[String],
+    ) -> Result<Vec<Option<ConversationState>>, StoreError> {
+        self.inner.load_states(partition, conversations).await
+    }
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        self.inner.flush().await
+    }
+    async fn write(&mut self, batch: &SearchBatch) -> Result<(), StoreError> {
+        self.writes += 1;
+        if self.writes < self.crash_at || batch.shards.len() < 2 {
+            return self.inner.write(batch).await;
+        }
+        for w in &batch.shards {
+            self.inner.stage(w)?;
+        }
+        let first = &batch.shards[0];
+        self.inner
+            .commit_shard(first.partition, first.next_offset)?;
+        self.crashed = true;
+        Err(StoreError::fatal(
+            "crash",
+            "killed between two shard commits",
+        ))
+    }
+}
+
+/// A generated stream over many conversations (so batches span shards).
+fn generated() -> String {
+    let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+    let mut out = String::new();
+    for c in 0..12 {
+        out.push_str(&format!(
+            "{{\"type\":\"conversation_created\",\"event_id\":\"cc{c}\",\"conversation_id\":\"c{c}\",\"kind\":\"group\",\"creator_id\":\"u{}\",\"member_ids\":[\"u{}\",\"u{}\"],\"title\":\"\",\"at_ms\":1}}\n",
+            c % 4,
+            c % 4,
+            (c + 1) % 4
+        ));
+    }
+    for i in 0..30 {
+        for c in 0..12 {
+            let (a, b) = (words[(i + c) % 6], words[(i * 7 + c) % 6]);
+            let line = match i % 5 {
+                3 => format!(
+                    "{{\"type\":\"members_added\",\"event_id\":\"a{c}-{i}\",\"conversation_id\":\"c{c}\",\"actor_id\":\"u{}\",\"user_ids\":[\"u{}\"],\"at_ms\":2}}",
+                    c % 4,
+                    (c + i) % 6
+                ),
+                4 => format!(
+                    "{{\"type\":\"message_edited\",\"event_id\":\"ed{c}-{i}\",\"conversation_id\":\"c{c}\",\"message_id\":\"m{}\",\"editor_id\":\"u{}\",\"text\":\"{b} edited\",\"at_ms\":3}}",
+                    i - 2,
+                    c % 4
+                ),
+                _ => format!(
+                    "{{\"type\":\"message_sent\",\"event_id\":\"s{c}-{i}\",\"conversation_id\":\"c{c}\",\"message_id\":\"m{i}\",\"sender_id\":\"u{}\",\"text\":\"{a} {b} {i}\",\"at_ms\":4}}",
+                    c % 4
+                ),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn everything(s: &SearchShards) -> Vec<Vec<(String, String)>> {
+    let mut all = Vec::new();
+    for u in 0..6 {
+        for w in [
+            "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "edited",
+        ] {
+            let mut hits = ids(s, &format!("u{u}"), w);
+            hits.sort();
+            all.push(hits);
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_shard_commits_neither_loses_nor_doubles_a_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = generated();
+    let log = log_with(&dir.path().join("log"), &stream).await;
+    let total = stream.lines().count() as u64;
+
+    // The reference: one clean pass.
+    let clean = dir.path().join("clean");
+    let mut p = SearchProcessor::new(TantivySearchIndex::new(&clean), log.clone());
+    run(log.clone(), &mut p, opts("clean", 50), Shutdown::never())
+        .await
+        .unwrap();
+    drop(p);
+    let want = everything(&SearchShards::open(&clean).unwrap());
+    assert!(want.iter().map(Vec::len).sum::<usize>() > 100, "{want:?}");
+
+    // The crash: one shard of the third batch committed, the others staged only.
+    let root = dir.path().join("crashed");
+    let index = CrashingIndex {
+        inner: TantivySearchIndex::new(&root),
+        writes: 0,
+        crash_at: 3,
+        crashed: false,
+    };
+    let mut p = SearchProcessor::new(index, log.clone());
+    let err = run(
+        log.clone(),
+        &mut p,
+        opts("courier.search", 50),
+        Shutdown::never(),
+    )
+    .await;
+    assert!(err.is_err(), "the crash stops the run");
+    assert!(p.index().crashed);
+    drop(p); // the writers go, with what they had staged
+
+    // A restart in the same group resumes from each shard's commit payload: the
+    // group committed only the first two batches, one shard is further along.
+    let mut p = SearchProcessor::new(TantivySearchIndex::new(&root), log.clone());
+    let stats = run(
+        log.clone(),
+        &mut p,
+        opts("courier.search", 50),
+        Shutdown::never(),
+    )
+    .await
+    .unwrap();
+    assert!(stats.records > 0 && stats.records < total, "{stats:?}");
+    drop(p);
+    assert_eq!(everything(&SearchShards::open(&root).unwrap()), want);
+
+    // Another group (say a group whose offsets were lost) seeks to the payloads
+    // too: nothing is applied again.
+    let mut p = SearchProcessor::new(TantivySearchIndex::new(&root), log.clone());
+    let stats = run(log.clone(), &mut p, opts("other", 50), Shutdown::never())
+        .await
+        .unwrap();
+    assert_eq!(stats.records, 0);
+    drop(p);
+    assert_eq!(everything(&SearchShards::open(&root).unwrap()), want);
+}
