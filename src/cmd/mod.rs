@@ -9,4 +9,6 @@ pub mod produce;
 pub mod rebuild;
 pub mod replay;
 pub mod run;
+pub mod token;
 pub mod topics;
+pub mod up;
