@@ -188,6 +188,9 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+const NONE: &[(&str, &str)] = &[];
+const PLAIN: &[(&str, &str)] = &[("Content-Type", "text/plain")];
+
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
 fn ws(addr: &str, token: &str) -> Ws {
@@ -339,7 +342,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages".into(),
             "POST",
             None,
-            &[],
+            NONE,
             401,
             "Authorization",
         ),
@@ -348,7 +351,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages".into(),
             "POST",
             Some(format!("{alice}x")),
-            &[],
+            NONE,
             401,
             "signature",
         ),
@@ -357,7 +360,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages".into(),
             "POST",
             Some(alice.clone()),
-            &[],
+            NONE,
             400,
             "malformed JSON",
         ),
@@ -366,7 +369,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages".into(),
             "POST",
             Some(alice.clone()),
-            &[],
+            NONE,
             422,
             "unknown field `sender_id`",
         ),
@@ -375,7 +378,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages".into(),
             "POST",
             Some(alice.clone()),
-            &[],
+            NONE,
             422,
             "missing field `text`",
         ),
@@ -384,7 +387,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages".into(),
             "POST",
             Some(alice.clone()),
-            &[],
+            NONE,
             413,
             "limit",
         ),
@@ -393,7 +396,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages".into(),
             "POST",
             Some(alice.clone()),
-            &[],
+            NONE,
             404,
             "does not exist",
         ),
@@ -402,7 +405,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages".into(),
             "POST",
             Some(carol.clone()),
-            &[],
+            NONE,
             403,
             "not a member",
         ),
@@ -411,7 +414,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages".into(),
             "POST",
             Some(alice.clone()),
-            &[],
+            NONE,
             422,
             "conversation_id",
         ),
@@ -420,7 +423,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages".into(),
             "POST",
             Some(alice.clone()),
-            &[("Content-Type", "text/plain")],
+            PLAIN,
             415,
             "Content-Type",
         ),
@@ -429,7 +432,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             format!("/v1/messages/{m}"),
             "PATCH",
             Some(bob.clone()),
-            &[],
+            NONE,
             422,
             "not its sender",
         ),
@@ -438,7 +441,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/messages/nope?conversation_id=".to_string() + &c,
             "DELETE",
             Some(alice.clone()),
-            &[],
+            NONE,
             422,
             "nope",
         ),
@@ -447,7 +450,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/receipts".into(),
             "POST",
             Some(bob.clone()),
-            &[],
+            NONE,
             422,
             "status",
         ),
@@ -456,7 +459,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/conversations".into(),
             "POST",
             Some(alice.clone()),
-            &[],
+            NONE,
             422,
             "exactly two",
         ),
@@ -465,7 +468,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             format!("/v1/conversations/{c}/members"),
             "POST",
             Some(alice.clone()),
-            &[],
+            NONE,
             422,
             "direct",
         ),
@@ -474,7 +477,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "/v1/presence".into(),
             "PUT",
             Some(alice.clone()),
-            &[],
+            NONE,
             422,
             "online",
         ),
@@ -615,5 +618,71 @@ fn rate_limits_answer_429_with_retry_after_per_user_then_per_ip() {
     assert!(r.headers.contains_key("retry-after"));
     // Operations endpoints are not rate limited.
     assert_eq!(http(a, "GET", "/healthz", None, None, &[]).status, 200);
+    assert!(up.stop().success());
+}
+
+#[test]
+fn a_live_client_too_slow_to_keep_up_is_told_and_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = "[gateway]\nws_queue = 4\nuser_rate_per_sec = 100000.0\nuser_burst = 100000\nip_rate_per_sec = 100000.0\nip_burst = 100000\n";
+    let up = Up::start(&data, Some(config));
+    let a = &up.addr;
+    let alice = token(&data, Some(config), "alice");
+    let bob = token(&data, Some(config), "bob");
+    let r = http(
+        a,
+        "POST",
+        "/v1/conversations",
+        Some(&alice),
+        Some(r#"{"kind":"group","member_ids":["bob"]}"#),
+        NONE,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = r.json()["conversation_id"].as_str().unwrap().to_string();
+    // bob connects and does not read: the kernel's socket buffers fill, then his
+    // queue of 4, then the gateway cuts him off.
+    let mut slow = ws(a, &bob);
+    let text = "x".repeat(16 * 1024);
+    let body = json!({"conversation_id": c, "text": text}).to_string();
+    let slow_disconnects = |addr: &str| {
+        http(addr, "GET", "/metrics", None, None, NONE)
+            .body
+            .lines()
+            .find(|l| l.starts_with("courier_gateway_ws_slow_disconnects_total"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut sent = 0;
+    while slow_disconnects(a) < 1.0 {
+        assert!(
+            sent < 5000,
+            "sent {sent} messages of 16 KiB and bob was never cut off"
+        );
+        let r = http(a, "POST", "/v1/messages", Some(&alice), Some(&body), NONE);
+        assert_eq!(r.status, 201, "{}", r.body);
+        sent += 1;
+    }
+    // He gets what was queued, then the reason, then close 1008.
+    let mut told = false;
+    loop {
+        match slow.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "error" {
+                    assert!(v["error"].as_str().unwrap().contains("too slow"), "{v}");
+                    told = true;
+                }
+            }
+            Ok(tungstenite::Message::Close(frame)) => {
+                let frame = frame.expect("a close frame with a code");
+                assert_eq!(u16::from(frame.code), 1008);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("bob's socket failed before the close frame: {e}"),
+        }
+    }
+    assert!(told, "bob was disconnected without being told why");
     assert!(up.stop().success());
 }

@@ -69,7 +69,6 @@ impl Hub {
             tx,
             overflowed: overflowed.clone(),
         });
-        metrics::get().ws_connections.inc();
         Subscription {
             id,
             user: user.to_string(),
@@ -124,6 +123,7 @@ impl Hub {
         mut sub: Subscription,
         mut stop: Shutdown,
     ) {
+        metrics::get().ws_connections.inc();
         loop {
             tokio::select! {
                 next = sub.rx.recv() => match next {

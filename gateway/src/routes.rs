@@ -205,10 +205,10 @@ async fn write(
         None => fallback_key,
     };
     let scoped = key.map(|k| format!("{user}\n{endpoint}\n{k}"));
-    if let Some(k) = &scoped {
-        if let Claim::Replay(stored) = gw.idempotency.claim(k, fingerprint).await? {
-            return Ok((stored.status, Json(stored.body)).into_response());
-        }
+    if let Some(k) = &scoped
+        && let Claim::Replay(stored) = gw.idempotency.claim(k, fingerprint).await?
+    {
+        return Ok((stored.status, Json(stored.body)).into_response());
     }
     let result = publish_judged(gw, user, build).await;
     match (&scoped, &result) {
@@ -647,12 +647,13 @@ async fn search(
 /// `GET /v1/stream`: the signed-in user's live events, one canonical JSON
 /// object per text frame.
 async fn stream(State(gw): State<App>, User(user): User, ws: WebSocketUpgrade) -> Response {
+    // Registered before the handshake answers, so an event published right after
+    // the client sees `101` reaches it. If the upgrade fails, the dropped
+    // subscription is pruned at the next delivery.
+    let sub = gw.hub.subscribe(&user);
     let hub = gw.hub.clone();
     let stop = gw.stop.clone();
-    ws.on_upgrade(move |socket| async move {
-        let sub = hub.subscribe(&user);
-        hub.serve(socket, sub, stop).await
-    })
+    ws.on_upgrade(move |socket| hub.serve(socket, sub, stop))
 }
 
 async fn metrics_text() -> Response {

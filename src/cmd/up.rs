@@ -1,6 +1,8 @@
 //! `courier up`: the whole platform in one process — the gateway and every
 //! processor — embedded by default, until Ctrl-C / SIGTERM.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,11 +14,16 @@ use courier_pipeline::{Config, EventLog, shutdown};
 use courier_processors::inbox::store::{ConversationRows, InboxBatch, InboxStore};
 use courier_processors::inbox::{ConversationState, InboxRow};
 use courier_processors::store::StoreError;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use super::run::{Processor, on_signals, run_processor};
 
 /// The processors `up` runs beside the gateway. Adding one is adding it here.
 const PROCESSORS: &[Processor] = &[Processor::Inbox, Processor::Presence];
+
+/// One part of the platform running in this process: its name and how it ended.
+type Part<'a> = Pin<Box<dyn Future<Output = (&'static str, anyhow::Result<()>)> + 'a>>;
 
 /// Arguments of `up`.
 #[derive(Debug, clap::Args)]
@@ -113,17 +120,15 @@ pub async fn run(
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
 
-    let mut tasks = tokio::task::JoinSet::new();
+    // Driven concurrently on this task rather than spawned: a processor's future
+    // need not be `Send`, and a panic in any part ends the process, as it should.
+    let mut parts: FuturesUnordered<Part<'_>> = FuturesUnordered::new();
     for &p in PROCESSORS {
-        let (config, log, stop) = (config.clone(), log.clone(), stop.clone());
-        tasks.spawn(async move {
-            (
-                p.name(),
-                run_processor(&config, log, p, false, stop)
-                    .await
-                    .map(|_| ()),
-            )
-        });
+        let (log, stop) = (log.clone(), stop.clone());
+        parts.push(Box::pin(async move {
+            let result = run_processor(config, log, p, false, stop).await;
+            (p.name(), result.map(|_| ()))
+        }));
     }
     let gateway = Gateway::start(
         Parts {
@@ -137,12 +142,12 @@ pub async fn run(
     )
     .await
     .context("starting the gateway")?;
-    tasks.spawn(async move {
+    parts.push(Box::pin(async move {
         (
             "gateway",
             gateway.serve(listener).await.map_err(anyhow::Error::from),
         )
-    });
+    }));
 
     println!("courier is up: http://{addr}");
     println!(
@@ -165,20 +170,12 @@ pub async fn run(
     // One part failing stops the others: a platform without its inbox would
     // accept messages nobody can read.
     let mut failed = false;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((_, Ok(()))) => {}
-            Ok((name, Err(e))) => {
-                tracing::error!(part = name, error = %format!("{e:#}"), "stopped with an error; stopping everything");
-                eprintln!("error: {name}: {e:#}");
-                failed = true;
-                trigger.trigger();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "a task panicked; stopping everything");
-                failed = true;
-                trigger.trigger();
-            }
+    while let Some((name, result)) = parts.next().await {
+        if let Err(e) = result {
+            tracing::error!(part = name, error = %format!("{e:#}"), "stopped with an error; stopping everything");
+            eprintln!("error: {name}: {e:#}");
+            failed = true;
+            trigger.trigger();
         }
     }
     eprintln!("courier stopped: every processor committed what it applied");
