@@ -191,6 +191,18 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 const NONE: &[(&str, &str)] = &[];
 const PLAIN: &[(&str, &str)] = &[("Content-Type", "text/plain")];
 
+/// A request that must be refused: what, path, method, token, extra headers,
+/// expected status, and what the error must mention.
+type BadRequest = (
+    &'static str,
+    String,
+    &'static str,
+    Option<String>,
+    &'static [(&'static str, &'static str)],
+    u16,
+    &'static str,
+);
+
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
 fn ws(addr: &str, token: &str) -> Ws {
@@ -328,15 +340,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
 
     // Nothing below publishes anything.
     let before = published(a);
-    let bad: Vec<(
-        &str,
-        String,
-        &str,
-        Option<String>,
-        &[(&str, &str)],
-        u16,
-        &str,
-    )> = vec![
+    let bad: Vec<BadRequest> = vec![
         (
             "no token",
             "/v1/messages".into(),

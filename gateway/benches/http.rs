@@ -54,13 +54,14 @@ impl Run {
     }
 
     fn line(&mut self, name: &str) -> String {
+        let (p50, p99) = (self.pct(0.50), self.pct(0.99));
         format!(
             "{name:<9} {:>8} sends in {:>6.2} s = {:>8.0} sends/s   p50 {:>7.3} ms   p99 {:>7.3} ms",
             self.sends,
             self.elapsed.as_secs_f64(),
             self.per_sec(),
-            self.pct(0.50).as_secs_f64() * 1e3,
-            self.pct(0.99).as_secs_f64() * 1e3
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
         )
     }
 }
