@@ -58,6 +58,12 @@ enum Command {
     /// Apply the view store's schema migrations not yet applied (Cassandra); safe
     /// to rerun.
     Migrate(cmd::migrate::Args),
+    /// The whole platform in one process: the HTTP/WebSocket gateway and every
+    /// processor (embedded by default), until Ctrl-C / SIGTERM.
+    Up(cmd::up::Args),
+    /// Print a bearer token for USER that `courier up` with the same --data /
+    /// --config accepts.
+    Token(cmd::token::Args),
     /// The topic catalog.
     Topics {
         #[command(subcommand)]
@@ -73,6 +79,19 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The `--data` / `--config` flags this command was given, for commands that
+/// print how to run another one against the same setup.
+fn cli_flags(cli: &Cli) -> String {
+    let mut s = String::new();
+    if let Some(d) = &cli.data {
+        s.push_str(&format!(" --data {}", d.display()));
+    }
+    if let Some(c) = &cli.config {
+        s.push_str(&format!(" --config {}", c.display()));
+    }
+    s
+}
+
 fn init_tracing(default: &str) {
     // Logs go to stderr so stdout stays clean for JSON and Avro output.
     let filter = tracing_subscriber::EnvFilter::try_from_env("COURIER_LOG")
@@ -86,6 +105,7 @@ fn init_tracing(default: &str) {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(&cli)?;
+    let flags = cli_flags(&cli);
     match cli.command {
         Command::Produce(args) => {
             let log = config.open_log().context("opening the log")?;
@@ -113,6 +133,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(args) => cmd::migrate::run(&config, args).await,
         Command::Topics { command } => cmd::topics::run(&config, command).await,
+        Command::Up(args) => {
+            let log = config.open_log().context("opening the log")?;
+            cmd::up::run(&config, &flags, log, args).await
+        }
+        Command::Token(args) => cmd::token::run(&config, args),
     }
 }
 
@@ -120,7 +145,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Long-running commands say what they do; one-shot commands only warn.
     init_tracing(
-        if matches!(cli.command, Command::Run(_) | Command::Rebuild(_)) {
+        if matches!(
+            cli.command,
+            Command::Run(_) | Command::Rebuild(_) | Command::Up(_)
+        ) {
             "info"
         } else {
             "warn"

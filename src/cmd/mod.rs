@@ -10,4 +10,6 @@ pub mod rebuild;
 pub mod replay;
 pub mod run;
 pub mod search;
+pub mod token;
 pub mod topics;
+pub mod up;

@@ -175,14 +175,33 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     let (trigger, stop) = shutdown::channel();
     on_signals(trigger);
     let name = args.processor.name();
+    let stats = run_processor(config, log, args.processor, args.until_caught_up, stop).await?;
+    eprintln!(
+        "{name}: applied {} record(s) in {} batch(es)",
+        stats.records, stats.batches
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one processor in its consumer group until `stop` (or, with
+/// `until_caught_up`, the end of the log as it was at start). `courier run` runs
+/// one; `courier up` runs several in one process.
+pub async fn run_processor(
+    config: &Config,
+    log: Arc<dyn EventLog>,
+    processor: Processor,
+    until_caught_up: bool,
+    stop: shutdown::Shutdown,
+) -> anyhow::Result<runner::RunStats> {
+    let name = processor.name();
     let opts = RunOptions {
         processor: name.to_string(),
-        group: args.processor.group(),
-        topics: args.processor.topics(),
-        until_caught_up: args.until_caught_up,
+        group: processor.group(),
+        topics: processor.topics(),
+        until_caught_up,
         runner: config.runner.clone(),
     };
-    let stats = match args.processor {
+    let stats = match processor {
         Processor::Inbox if config.views.backend == ViewsBackend::Cassandra => {
             run_inbox_on_cassandra(config, log, opts, stop).await?
         }
@@ -223,11 +242,7 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
         Processor::Notify => run_notify(config, log, args.until_caught_up, stop).await?,
         Processor::Push => run_push(config, log, args.until_caught_up, stop).await?,
     };
-    eprintln!(
-        "{name}: applied {} record(s) in {} batch(es)",
-        stats.records, stats.batches
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(stats)
 }
 
 /// How often a live inbox processor on Cassandra checks whether a rebuild switched

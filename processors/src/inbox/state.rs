@@ -193,6 +193,14 @@ impl ConversationState {
             .collect()
     }
 
+    /// The sender of an applied message, if there is one with that id. Scans from
+    /// the newest message: callers (the gateway's live fan-out of receipts) mostly
+    /// name recent ones, and the index may not be built on a state fresh from a store.
+    pub fn message_sender(&self, message_id: &str) -> Option<&str> {
+        let m = self.messages.iter().rev().find(|m| m.id == message_id)?;
+        self.users.get(m.sender as usize).map(|u| u.id.as_str())
+    }
+
     /// How many messages the state remembers (it grows by one per applied message).
     pub fn message_count(&self) -> usize {
         self.messages.len()

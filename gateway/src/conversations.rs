@@ -1,0 +1,328 @@
+//! What the gateway knows about conversations, so it can judge a request before
+//! publishing it, and fan live events out to the right users.
+//!
+//! The views lag the log, so they alone cannot answer "may u1 send to c7?" right
+//! after u1 created c7. Instead the gateway keeps, per partition of
+//! `courier.conversations.v1`, the fold's own [`ConversationState`] of the
+//! conversations it has been asked about, and keeps them current by tailing the
+//! partition (one group-less tail per gateway: every gateway sees everything).
+//! A state enters the cache from the views (its stored state, then the records
+//! between the views' checkpoint and the tail's position, read from the log);
+//! from then on the tail applies every record to it with the fold. So the cache
+//! is exactly what one clean pass of the log up to the tail's position gives.
+//!
+//! A write request answers only once the tail has applied the event it
+//! published, so the client's next request is judged with its own effects.
+//!
+//! Judging: sends are checked directly (the conversation exists, the sender is a
+//! current member, the `message_id` is unused); every other event is applied by
+//! the fold to a copy of the state, and its verdict decides. The fold stays the
+//! authority: two gateways racing can still publish an event the processors
+//! reject (it goes to dead letters); the gateway only keeps honest clients from
+//! getting a 2xx for something that will never apply.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_pipeline::EventLog;
+use courier_pipeline::shutdown::Shutdown;
+use courier_processors::inbox::store::InboxStore;
+use courier_processors::inbox::{self, ConversationState, Position, Verdict};
+use courier_schemas::Event;
+use courier_schemas::proto::event::Body;
+use courier_topics::CONVERSATIONS;
+use tokio::sync::{Mutex, watch};
+
+use crate::error::ApiError;
+use crate::live::Hub;
+
+/// More cached states than this in one partition and the cache is emptied:
+/// states come back from the views on demand, so this bounds memory, not
+/// correctness.
+const MAX_CACHED_PER_PARTITION: usize = 10_000;
+
+/// How long a write waits for the tail to apply its own event before answering
+/// anyway (the event is durable; only read-your-writes is at stake).
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+
+struct PartState {
+    /// Next offset the tail will apply: the cache is exact up to here.
+    next: u64,
+    states: HashMap<String, ConversationState>,
+}
+
+struct Partition {
+    inner: Mutex<PartState>,
+    applied: watch::Sender<u64>,
+}
+
+/// The conversation cache and its tails.
+pub struct Conversations {
+    log: Arc<dyn EventLog>,
+    views: Arc<dyn InboxStore>,
+    parts: Vec<Partition>,
+    hub: Arc<Hub>,
+}
+
+/// What publishing a judged event would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    /// It applies: publish it.
+    Applies {
+        /// Current members after it.
+        members: Vec<String>,
+    },
+    /// Valid, but it would change nothing (a repeated receipt, adding a current
+    /// member): nothing is published.
+    Unchanged,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "{what}");
+    ApiError::unavailable(format!("{what}: {e}"))
+}
+
+impl Conversations {
+    /// Starts tailing every partition at its current end.
+    pub async fn start(
+        log: Arc<dyn EventLog>,
+        views: Arc<dyn InboxStore>,
+        hub: Arc<Hub>,
+        stop: Shutdown,
+    ) -> Result<Arc<Self>, courier_pipeline::LogError> {
+        let n = log.partitions(CONVERSATIONS)?;
+        let mut parts = Vec::new();
+        for p in 0..n {
+            let (_, high) = log.watermarks(CONVERSATIONS, p).await?;
+            parts.push(Partition {
+                inner: Mutex::new(PartState {
+                    next: high,
+                    states: HashMap::new(),
+                }),
+                applied: watch::Sender::new(high),
+            });
+        }
+        let me = Arc::new(Conversations {
+            log,
+            views,
+            parts,
+            hub,
+        });
+        for p in 0..n {
+            tokio::spawn(me.clone().tail(p, stop.clone()));
+        }
+        Ok(me)
+    }
+
+    /// The partition of a conversation.
+    pub fn partition(&self, conversation: &str) -> u32 {
+        courier_topics::partition_for_key(conversation.as_bytes(), self.parts.len() as u32)
+    }
+
+    async fn tail(self: Arc<Self>, p: u32, mut stop: Shutdown) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let next = self.parts[p as usize].inner.lock().await.next;
+            let read = tokio::select! {
+                r = self.log.read(CONVERSATIONS, p, next, 1000, Duration::from_millis(200)) => r,
+                _ = stop.wait() => return,
+            };
+            let records = match read {
+                Ok(r) => {
+                    backoff = Duration::from_millis(100);
+                    r
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, partition = p, "gateway tail: reading the log failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if records.is_empty() {
+                continue;
+            }
+            let mut st = self.parts[p as usize].inner.lock().await;
+            for r in records {
+                if r.offset < st.next {
+                    continue;
+                }
+                let Ok(event) = courier_schemas::decode(&r.value) else {
+                    st.next = r.offset + 1;
+                    continue;
+                };
+                let conv = event.conversation_id().unwrap_or_default().to_string();
+                // Audiences need the state even of conversations nobody asked
+                // about yet, but only while someone is listening.
+                if !self.hub.is_empty()
+                    && let Err(e) = self.load(p, &mut st, &conv).await
+                {
+                    tracing::warn!(error = %e.message, conversation = %conv, "gateway tail: loading a conversation failed; its live event is not delivered");
+                }
+                if let Some(state) = st.states.get_mut(&conv) {
+                    let before: Vec<String> =
+                        state.members().iter().map(|m| m.to_string()).collect();
+                    let outcome = inbox::apply(state, &event, Position::new(p, r.offset));
+                    if outcome.verdict == Verdict::Applied && !self.hub.is_empty() {
+                        let audience = audience(state, &before, &event);
+                        self.hub.deliver(
+                            audience.iter().map(String::as_str),
+                            &courier_schemas::json::to_line(&event),
+                        );
+                    }
+                }
+                st.next = r.offset + 1;
+            }
+            let next = st.next;
+            drop(st);
+            self.parts[p as usize].applied.send_replace(next);
+        }
+    }
+
+    /// Brings `conversation` into the cache (from the views, then the log up to
+    /// the tail's position). Called with the partition locked.
+    async fn load(&self, p: u32, st: &mut PartState, conversation: &str) -> Result<(), ApiError> {
+        if st.states.contains_key(conversation) {
+            return Ok(());
+        }
+        if st.states.len() >= MAX_CACHED_PER_PARTITION {
+            st.states.clear();
+        }
+        // Checkpoint first: the state read after it covers at least as much.
+        let checkpoint = self
+            .views
+            .checkpoint(p)
+            .await
+            .map_err(|e| unavailable("reading the inbox views", e))?
+            .unwrap_or(0);
+        let mut state = self
+            .views
+            .load_states(&[conversation.to_string()])
+            .await
+            .map_err(|e| unavailable("reading the inbox views", e))?
+            .pop()
+            .flatten()
+            .unwrap_or_else(|| ConversationState::new(conversation));
+        let mut from = checkpoint;
+        while from < st.next {
+            let records = self
+                .log
+                .read(CONVERSATIONS, p, from, 1000, Duration::from_secs(1))
+                .await
+                .map_err(|e| unavailable("reading the log", e))?;
+            if records.is_empty() {
+                return Err(ApiError::unavailable(format!(
+                    "the log returned nothing at partition {p} offset {from}, below its end {}",
+                    st.next
+                )));
+            }
+            for r in records {
+                if r.offset >= st.next {
+                    from = st.next;
+                    break;
+                }
+                from = r.offset + 1;
+                if r.key.as_ref() != conversation.as_bytes() {
+                    continue;
+                }
+                if let Ok(event) = courier_schemas::decode(&r.value) {
+                    inbox::apply(&mut state, &event, Position::new(p, r.offset));
+                }
+            }
+        }
+        st.states.insert(conversation.to_string(), state);
+        Ok(())
+    }
+
+    /// Runs `f` on the current state of a conversation (a fresh, non-existent one
+    /// if nothing is known).
+    pub async fn with_state<T>(
+        &self,
+        conversation: &str,
+        f: impl FnOnce(&ConversationState, Position) -> T,
+    ) -> Result<T, ApiError> {
+        let p = self.partition(conversation);
+        let mut st = self.parts[p as usize].inner.lock().await;
+        self.load(p, &mut st, conversation).await?;
+        let state = &st.states[conversation];
+        // Where the event would land at the earliest: after everything seen.
+        let at = Position::new(p, st.next.max(state.applied_offset().map_or(0, |a| a + 1)));
+        Ok(f(state, at))
+    }
+
+    /// Judges a conversation event `actor` wants to publish.
+    pub async fn judge(&self, actor: &str, event: &Event) -> Result<Judgement, ApiError> {
+        let conversation = event.conversation_id().unwrap_or_default().to_string();
+        self.with_state(&conversation, |state, at| {
+            let creating = matches!(event.body, Some(Body::ConversationCreated(_)));
+            if creating {
+                if state.exists() || state.applied_offset().is_some() {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        format!("conversation {conversation} already exists"),
+                    ));
+                }
+            } else {
+                if !state.exists() {
+                    return Err(ApiError::not_found(format!(
+                        "conversation {conversation} does not exist"
+                    )));
+                }
+                if !state.members().contains(&actor) {
+                    return Err(ApiError::forbidden(format!(
+                        "{actor} is not a member of conversation {conversation}"
+                    )));
+                }
+            }
+            if let Some(Body::MessageSent(m)) = &event.body {
+                return if state.message_sender(&m.message_id).is_some() {
+                    Err(ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        format!(
+                            "message_id {} is already used in conversation {conversation}",
+                            m.message_id
+                        ),
+                    ))
+                } else {
+                    Ok(Judgement::Applies {
+                        members: state.members().iter().map(|m| m.to_string()).collect(),
+                    })
+                };
+            }
+            let mut copy = state.clone();
+            match inbox::apply(&mut copy, event, at).verdict {
+                Verdict::Applied => Ok(Judgement::Applies {
+                    members: copy.members().iter().map(|m| m.to_string()).collect(),
+                }),
+                Verdict::Ignored(_) | Verdict::Redelivered => Ok(Judgement::Unchanged),
+                Verdict::Rejected(reason) => Err(ApiError::invalid(reason)),
+            }
+        })
+        .await?
+    }
+
+    /// Waits until the tail has applied `offset` of partition `p`.
+    pub async fn applied(&self, p: u32, offset: u64) {
+        let mut rx = self.parts[p as usize].applied.subscribe();
+        let _ = tokio::time::timeout(APPLY_WAIT, rx.wait_for(|next| *next > offset)).await;
+    }
+}
+
+/// Who gets an applied event live: the members of its conversation (and, for a
+/// removal, those removed); a receipt goes to the sender of the message and to
+/// the user who sent it.
+fn audience(state: &ConversationState, before: &[String], event: &Event) -> Vec<String> {
+    let mut users: Vec<String> = match &event.body {
+        Some(Body::Receipt(r)) => {
+            let mut u = vec![r.user_id.clone()];
+            u.extend(state.message_sender(&r.message_id).map(str::to_string));
+            u
+        }
+        Some(Body::MembersRemoved(_)) => before.to_vec(),
+        _ => state.members().iter().map(|m| m.to_string()).collect(),
+    };
+    users.sort();
+    users.dedup();
+    users
+}

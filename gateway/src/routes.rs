@@ -1,0 +1,677 @@
+//! The endpoints: one table of (path, method, handler) from which both the router
+//! and the OpenAPI test are built, so they cannot drift apart.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use courier_processors::inbox::store::{self, QueryError};
+use courier_schemas::Event;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use crate::conversations::Judgement;
+use crate::error::{ApiError, Body};
+use crate::idempotency::{self, Claim, Stored};
+use crate::{Gateway, metrics, validate};
+
+type App = Arc<Gateway>;
+
+/// Every route: path template, method, handler. The router is built from this
+/// table alone, and a test checks it against `/openapi.json`.
+pub fn table() -> Vec<(&'static str, Method, MethodRouter<App>)> {
+    vec![
+        ("/v1/conversations", Method::POST, post(create_conversation)),
+        (
+            "/v1/conversations/{id}/members",
+            Method::POST,
+            post(change_members),
+        ),
+        (
+            "/v1/conversations/{id}/messages",
+            Method::GET,
+            get(messages),
+        ),
+        ("/v1/messages", Method::POST, post(send)),
+        ("/v1/messages/{id}", Method::PATCH, patch(edit)),
+        ("/v1/messages/{id}", Method::DELETE, delete(remove)),
+        ("/v1/receipts", Method::POST, post(receipt)),
+        ("/v1/presence", Method::PUT, put(presence)),
+        ("/v1/inbox", Method::GET, get(inbox)),
+        ("/v1/search", Method::GET, get(search)),
+        ("/v1/stream", Method::GET, get(stream)),
+        ("/metrics", Method::GET, get(metrics_text)),
+        ("/healthz", Method::GET, get(healthz)),
+        ("/openapi.json", Method::GET, get(openapi)),
+    ]
+}
+
+/// The router of a gateway.
+pub fn router(gw: App) -> axum::Router {
+    let mut r = axum::Router::new();
+    for (path, _, handler) in table() {
+        r = r.route(path, handler);
+    }
+    r.fallback(|| async { ApiError::not_found("no such endpoint (see /openapi.json)") })
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), observe))
+        .with_state(gw)
+}
+
+/// Per request: the per-IP rate limit, a tracing span, metrics.
+async fn observe(State(gw): State<App>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().clone();
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let span = tracing::info_span!("request", %method, route = %route, ip = ip.as_deref().unwrap_or("-"), status = tracing::field::Empty);
+    let started = Instant::now();
+    let limited = if route.starts_with("/v1/") {
+        ip.as_deref().and_then(|ip| gw.ip_limits.check(ip).err())
+    } else {
+        None
+    };
+    let response = if let Some(wait) = limited {
+        too_many("this IP address", wait)
+    } else {
+        next.run(req).instrument(span.clone()).await
+    };
+    let status = response.status();
+    span.record("status", status.as_u16());
+    let m = metrics::get();
+    m.requests
+        .with_label_values(&[&route, method.as_str(), status.as_str()])
+        .inc();
+    m.request_seconds
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    if status.is_server_error() {
+        tracing::warn!(parent: &span, elapsed_ms = started.elapsed().as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(parent: &span, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    }
+    response
+}
+
+fn too_many(who: &str, wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("rate limit exceeded for {who}; retry in {secs} s"),
+    );
+    e.retry_after = Some(secs);
+    e.into_response()
+}
+
+/// The signed-in user (bearer token), after their rate limit.
+pub struct User(pub String);
+
+impl FromRequestParts<App> for User {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, gw: &App) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
+            // Browsers cannot set headers on a WebSocket handshake.
+            .or_else(|| {
+                (parts.uri.path() == "/v1/stream")
+                    .then(|| {
+                        parts.uri.query().and_then(|q| {
+                            q.split('&')
+                                .find_map(|kv| kv.strip_prefix("access_token="))
+                                .map(str::to_string)
+                        })
+                    })
+                    .flatten()
+            });
+        let Some(token) = token else {
+            return Err(ApiError::unauthorized(
+                "missing `Authorization: Bearer TOKEN` (mint one with `courier token USER`)",
+            )
+            .into_response());
+        };
+        let claims = gw
+            .secret
+            .verify(&token)
+            .map_err(|e| ApiError::unauthorized(e.to_string()).into_response())?;
+        if let Err(wait) = gw.user_limits.check(&claims.sub) {
+            return Err(too_many(&format!("user {}", claims.sub), wait));
+        }
+        Ok(User(claims.sub))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// An event from its canonical JSON, so the schema crate's structural checks
+/// (and their messages) apply to what the gateway builds too.
+fn event(mut fields: Value) -> Result<Event, ApiError> {
+    fields["event_id"] = json!(new_id());
+    fields["at_ms"] = json!(now_ms());
+    courier_schemas::json::parse_line(&fields.to_string())
+        .map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// The write path every mutating endpoint shares: idempotency, judging, one
+/// publish, waiting for the gateway's own tail, the answer.
+async fn write(
+    gw: &Gateway,
+    user: &str,
+    headers: &HeaderMap,
+    endpoint: &str,
+    fingerprint: u64,
+    fallback_key: Option<String>,
+    build: impl FnOnce() -> Result<(Event, Value), ApiError>,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        Some(v) => {
+            let k = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+            if k.is_empty() || k.len() > 255 {
+                return Err(ApiError::bad_request(
+                    "Idempotency-Key must be 1 to 255 characters",
+                ));
+            }
+            Some(k.to_string())
+        }
+        None => fallback_key,
+    };
+    let scoped = key.map(|k| format!("{user}\n{endpoint}\n{k}"));
+    if let Some(k) = &scoped
+        && let Claim::Replay(stored) = gw.idempotency.claim(k, fingerprint).await?
+    {
+        return Ok((stored.status, Json(stored.body)).into_response());
+    }
+    let result = publish_judged(gw, user, build).await;
+    match (&scoped, &result) {
+        (Some(k), Ok((status, body))) => gw.idempotency.finish(
+            k,
+            Stored {
+                status: *status,
+                body: body.clone(),
+            },
+        ),
+        (Some(k), Err(_)) => gw.idempotency.release(k),
+        _ => {}
+    }
+    let (status, body) = result?;
+    Ok((status, Json(body)).into_response())
+}
+
+async fn publish_judged(
+    gw: &Gateway,
+    user: &str,
+    build: impl FnOnce() -> Result<(Event, Value), ApiError>,
+) -> Result<(StatusCode, Value), ApiError> {
+    let (event, answer) = build()?;
+    let conversation = event.conversation_id().map(str::to_string);
+    if conversation.is_some() {
+        match gw.conversations.judge(user, &event).await? {
+            Judgement::Applies { .. } => {}
+            Judgement::Unchanged => return Ok((StatusCode::OK, answer)),
+        }
+    }
+    let published = courier_pipeline::producer::publish(&*gw.log, std::slice::from_ref(&event))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "publishing failed; nothing was published");
+            ApiError::unavailable(format!(
+                "the log is unavailable; nothing was published ({e})"
+            ))
+        })?;
+    if let Some(kind) = event.kind() {
+        metrics::get()
+            .published
+            .with_label_values(&[kind.as_str()])
+            .inc();
+    }
+    if conversation.is_some()
+        && let Some(p) = published.first()
+    {
+        gw.conversations.applied(p.at.partition, p.at.offset).await;
+    }
+    let status = if matches!(
+        event.body,
+        Some(courier_schemas::proto::event::Body::ConversationCreated(_))
+            | Some(courier_schemas::proto::event::Body::MessageSent(_))
+    ) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, answer))
+}
+
+fn fp(endpoint: &str, body: &impl serde::Serialize) -> u64 {
+    idempotency::fingerprint(&[
+        endpoint.as_bytes(),
+        &serde_json::to_vec(body).unwrap_or_default(),
+    ])
+}
+
+/// `POST /v1/conversations`.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversation {
+    kind: String,
+    member_ids: Vec<String>,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+async fn create_conversation(
+    State(gw): State<App>,
+    User(user): User,
+    headers: HeaderMap,
+    Body(req): Body<CreateConversation>,
+) -> Result<Response, ApiError> {
+    let f = fp("conversations", &req);
+    write(&gw, &user, &headers, "conversations", f, None, || {
+        validate::user_ids("member_ids", &req.member_ids, gw.settings.max_members)?;
+        if let Some(t) = &req.title
+            && t.chars().count() > validate::MAX_TITLE_CHARS
+        {
+            return Err(ApiError::invalid(format!(
+                "`title` is longer than {} characters",
+                validate::MAX_TITLE_CHARS
+            )));
+        }
+        // The creator is a member whether or not they listed themselves.
+        let mut members = req.member_ids.clone();
+        if !members.contains(&user) {
+            members.insert(0, user.clone());
+        }
+        if req.kind != "direct" && req.kind != "group" {
+            return Err(ApiError::invalid(format!(
+                "`kind` must be \"direct\" or \"group\", got {:?}",
+                req.kind
+            )));
+        }
+        if req.kind == "direct" && members.len() != 2 {
+            return Err(ApiError::invalid(format!(
+                "a direct conversation has exactly two members (you and one other); got {}",
+                members.len()
+            )));
+        }
+        let id = new_id();
+        let mut fields = json!({
+            "type": "conversation_created",
+            "conversation_id": id,
+            "kind": req.kind,
+            "creator_id": user,
+            "member_ids": members,
+        });
+        if let Some(t) = &req.title {
+            fields["title"] = json!(t);
+        }
+        Ok((event(fields)?, json!({ "conversation_id": id })))
+    })
+    .await
+}
+
+/// `POST /v1/conversations/{id}/members`: exactly one of `add`, `remove`.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersChange {
+    #[serde(default)]
+    add: Option<Vec<String>>,
+    #[serde(default)]
+    remove: Option<Vec<String>>,
+}
+
+async fn change_members(
+    State(gw): State<App>,
+    User(user): User,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(req): Body<MembersChange>,
+) -> Result<Response, ApiError> {
+    validate::id("conversation_id", &id)?;
+    let f = fp(&format!("members {id}"), &req);
+    write(&gw, &user, &headers, "members", f, None, || {
+        let (ty, ids) = match (&req.add, &req.remove) {
+            (Some(a), None) => ("members_added", a),
+            (None, Some(r)) => ("members_removed", r),
+            _ => {
+                return Err(ApiError::invalid(
+                    "give exactly one of `add` or `remove` (a list of user ids)",
+                ));
+            }
+        };
+        if ids.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "`{}` must not be empty",
+                if ty == "members_added" {
+                    "add"
+                } else {
+                    "remove"
+                }
+            )));
+        }
+        validate::user_ids("user_ids", ids, gw.settings.max_members)?;
+        let e = event(json!({
+            "type": ty, "conversation_id": id, "actor_id": user, "user_ids": ids,
+        }))?;
+        Ok((e, json!({ "conversation_id": id })))
+    })
+    .await
+}
+
+/// `POST /v1/messages`.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    conversation_id: String,
+    text: String,
+    #[serde(default)]
+    message_id: Option<String>,
+}
+
+async fn send(
+    State(gw): State<App>,
+    User(user): User,
+    headers: HeaderMap,
+    Body(req): Body<SendMessage>,
+) -> Result<Response, ApiError> {
+    validate::id("conversation_id", &req.conversation_id)?;
+    if let Some(m) = &req.message_id {
+        validate::id("message_id", m)?;
+    }
+    validate::text(&req.text, gw.settings.max_text_bytes)?;
+    let f = fp("messages", &req);
+    // A client's message id makes a retry safe even without an Idempotency-Key.
+    let fallback = req
+        .message_id
+        .as_ref()
+        .map(|m| format!("message {}/{m}", req.conversation_id));
+    write(&gw, &user, &headers, "messages", f, fallback, || {
+        let id = req.message_id.clone().unwrap_or_else(new_id);
+        let e = event(json!({
+            "type": "message_sent", "conversation_id": req.conversation_id,
+            "message_id": id, "sender_id": user, "text": req.text,
+        }))?;
+        Ok((e, json!({ "message_id": id })))
+    })
+    .await
+}
+
+/// `PATCH /v1/messages/{id}`.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessage {
+    conversation_id: String,
+    text: String,
+}
+
+async fn edit(
+    State(gw): State<App>,
+    User(user): User,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(req): Body<EditMessage>,
+) -> Result<Response, ApiError> {
+    validate::id("message_id", &id)?;
+    validate::id("conversation_id", &req.conversation_id)?;
+    validate::text(&req.text, gw.settings.max_text_bytes)?;
+    let f = fp(&format!("edit {id}"), &req);
+    write(&gw, &user, &headers, "edit", f, None, || {
+        let e = event(json!({
+            "type": "message_edited", "conversation_id": req.conversation_id,
+            "message_id": id, "editor_id": user, "text": req.text,
+        }))?;
+        Ok((e, json!({ "message_id": id })))
+    })
+    .await
+}
+
+/// `DELETE /v1/messages/{id}?conversation_id=`.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InConversation {
+    conversation_id: String,
+}
+
+async fn remove(
+    State(gw): State<App>,
+    User(user): User,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<InConversation>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    validate::id("message_id", &id)?;
+    validate::id("conversation_id", &q.conversation_id)?;
+    let f = fp(&format!("delete {id}"), &q);
+    write(&gw, &user, &headers, "delete", f, None, || {
+        let e = event(json!({
+            "type": "message_deleted", "conversation_id": q.conversation_id,
+            "message_id": id, "actor_id": user,
+        }))?;
+        Ok((e, json!({ "message_id": id, "deleted": true })))
+    })
+    .await
+}
+
+/// `POST /v1/receipts`.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptRequest {
+    conversation_id: String,
+    message_id: String,
+    status: String,
+}
+
+async fn receipt(
+    State(gw): State<App>,
+    User(user): User,
+    headers: HeaderMap,
+    Body(req): Body<ReceiptRequest>,
+) -> Result<Response, ApiError> {
+    validate::id("conversation_id", &req.conversation_id)?;
+    validate::id("message_id", &req.message_id)?;
+    if req.status != "delivered" && req.status != "read" {
+        return Err(ApiError::invalid(format!(
+            "`status` must be \"delivered\" or \"read\", got {:?}",
+            req.status
+        )));
+    }
+    let f = fp("receipts", &req);
+    write(&gw, &user, &headers, "receipts", f, None, || {
+        let e = event(json!({
+            "type": "receipt", "conversation_id": req.conversation_id,
+            "message_id": req.message_id, "user_id": user, "status": req.status,
+        }))?;
+        Ok((e, json!({ "conversation_id": req.conversation_id, "message_id": req.message_id, "status": req.status })))
+    })
+    .await
+}
+
+/// `PUT /v1/presence`.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceRequest {
+    status: String,
+}
+
+async fn presence(
+    State(gw): State<App>,
+    User(user): User,
+    headers: HeaderMap,
+    Body(req): Body<PresenceRequest>,
+) -> Result<Response, ApiError> {
+    if req.status != "online" && req.status != "offline" {
+        return Err(ApiError::invalid(format!(
+            "`status` must be \"online\" or \"offline\", got {:?}",
+            req.status
+        )));
+    }
+    let f = fp("presence", &req);
+    write(&gw, &user, &headers, "presence", f, None, || {
+        let e = event(json!({ "type": "presence", "user_id": user, "status": req.status }))?;
+        Ok((e, json!({ "user_id": user, "status": req.status })))
+    })
+    .await
+}
+
+/// `GET /v1/inbox`: exactly what `courier inbox USER --json` prints.
+async fn inbox(State(gw): State<App>, User(user): User) -> Result<Response, ApiError> {
+    let rows = store::inbox(&*gw.views, &user)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("reading the inbox views: {e}")))?;
+    Ok(Json(rows).into_response())
+}
+
+/// `GET /v1/conversations/{id}/messages` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Most messages one page may ask for.
+pub const MAX_PAGE: usize = 1000;
+
+/// Exactly what `courier messages ID --as USER --json` prints; with `before` (a
+/// message id) only older messages, with `limit` only the newest `limit` of
+/// those, still oldest first.
+async fn messages(
+    State(gw): State<App>,
+    User(user): User,
+    Path(id): Path<String>,
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(page) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    validate::id("conversation_id", &id)?;
+    if let Some(l) = page.limit
+        && !(1..=MAX_PAGE).contains(&l)
+    {
+        return Err(ApiError::invalid(format!(
+            "`limit` must be between 1 and {MAX_PAGE}, got {l}"
+        )));
+    }
+    let mut list = match store::messages(&*gw.views, &id, &user).await {
+        Ok(l) => l,
+        // Not telling a non-member whether the conversation exists.
+        Err(QueryError::NotAMember(_)) => {
+            return Err(ApiError::not_found(format!(
+                "conversation {id} not found among yours"
+            )));
+        }
+        Err(QueryError::Store(e)) => {
+            return Err(ApiError::unavailable(format!(
+                "reading the inbox views: {e}"
+            )));
+        }
+    };
+    if let Some(b) = &page.before {
+        let Some(i) = list.iter().position(|m| &m.message_id == b) else {
+            return Err(ApiError::invalid(format!(
+                "`before` names {b}, which is not a message of {id} visible to you"
+            )));
+        };
+        list.truncate(i);
+    }
+    if let Some(l) = page.limit
+        && list.len() > l
+    {
+        list.drain(..list.len() - l);
+    }
+    Ok(Json(list).into_response())
+}
+
+/// `GET /v1/search` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    q: String,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn search(
+    State(gw): State<App>,
+    User(user): User,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Some(views) = &gw.search else {
+        return Err(ApiError::unavailable("search view not available"));
+    };
+    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    if q.q.trim().is_empty() {
+        return Err(ApiError::invalid("`q` must not be empty"));
+    }
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "`limit` must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let hits = views
+        .search(&user, &q.q, limit)
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(Json(hits).into_response())
+}
+
+/// `GET /v1/stream`: the signed-in user's live events, one canonical JSON
+/// object per text frame.
+async fn stream(State(gw): State<App>, User(user): User, ws: WebSocketUpgrade) -> Response {
+    // Registered before the handshake answers, so an event published right after
+    // the client sees `101` reaches it. If the upgrade fails, the dropped
+    // subscription is pruned at the next delivery.
+    let sub = gw.hub.subscribe(&user);
+    let hub = gw.hub.clone();
+    let stop = gw.stop.clone();
+    ws.on_upgrade(move |socket| hub.serve(socket, sub, stop))
+}
+
+async fn metrics_text() -> Response {
+    let mut r = courier_pipeline::metrics::gather().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+async fn healthz(State(gw): State<App>) -> Response {
+    match gw.log.partitions(courier_topics::CONVERSATIONS) {
+        Ok(_) => Json(json!({ "status": "ok", "log": gw.log.backend() })).into_response(),
+        Err(e) => ApiError::unavailable(format!("log: {e}")).into_response(),
+    }
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}

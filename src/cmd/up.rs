@@ -1,0 +1,187 @@
+//! `courier up`: the whole platform in one process — the gateway and every
+//! processor — embedded by default, until Ctrl-C / SIGTERM.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use courier_gateway::{Gateway, Parts, Secret};
+use courier_pipeline::config::ViewsBackend;
+use courier_pipeline::{Config, EventLog, shutdown};
+use courier_processors::inbox::store::{ConversationRows, InboxBatch, InboxStore};
+use courier_processors::inbox::{ConversationState, InboxRow};
+use courier_processors::store::StoreError;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::run::{Processor, on_signals, run_processor};
+
+/// The processors `up` runs beside the gateway. Adding one is adding it here.
+const PROCESSORS: &[Processor] = &[Processor::Inbox, Processor::Presence];
+
+/// One part of the platform running in this process: its name and how it ended.
+type Part<'a> = Pin<Box<dyn Future<Output = (&'static str, anyhow::Result<()>)> + 'a>>;
+
+/// Arguments of `up`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address the gateway listens on (default: `gateway.listen`, 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
+
+/// The RocksDB inbox views as the gateway reads them beside the processor that
+/// writes them in this process: opened read-only per call (like `courier inbox`),
+/// because a read-only RocksDB handle sees only what was written before it was
+/// opened. Before the processor first opened its store, everything is empty.
+struct ReopenedViews(Config);
+
+impl ReopenedViews {
+    async fn open(&self) -> Result<Option<Box<dyn InboxStore>>, StoreError> {
+        super::inbox::open_views(&self.0)
+            .await
+            .map_err(|e| StoreError::retryable("inbox/rocksdb", format!("{e:#}")))
+    }
+}
+
+#[async_trait]
+impl InboxStore for ReopenedViews {
+    async fn checkpoint(&self, partition: u32) -> Result<Option<u64>, StoreError> {
+        match self.open().await? {
+            Some(v) => v.checkpoint(partition).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn load_states(
+        &self,
+        conversations: &[String],
+    ) -> Result<Vec<Option<ConversationState>>, StoreError> {
+        match self.open().await? {
+            Some(v) => v.load_states(conversations).await,
+            None => Ok(vec![None; conversations.len()]),
+        }
+    }
+
+    async fn write(&mut self, _batch: &InboxBatch) -> Result<(), StoreError> {
+        Err(StoreError::fatal(
+            "inbox/rocksdb",
+            "the gateway's views are read-only",
+        ))
+    }
+
+    async fn inbox_rows(&self, user: &str) -> Result<Vec<InboxRow>, StoreError> {
+        match self.open().await? {
+            Some(v) => v.inbox_rows(user).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn conversation_rows(&self, conversation: &str) -> Result<ConversationRows, StoreError> {
+        match self.open().await? {
+            Some(v) => v.conversation_rows(conversation).await,
+            None => Ok(ConversationRows::default()),
+        }
+    }
+}
+
+/// The inbox views the gateway reads.
+async fn gateway_views(config: &Config) -> anyhow::Result<Arc<dyn InboxStore>> {
+    Ok(match config.views.backend {
+        ViewsBackend::Rocksdb => Arc::new(ReopenedViews(config.clone())),
+        ViewsBackend::Cassandra => match super::inbox::open_views(config).await? {
+            Some(v) => Arc::from(v),
+            None => anyhow::bail!("the Cassandra inbox views did not open"),
+        },
+    })
+}
+
+pub async fn run(
+    config: &Config,
+    cli_flags: &str,
+    log: Arc<dyn EventLog>,
+    args: Args,
+) -> anyhow::Result<ExitCode> {
+    let (trigger, stop) = shutdown::channel();
+    on_signals(trigger.clone());
+    let secret = Secret::load(config.gateway.jwt_secret.as_deref(), &config.data_dir)
+        .with_context(|| {
+            format!(
+                "loading the token secret under {}",
+                config.data_dir.display()
+            )
+        })?;
+    let listen = args.listen.unwrap_or_else(|| config.gateway.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+
+    // Driven concurrently on this task rather than spawned: a processor's future
+    // need not be `Send`, and a panic in any part ends the process, as it should.
+    let mut parts: FuturesUnordered<Part<'_>> = FuturesUnordered::new();
+    for &p in PROCESSORS {
+        let (log, stop) = (log.clone(), stop.clone());
+        parts.push(Box::pin(async move {
+            let result = run_processor(config, log, p, false, stop).await;
+            (p.name(), result.map(|_| ()))
+        }));
+    }
+    let gateway = Gateway::start(
+        Parts {
+            settings: config.gateway.clone(),
+            log: log.clone(),
+            views: gateway_views(config).await?,
+            search: None,
+            secret,
+        },
+        stop.clone(),
+    )
+    .await
+    .context("starting the gateway")?;
+    parts.push(Box::pin(async move {
+        (
+            "gateway",
+            gateway.serve(listener).await.map_err(anyhow::Error::from),
+        )
+    }));
+
+    println!("courier is up: http://{addr}");
+    println!(
+        "  log: {}, views: {:?}, processors: {}",
+        log.backend(),
+        config.views.backend,
+        PROCESSORS
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  get a token:  courier{cli_flags} token USER");
+    println!(
+        "  try:          curl -H \"Authorization: Bearer $(courier{cli_flags} token alice)\" http://{addr}/v1/inbox"
+    );
+    println!("  API:          http://{addr}/openapi.json   stop: Ctrl-C");
+    tracing::info!(%addr, "gateway listening");
+
+    // One part failing stops the others: a platform without its inbox would
+    // accept messages nobody can read.
+    let mut failed = false;
+    while let Some((name, result)) = parts.next().await {
+        if let Err(e) = result {
+            tracing::error!(part = name, error = %format!("{e:#}"), "stopped with an error; stopping everything");
+            eprintln!("error: {name}: {e:#}");
+            failed = true;
+            trigger.trigger();
+        }
+    }
+    eprintln!("courier stopped: every processor committed what it applied");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,692 @@
+//! End-to-end tests of `courier up`: the gateway and the processors in one child
+//! process on 127.0.0.1:0, driven through HTTP and WebSocket like a client would.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running `courier up`.
+struct Up {
+    child: Child,
+    addr: String,
+}
+
+impl Up {
+    fn start(data: &Path, config: Option<&str>) -> Up {
+        let mut cmd = common::courier(data);
+        if let Some(c) = config {
+            let p = data.with_extension("toml");
+            std::fs::write(&p, c).unwrap();
+            cmd.arg("--config").arg(p);
+        }
+        let mut child = cmd
+            .args(["up", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn courier up");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = common::wait_for_line(&mut lines, "the URL", |l| l.contains("http://"));
+        let addr = line.split("http://").nth(1).unwrap().trim().to_string();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Up { child, addr }
+    }
+
+    /// SIGTERM, and the exit status once it stopped.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "courier up did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 answer.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A request over a fresh connection (`Connection: close`), so the test needs no
+/// HTTP client library.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Answer {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty()
+        && !extra
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, rest) = raw.split_once("\r\n\r\n").expect("a complete HTTP answer");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    let body = if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t == "chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = s.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+}
+
+fn token(data: &Path, config: Option<&str>, user: &str) -> String {
+    let mut cmd = common::courier(data);
+    if config.is_some() {
+        cmd.arg("--config").arg(data.with_extension("toml"));
+    }
+    common::ok(cmd.args(["token", user]).output().unwrap())
+        .trim()
+        .to_string()
+}
+
+/// Events the gateway has published so far, from its /metrics.
+fn published(addr: &str) -> u64 {
+    http(addr, "GET", "/metrics", None, None, &[])
+        .body
+        .lines()
+        .filter(|l| l.starts_with("courier_gateway_published_events_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Polls `f` until it returns `Some` (the views lag the log by design).
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const NONE: &[(&str, &str)] = &[];
+const PLAIN: &[(&str, &str)] = &[("Content-Type", "text/plain")];
+
+/// A request that must be refused: what, path, method, token, extra headers,
+/// expected status, and what the error must mention.
+type BadRequest = (
+    &'static str,
+    String,
+    &'static str,
+    Option<String>,
+    &'static [(&'static str, &'static str)],
+    u16,
+    &'static str,
+);
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+fn ws(addr: &str, token: &str) -> Ws {
+    let (mut socket, resp) =
+        tungstenite::connect(format!("ws://{addr}/v1/stream?access_token={token}")).unwrap();
+    assert_eq!(resp.status(), 101);
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    socket
+}
+
+/// The next live event whose `type` is `ty`.
+fn next_event(ws: &mut Ws, ty: &str) -> Value {
+    loop {
+        match ws.read().expect("a live event before the timeout") {
+            tungstenite::Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == ty {
+                    return v;
+                }
+            }
+            tungstenite::Message::Close(c) => panic!("closed while waiting for {ty}: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = Up::start(&data, None);
+    let a = &up.addr;
+    let alice = token(&data, None, "alice");
+    let bob = token(&data, None, "bob");
+    let carol = token(&data, None, "carol");
+
+    let health = http(a, "GET", "/healthz", None, None, &[]);
+    assert_eq!(health.status, 200, "{}", health.body);
+
+    // alice opens a direct conversation with bob.
+    let r = http(
+        a,
+        "POST",
+        "/v1/conversations",
+        Some(&alice),
+        Some(r#"{"kind":"direct","member_ids":["bob"]}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = r.json()["conversation_id"].as_str().unwrap().to_string();
+
+    let mut bob_live = ws(a, &bob);
+    let mut alice_live = ws(a, &alice);
+
+    // Right after creating it, alice can send (the gateway knows its own writes).
+    let r = http(
+        a,
+        "POST",
+        "/v1/messages",
+        Some(&alice),
+        Some(&json!({"conversation_id": c, "text": "hi bob"}).to_string()),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let m = r.json()["message_id"].as_str().unwrap().to_string();
+
+    let live = next_event(&mut bob_live, "message_sent");
+    assert_eq!(
+        (live["message_id"].as_str(), live["text"].as_str()),
+        (Some(m.as_str()), Some("hi bob"))
+    );
+
+    // bob's inbox shows it, exactly as `courier inbox bob --json` prints it.
+    let inbox = eventually("bob's inbox row", || {
+        let r = http(a, "GET", "/v1/inbox", Some(&bob), None, &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        (r.json()[0]["last_message_id"] == m.as_str()).then_some(r)
+    });
+    assert_eq!(inbox.json()[0]["unread_count"], 1);
+    assert_eq!(inbox.json()[0]["last_message_preview"], "hi bob");
+    let cli = common::ok(
+        common::courier(&data)
+            .args(["inbox", "bob", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(inbox.body, cli.trim_end());
+
+    // bob reads it; alice sees the receipt live and the tick in history.
+    let r = http(
+        a,
+        "POST",
+        "/v1/receipts",
+        Some(&bob),
+        Some(&json!({"conversation_id": c, "message_id": m, "status": "read"}).to_string()),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let receipt = next_event(&mut alice_live, "receipt");
+    assert_eq!(
+        (receipt["user_id"].as_str(), receipt["status"].as_str()),
+        (Some("bob"), Some("read"))
+    );
+    let path = format!("/v1/conversations/{c}/messages");
+    let history = eventually("the read tick", || {
+        let r = http(a, "GET", &path, Some(&alice), None, &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        (r.json()[0]["read_by"] == json!(["bob"])).then_some(r)
+    });
+    assert_eq!(history.json()[0]["delivered_to"], json!(["bob"]));
+    let cli = common::ok(
+        common::courier(&data)
+            .args(["messages", &c, "--as", "alice", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(history.body, cli.trim_end());
+
+    // Edit and delete reach bob live.
+    let r = http(
+        a,
+        "PATCH",
+        &format!("/v1/messages/{m}"),
+        Some(&alice),
+        Some(&json!({"conversation_id": c, "text": "hi bob!"}).to_string()),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        next_event(&mut bob_live, "message_edited")["text"],
+        "hi bob!"
+    );
+
+    // Nothing below publishes anything.
+    let before = published(a);
+    let bad: Vec<BadRequest> = vec![
+        (
+            "no token",
+            "/v1/messages".into(),
+            "POST",
+            None,
+            NONE,
+            401,
+            "Authorization",
+        ),
+        (
+            "forged token",
+            "/v1/messages".into(),
+            "POST",
+            Some(format!("{alice}x")),
+            NONE,
+            401,
+            "signature",
+        ),
+        (
+            "malformed JSON",
+            "/v1/messages".into(),
+            "POST",
+            Some(alice.clone()),
+            NONE,
+            400,
+            "malformed JSON",
+        ),
+        (
+            "unknown field",
+            "/v1/messages".into(),
+            "POST",
+            Some(alice.clone()),
+            NONE,
+            422,
+            "unknown field `sender_id`",
+        ),
+        (
+            "missing field",
+            "/v1/messages".into(),
+            "POST",
+            Some(alice.clone()),
+            NONE,
+            422,
+            "missing field `text`",
+        ),
+        (
+            "oversize text",
+            "/v1/messages".into(),
+            "POST",
+            Some(alice.clone()),
+            NONE,
+            413,
+            "limit",
+        ),
+        (
+            "unknown conversation",
+            "/v1/messages".into(),
+            "POST",
+            Some(alice.clone()),
+            NONE,
+            404,
+            "does not exist",
+        ),
+        (
+            "non-member sends",
+            "/v1/messages".into(),
+            "POST",
+            Some(carol.clone()),
+            NONE,
+            403,
+            "not a member",
+        ),
+        (
+            "bad id",
+            "/v1/messages".into(),
+            "POST",
+            Some(alice.clone()),
+            NONE,
+            422,
+            "conversation_id",
+        ),
+        (
+            "not JSON content",
+            "/v1/messages".into(),
+            "POST",
+            Some(alice.clone()),
+            PLAIN,
+            415,
+            "Content-Type",
+        ),
+        (
+            "edit someone else's",
+            format!("/v1/messages/{m}"),
+            "PATCH",
+            Some(bob.clone()),
+            NONE,
+            422,
+            "not its sender",
+        ),
+        (
+            "delete unknown message",
+            "/v1/messages/nope?conversation_id=".to_string() + &c,
+            "DELETE",
+            Some(alice.clone()),
+            NONE,
+            422,
+            "nope",
+        ),
+        (
+            "bad receipt status",
+            "/v1/receipts".into(),
+            "POST",
+            Some(bob.clone()),
+            NONE,
+            422,
+            "status",
+        ),
+        (
+            "direct with three",
+            "/v1/conversations".into(),
+            "POST",
+            Some(alice.clone()),
+            NONE,
+            422,
+            "exactly two",
+        ),
+        (
+            "membership of a direct",
+            format!("/v1/conversations/{c}/members"),
+            "POST",
+            Some(alice.clone()),
+            NONE,
+            422,
+            "direct",
+        ),
+        (
+            "bad presence",
+            "/v1/presence".into(),
+            "PUT",
+            Some(alice.clone()),
+            NONE,
+            422,
+            "online",
+        ),
+    ];
+    let bodies = [
+        json!({"conversation_id": c, "text": "x"}).to_string(),
+        json!({"conversation_id": c, "text": "x"}).to_string(),
+        r#"{"conversation_id": "#.to_string(),
+        json!({"conversation_id": c, "text": "x", "sender_id": "bob"}).to_string(),
+        json!({"conversation_id": c}).to_string(),
+        json!({"conversation_id": c, "text": "x".repeat(16 * 1024 + 1)}).to_string(),
+        json!({"conversation_id": "nope", "text": "x"}).to_string(),
+        json!({"conversation_id": c, "text": "x"}).to_string(),
+        json!({"conversation_id": "a b", "text": "x"}).to_string(),
+        json!({"conversation_id": c, "text": "x"}).to_string(),
+        json!({"conversation_id": c, "text": "mine now"}).to_string(),
+        String::new(),
+        json!({"conversation_id": c, "message_id": m, "status": "seen"}).to_string(),
+        json!({"kind": "direct", "member_ids": ["bob", "carol"]}).to_string(),
+        json!({"add": ["carol"]}).to_string(),
+        json!({"status": "away"}).to_string(),
+    ];
+    for ((what, path, method, tok, extra, status, says), body) in bad.into_iter().zip(bodies) {
+        let r = http(a, method, &path, tok.as_deref(), Some(&body), extra);
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        let err = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(
+            err.contains(says),
+            "{what}: error {err:?} should mention {says:?}"
+        );
+    }
+    // Reads of other people's data.
+    let r = http(a, "GET", &path, Some(&carol), None, &[]);
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        http(a, "GET", "/v1/inbox", Some(&carol), None, &[]).body,
+        "[]"
+    );
+    assert_eq!(
+        published(a),
+        before,
+        "a refused request published something"
+    );
+
+    // Idempotent retries: by key, and by client message id.
+    let body = json!({"conversation_id": c, "text": "once"}).to_string();
+    let key = [("Idempotency-Key", "k-1")];
+    let first = http(a, "POST", "/v1/messages", Some(&alice), Some(&body), &key);
+    let second = http(a, "POST", "/v1/messages", Some(&alice), Some(&body), &key);
+    assert_eq!((first.status, &first.body), (second.status, &second.body));
+    let reuse = http(
+        a,
+        "POST",
+        "/v1/messages",
+        Some(&alice),
+        Some(&json!({"conversation_id": c, "text": "other"}).to_string()),
+        &key,
+    );
+    assert_eq!(reuse.status, 422, "{}", reuse.body);
+    let body =
+        json!({"conversation_id": c, "text": "twice?", "message_id": "client-1"}).to_string();
+    let first = http(a, "POST", "/v1/messages", Some(&alice), Some(&body), &[]);
+    let second = http(a, "POST", "/v1/messages", Some(&alice), Some(&body), &[]);
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!((first.status, &first.body), (second.status, &second.body));
+    assert_eq!(
+        published(a),
+        before + 2,
+        "each retried request published exactly once"
+    );
+
+    // Delete reaches bob live; his history shows the tombstone.
+    let r = http(
+        a,
+        "DELETE",
+        &format!("/v1/messages/{m}?conversation_id={c}"),
+        Some(&alice),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        next_event(&mut bob_live, "message_deleted")["message_id"],
+        m.as_str()
+    );
+    let r = http(a, "GET", &format!("{path}?limit=1"), Some(&bob), None, &[]);
+    assert_eq!(r.json().as_array().unwrap().len(), 1, "{}", r.body);
+    assert_eq!(r.json()[0]["message_id"], "client-1");
+    assert_eq!(
+        http(a, "GET", "/v1/search?q=hi", Some(&bob), None, &[]).json()["error"],
+        "search view not available"
+    );
+
+    let openapi = http(a, "GET", "/openapi.json", None, None, &[]).json();
+    assert!(openapi["paths"]["/v1/messages"]["post"].is_object());
+
+    drop((bob_live, alice_live));
+    let status = up.stop();
+    assert!(status.success(), "courier up exited with {status}");
+}
+
+#[test]
+fn rate_limits_answer_429_with_retry_after_per_user_then_per_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = "[gateway]\nuser_rate_per_sec = 0.01\nuser_burst = 3\nip_rate_per_sec = 0.01\nip_burst = 5\n";
+    let up = Up::start(&data, Some(config));
+    let a = &up.addr;
+    let alice = token(&data, Some(config), "alice");
+    let bob = token(&data, Some(config), "bob");
+    for _ in 0..3 {
+        assert_eq!(
+            http(a, "GET", "/v1/inbox", Some(&alice), None, &[]).status,
+            200
+        );
+    }
+    let r = http(a, "GET", "/v1/inbox", Some(&alice), None, &[]);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("user alice"),
+        "{}",
+        r.body
+    );
+    let retry: u64 = r.headers["retry-after"].parse().unwrap();
+    assert!(retry >= 1, "{retry}");
+    // bob has his own bucket, but this IP has one token left.
+    assert_eq!(
+        http(a, "GET", "/v1/inbox", Some(&bob), None, &[]).status,
+        200
+    );
+    let r = http(a, "GET", "/v1/inbox", Some(&bob), None, &[]);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("IP"),
+        "{}",
+        r.body
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    // Operations endpoints are not rate limited.
+    assert_eq!(http(a, "GET", "/healthz", None, None, &[]).status, 200);
+    assert!(up.stop().success());
+}
+
+#[test]
+fn a_live_client_too_slow_to_keep_up_is_told_and_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = "[gateway]\nws_queue = 4\nuser_rate_per_sec = 100000.0\nuser_burst = 100000\nip_rate_per_sec = 100000.0\nip_burst = 100000\n";
+    let up = Up::start(&data, Some(config));
+    let a = &up.addr;
+    let alice = token(&data, Some(config), "alice");
+    let bob = token(&data, Some(config), "bob");
+    let r = http(
+        a,
+        "POST",
+        "/v1/conversations",
+        Some(&alice),
+        Some(r#"{"kind":"group","member_ids":["bob"]}"#),
+        NONE,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = r.json()["conversation_id"].as_str().unwrap().to_string();
+    // bob connects and does not read: the kernel's socket buffers fill, then his
+    // queue of 4, then the gateway cuts him off.
+    let mut slow = ws(a, &bob);
+    let text = "x".repeat(16 * 1024);
+    let body = json!({"conversation_id": c, "text": text}).to_string();
+    let slow_disconnects = |addr: &str| {
+        http(addr, "GET", "/metrics", None, None, NONE)
+            .body
+            .lines()
+            .find(|l| l.starts_with("courier_gateway_ws_slow_disconnects_total"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut sent = 0;
+    while slow_disconnects(a) < 1.0 {
+        assert!(
+            sent < 5000,
+            "sent {sent} messages of 16 KiB and bob was never cut off"
+        );
+        let r = http(a, "POST", "/v1/messages", Some(&alice), Some(&body), NONE);
+        assert_eq!(r.status, 201, "{}", r.body);
+        sent += 1;
+    }
+    // He gets what was queued, then the reason, then close 1008.
+    let mut told = false;
+    loop {
+        match slow.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "error" {
+                    assert!(v["error"].as_str().unwrap().contains("too slow"), "{v}");
+                    told = true;
+                }
+            }
+            Ok(tungstenite::Message::Close(frame)) => {
+                let frame = frame.expect("a close frame with a code");
+                assert_eq!(u16::from(frame.code), 1008);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("bob's socket failed before the close frame: {e}"),
+        }
+    }
+    assert!(told, "bob was disconnected without being told why");
+    assert!(up.stop().success());
+}
