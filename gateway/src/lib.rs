@@ -27,7 +27,7 @@ use courier_pipeline::{EventLog, LogError};
 use courier_processors::inbox::store::InboxStore;
 
 pub use auth::Secret;
-pub use search::SearchViews;
+pub use search::{SearchFailure, SearchViews};
 
 /// A running gateway's shared state.
 pub struct Gateway {

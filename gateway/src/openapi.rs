@@ -123,7 +123,7 @@ pub fn document() -> Value {
             "/v1/presence": { "put": with_params(op("Set your presence", Some("Presence"), ("200", "PresenceAnswer"), WRITE_ERRORS), json!([idem])) },
             "/v1/inbox": { "get": op("Your inbox (exactly `courier inbox YOU --json`)", None, ("200", "Inbox"), &[("503", "views unavailable")]) },
             "/v1/search": { "get": with_params(
-                op("Search messages visible to you (exactly `courier search --json`)", None, ("200", "SearchHits"), &[("422", "empty q or bad limit"), ("503", "search view not available")]),
+                op("Search messages visible to you (exactly `courier search --json`)", None, ("200", "SearchHits"), &[("400", "malformed query"), ("422", "empty q or bad limit"), ("503", "search view not available")]),
                 json!([{ "name": "q", "in": "query", "required": true, "schema": { "type": "string" } },
                        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 20 } }])) },
             "/v1/stream": { "get": with_params(

@@ -22,6 +22,7 @@ use tracing::Instrument;
 use crate::conversations::Judgement;
 use crate::error::{ApiError, Body};
 use crate::idempotency::{self, Claim, Stored};
+use crate::search::SearchFailure;
 use crate::{Gateway, metrics, validate};
 
 type App = Arc<Gateway>;
@@ -640,7 +641,10 @@ async fn search(
     let hits = views
         .search(&user, &q.q, limit)
         .await
-        .map_err(ApiError::unavailable)?;
+        .map_err(|e| match e {
+            SearchFailure::BadQuery(m) => ApiError::bad_request(m),
+            SearchFailure::Unavailable(m) => ApiError::unavailable(m),
+        })?;
     Ok(Json(hits).into_response())
 }
 

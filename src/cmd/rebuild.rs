@@ -22,10 +22,10 @@ use courier_pipeline::runner::{self, RunOptions};
 use courier_pipeline::{Config, EventLog, shutdown};
 use courier_processors::inbox::InboxProcessor;
 use courier_processors::inbox::store::InboxStore;
+use courier_processors::search::SearchProcessor;
 use courier_sinks::inbox::{
     CassandraGenerations, CassandraInboxStore, Generations, RocksInboxStore,
 };
-use courier_processors::search::SearchProcessor;
 use courier_sinks::search::{TantivySearchIndex, committed_offsets};
 use courier_topics::CONVERSATIONS;
 
@@ -46,13 +46,6 @@ pub struct Args {
     /// Which view.
     #[arg(value_enum)]
     view: View,
-}
-
-impl Args {
-    /// Whether this rebuilds the search view (tantivy whatever the views backend).
-    pub fn is_search(&self) -> bool {
-        matches!(self.view, View::Search)
-    }
 }
 
 pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow::Result<ExitCode> {

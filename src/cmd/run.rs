@@ -175,7 +175,15 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     let (trigger, stop) = shutdown::channel();
     on_signals(trigger);
     let name = args.processor.name();
-    let stats = run_processor(config, log, args.processor, args.until_caught_up, stop).await?;
+    let stats = run_processor(
+        config,
+        log,
+        args.processor,
+        args.until_caught_up,
+        args.serve.as_deref(),
+        stop,
+    )
+    .await?;
     eprintln!(
         "{name}: applied {} record(s) in {} batch(es)",
         stats.records, stats.batches
@@ -185,12 +193,14 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
 
 /// Runs one processor in its consumer group until `stop` (or, with
 /// `until_caught_up`, the end of the log as it was at start). `courier run` runs
-/// one; `courier up` runs several in one process.
+/// one; `courier up` runs several in one process. `serve` (search only) answers
+/// shard queries over HTTP on that address (distributed search).
 pub async fn run_processor(
     config: &Config,
     log: Arc<dyn EventLog>,
     processor: Processor,
     until_caught_up: bool,
+    serve: Option<&str>,
     stop: shutdown::Shutdown,
 ) -> anyhow::Result<runner::RunStats> {
     let name = processor.name();
@@ -223,7 +233,7 @@ pub async fn run_processor(
             let generations = Generations::new(config.view_dir("search"));
             let g = generations.current()?;
             let index = TantivySearchIndex::new(generations.dir(g));
-            if let Some(listen) = &args.serve {
+            if let Some(listen) = serve {
                 let shards = courier_sinks::search::SearchShards::open(generations.dir(g))?;
                 super::search::serve(listen, shards, index.owned()).await?;
             }
@@ -239,8 +249,8 @@ pub async fn run_processor(
             let mut p = PresenceProcessor::new(store, log.clone());
             runner::run(log, &mut p, opts, stop).await?
         }
-        Processor::Notify => run_notify(config, log, args.until_caught_up, stop).await?,
-        Processor::Push => run_push(config, log, args.until_caught_up, stop).await?,
+        Processor::Notify => run_notify(config, log, until_caught_up, stop).await?,
+        Processor::Push => run_push(config, log, until_caught_up, stop).await?,
     };
     Ok(stats)
 }

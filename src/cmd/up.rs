@@ -8,19 +8,67 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use courier_gateway::{Gateway, Parts, Secret};
+use courier_gateway::{Gateway, Parts, SearchFailure, SearchViews, Secret};
 use courier_pipeline::config::ViewsBackend;
 use courier_pipeline::{Config, EventLog, shutdown};
 use courier_processors::inbox::store::{ConversationRows, InboxBatch, InboxStore};
 use courier_processors::inbox::{ConversationState, InboxRow};
 use courier_processors::store::StoreError;
+use courier_sinks::search::{SearchError, SearchShards};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::run::{Processor, on_signals, run_processor};
 
 /// The processors `up` runs beside the gateway. Adding one is adding it here.
-const PROCESSORS: &[Processor] = &[Processor::Inbox, Processor::Presence];
+/// Push delivery joins them when `push.endpoint` is set (see [`processors`]).
+const PROCESSORS: &[Processor] = &[
+    Processor::Inbox,
+    Processor::Presence,
+    Processor::Search,
+    Processor::Notify,
+];
+
+/// What `up` runs: [`PROCESSORS`], plus push delivery when there is a provider to
+/// deliver to. Without one, push jobs still accumulate on `courier.push-jobs.v1`
+/// and a later `courier run push` delivers them; refusing to start would make the
+/// first `courier up` on a laptop fail for want of a push provider.
+fn processors(config: &Config) -> Vec<Processor> {
+    let mut all = PROCESSORS.to_vec();
+    if config.push.endpoint.is_some() {
+        all.push(Processor::Push);
+    }
+    all
+}
+
+/// The search shards of this process's search processor, for `GET /v1/search`.
+/// The shards' readers follow the processor's commits.
+struct LocalSearch(Arc<SearchShards>);
+
+#[async_trait]
+impl SearchViews for LocalSearch {
+    async fn search(
+        &self,
+        user: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<serde_json::Value, SearchFailure> {
+        let shards = self.0.clone();
+        let (user, query) = (user.to_owned(), query.to_owned());
+        // tantivy searches are blocking work; keep them off the request threads.
+        let found = tokio::task::spawn_blocking(move || shards.search(&user, &query, limit, None))
+            .await
+            .map_err(|e| SearchFailure::Unavailable(format!("search task failed: {e}")))?;
+        match found {
+            Ok(hits) => serde_json::to_value(hits)
+                .map_err(|e| SearchFailure::Unavailable(format!("encoding hits: {e}"))),
+            Err(e @ (SearchError::MalformedQuery { .. } | SearchError::ZeroLimit)) => {
+                Err(SearchFailure::BadQuery(e.to_string()))
+            }
+            Err(e) => Err(SearchFailure::Unavailable(e.to_string())),
+        }
+    }
+}
 
 /// One part of the platform running in this process: its name and how it ended.
 type Part<'a> = Pin<Box<dyn Future<Output = (&'static str, anyhow::Result<()>)> + 'a>>;
@@ -122,11 +170,12 @@ pub async fn run(
 
     // Driven concurrently on this task rather than spawned: a processor's future
     // need not be `Send`, and a panic in any part ends the process, as it should.
+    let processors = processors(config);
     let mut parts: FuturesUnordered<Part<'_>> = FuturesUnordered::new();
-    for &p in PROCESSORS {
+    for &p in &processors {
         let (log, stop) = (log.clone(), stop.clone());
         parts.push(Box::pin(async move {
-            let result = run_processor(config, log, p, false, stop).await;
+            let result = run_processor(config, log, p, false, None, stop).await;
             (p.name(), result.map(|_| ()))
         }));
     }
@@ -135,7 +184,9 @@ pub async fn run(
             settings: config.gateway.clone(),
             log: log.clone(),
             views: gateway_views(config).await?,
-            search: None,
+            search: Some(Arc::new(LocalSearch(Arc::new(super::search::open_shards(
+                config,
+            )?)))),
             secret,
         },
         stop.clone(),
@@ -154,7 +205,7 @@ pub async fn run(
         "  log: {}, views: {:?}, processors: {}",
         log.backend(),
         config.views.backend,
-        PROCESSORS
+        processors
             .iter()
             .map(|p| p.name())
             .collect::<Vec<_>>()
