@@ -570,10 +570,40 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
     let r = http(a, "GET", &format!("{path}?limit=1"), Some(&bob), None, &[]);
     assert_eq!(r.json().as_array().unwrap().len(), 1, "{}", r.body);
     assert_eq!(r.json()[0]["message_id"], "client-1");
-    assert_eq!(
-        http(a, "GET", "/v1/search?q=hi", Some(&bob), None, &[]).json()["error"],
-        "search view not available"
+    // Search: bob finds alice's "once" (once indexed), exactly as `courier search
+    // bob once --json` prints it; the deleted "hi bob!" is gone; a stranger finds
+    // nothing; a malformed query is a 400 that says so.
+    let found = eventually("\"once\" searchable", || {
+        let r = http(a, "GET", "/v1/search?q=once", Some(&bob), None, &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        (r.json().as_array().unwrap().len() == 1).then_some(r)
+    });
+    assert_eq!(found.json()[0]["text"], "once");
+    assert_eq!(found.json()[0]["sender_id"], "alice");
+    let cli = common::ok(
+        common::courier(&data)
+            .args(["search", "bob", "once", "--json"])
+            .output()
+            .unwrap(),
     );
+    assert_eq!(found.body, cli.trim_end());
+    let deleted = http(a, "GET", "/v1/search?q=bob", Some(&bob), None, &[]);
+    assert_eq!(
+        deleted.json().as_array().unwrap().len(),
+        0,
+        "{}",
+        deleted.body
+    );
+    let stranger = http(a, "GET", "/v1/search?q=once", Some(&carol), None, &[]);
+    assert_eq!(
+        stranger.json().as_array().unwrap().len(),
+        0,
+        "{}",
+        stranger.body
+    );
+    let bad = http(a, "GET", "/v1/search?q=%22unclosed", Some(&bob), None, &[]);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("malformed query"), "{}", bad.body);
 
     let openapi = http(a, "GET", "/openapi.json", None, None, &[]).json();
     assert!(openapi["paths"]["/v1/messages"]["post"].is_object());

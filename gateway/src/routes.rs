@@ -645,7 +645,7 @@ async fn search(
             SearchFailure::BadQuery(m) => ApiError::bad_request(m),
             SearchFailure::Unavailable(m) => ApiError::unavailable(m),
         })?;
-    Ok(Json(hits).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], hits).into_response())
 }
 
 /// `GET /v1/stream`: the signed-in user's live events, one canonical JSON

@@ -18,11 +18,7 @@ pub enum SearchFailure {
 #[async_trait]
 pub trait SearchViews: Send + Sync {
     /// The hits for `query` visible to `user`, at most `limit`, as exactly the
-    /// JSON `courier search --json` prints.
-    async fn search(
-        &self,
-        user: &str,
-        query: &str,
-        limit: usize,
-    ) -> Result<serde_json::Value, SearchFailure>;
+    /// JSON text `courier search --json` prints (text, not a `Value`: a `Value`
+    /// would reorder the fields and widen the f32 scores).
+    async fn search(&self, user: &str, query: &str, limit: usize) -> Result<String, SearchFailure>;
 }

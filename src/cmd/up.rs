@@ -47,12 +47,7 @@ struct LocalSearch(Arc<SearchShards>);
 
 #[async_trait]
 impl SearchViews for LocalSearch {
-    async fn search(
-        &self,
-        user: &str,
-        query: &str,
-        limit: usize,
-    ) -> Result<serde_json::Value, SearchFailure> {
+    async fn search(&self, user: &str, query: &str, limit: usize) -> Result<String, SearchFailure> {
         let shards = self.0.clone();
         let (user, query) = (user.to_owned(), query.to_owned());
         // tantivy searches are blocking work; keep them off the request threads.
@@ -60,7 +55,7 @@ impl SearchViews for LocalSearch {
             .await
             .map_err(|e| SearchFailure::Unavailable(format!("search task failed: {e}")))?;
         match found {
-            Ok(hits) => serde_json::to_value(hits)
+            Ok(hits) => serde_json::to_string(&hits)
                 .map_err(|e| SearchFailure::Unavailable(format!("encoding hits: {e}"))),
             Err(e @ (SearchError::MalformedQuery { .. } | SearchError::ZeroLimit)) => {
                 Err(SearchFailure::BadQuery(e.to_string()))
