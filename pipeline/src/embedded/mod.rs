@@ -91,9 +91,6 @@ impl PartitionState {
 struct Topic {
     id: u32,
     name: String,
-    /// The name every `ConsumedRecord` of this topic shares (a refcount per record,
-    /// not a copy).
-    shared_name: Arc<str>,
     /// Serializes appends to this topic so offsets are assigned and become visible
     /// in order.
     append: Mutex<Vec<PartitionState>>,
@@ -229,7 +226,6 @@ impl EmbeddedLog {
                 Arc::new(Topic {
                     id,
                     name: spec.name.clone(),
-                    shared_name: Arc::from(spec.name.as_str()),
                     append: Mutex::new(states),
                     high,
                 }),
@@ -396,6 +392,12 @@ impl Inner {
         it.status()
             .map_err(|e| LogError::backend("read the embedded log", e))?;
         let buf = Bytes::from(buf);
+        // One topic name per read, not the topic's shared one: every record holds a
+        // reference, and a replay drops records on another thread than the reader
+        // that made them. One count shared by all readers would bounce its cache
+        // line between cores on every record; this one is touched by one reader,
+        // then by the thread that drops the chunk.
+        let topic_name: Arc<str> = Arc::from(t.name.as_str());
         let mut out = Vec::with_capacity(spans.len());
         for (offset, start, end) in spans {
             let corrupt = |detail| LogError::Corrupt {
@@ -405,7 +407,7 @@ impl Inner {
             };
             let f = codec::decode_record(&buf[start..end]).map_err(corrupt)?;
             out.push(ConsumedRecord {
-                topic: t.shared_name.clone(),
+                topic: topic_name.clone(),
                 partition,
                 offset,
                 timestamp_ms: f.timestamp_ms,
