@@ -14,6 +14,10 @@
 //!
 //! Prints sends/s and p50/p99 latency of each and the ratio.
 
+// The courier binary's allocator (see src/main.rs): measure what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -20,6 +20,10 @@
 //! first asks the store for states (its first batch), so joining the group and
 //! seeking are not counted; it stops when the run returned (caught up, committed).
 
+// The courier binary's allocator (see src/main.rs): measure what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 

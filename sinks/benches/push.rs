@@ -17,6 +17,10 @@
 //! Delivery rounds are interleaved (baseline, courier) with a fresh group and
 //! sent store per round; medians are printed with the ratios.
 
+// The courier binary's allocator (see src/main.rs): measure what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -14,6 +14,10 @@
 //! - queries: `SearchShards::search` over the pipeline's shards, single words of
 //!   every frequency and two-word queries, for users who see messages; p50/p99.
 
+// The courier binary's allocator (see src/main.rs): measure what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::Instant;
 
