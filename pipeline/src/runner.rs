@@ -260,9 +260,24 @@ fn failed(processor: &str) -> impl Fn(HandlerError) -> RunError + '_ {
 }
 
 fn caught_up(consumer: &dyn GroupConsumer, targets: &BTreeMap<TopicPartition, u64>) -> bool {
-    consumer.assignment().iter().all(|tp| {
+    reached(&consumer.assignment(), |tp| consumer.position(tp), targets)
+}
+
+/// Whether every assigned partition's position reached its target. With nothing
+/// assigned yet — on Kafka the first polls can come back empty before the group's
+/// first assignment — only an empty log counts as caught up: otherwise a run would
+/// "catch up" having applied nothing.
+fn reached(
+    assignment: &[TopicPartition],
+    position: impl Fn(&TopicPartition) -> Option<u64>,
+    targets: &BTreeMap<TopicPartition, u64>,
+) -> bool {
+    if assignment.is_empty() {
+        return targets.values().all(|&end| end == 0);
+    }
+    assignment.iter().all(|tp| {
         let target = targets.get(tp).copied().unwrap_or(0);
-        consumer.position(tp).is_some_and(|pos| pos >= target)
+        position(tp).is_some_and(|pos| pos >= target)
     })
 }
 
@@ -330,4 +345,35 @@ async fn process_batch(
             .set(lag as i64);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(p: u32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    #[test]
+    fn nothing_assigned_is_caught_up_only_on_an_empty_log() {
+        let empty = BTreeMap::from([(tp(0), 0), (tp(1), 0)]);
+        let full = BTreeMap::from([(tp(0), 0), (tp(1), 5)]);
+        assert!(reached(&[], |_| None, &empty));
+        assert!(!reached(&[], |_| None, &full));
+    }
+
+    #[test]
+    fn every_assigned_partition_must_reach_its_target() {
+        let targets = BTreeMap::from([(tp(0), 3), (tp(1), 5)]);
+        let at = |p0: u64, p1: u64| {
+            move |t: &TopicPartition| Some(if t.partition == 0 { p0 } else { p1 })
+        };
+        assert!(reached(&[tp(0), tp(1)], at(3, 5), &targets));
+        assert!(!reached(&[tp(0), tp(1)], at(3, 4), &targets));
+        // Another member owns partition 1: this one is done with its own.
+        assert!(reached(&[tp(0)], at(3, 0), &targets));
+        // No position yet (not fetched since assignment): not caught up.
+        assert!(!reached(&[tp(0)], |_| None, &targets));
+    }
 }
