@@ -48,17 +48,24 @@ impl Up {
             .status()
             .unwrap();
         assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
+        // Wait for the exit itself; a watchdog kills a child that ignores SIGTERM
+        // for 30 s, which then shows as a signal death below.
+        let (exited, watch) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if watch.recv_timeout(Duration::from_secs(30)).is_err() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid])
+                    .status();
             }
-            assert!(
-                Instant::now() < deadline,
-                "courier up did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
+        let status = self.child.wait().unwrap();
+        let _ = exited.send(());
+        watchdog.join().unwrap();
+        assert!(
+            status.code().is_some(),
+            "courier up did not stop on SIGTERM within 30 s ({status})"
+        );
+        status
     }
 }
 

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{await_progress, courier, ok, spawn_live, write_lines};
+use common::{Rng, await_progress, courier, ok, spawn_live, write_lines};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -24,19 +24,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-/// A tiny deterministic generator (no dependency): a 64-bit LCG.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n as u64) as usize
-    }
 }
 
 /// Users u0..u9: u0, u3, u6 end online; u1, u4, u7 end offline; u2, u5 flip and

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Live, await_progress, courier, ok, spawn_live, write_lines};
+use common::{Live, Rng, await_progress, courier, ok, spawn_live, write_lines};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::Command;
@@ -29,19 +29,6 @@ const WORDS: &[&str] = &[
     "nectarine",
 ];
 const USERS: usize = 6;
-
-/// A tiny deterministic generator (no dependency): a 64-bit LCG.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n as u64) as usize
-    }
-}
 
 /// Canonical JSON of a generated stream: conversations with membership churn,
 /// text, ciphertext and media sends, edits, deletes, rule breaks (non-members,

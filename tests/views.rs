@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Live, await_progress, courier, ok, processed_so_far, spawn_live, write_lines};
+use common::{Live, Rng, await_progress, courier, ok, processed_so_far, spawn_live, write_lines};
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -327,19 +327,6 @@ fn views_follow_the_spec_survive_a_second_produce_and_a_rebuild() {
     assert_eq!(inbox(&data, "u3")[0]["unread_count"], 0);
     assert_eq!(messages(&data, "c1", "u1")[3]["read_by"], json!(["u3"]));
     eprintln!("scenario test took {:?}", started.elapsed());
-}
-
-/// A tiny deterministic generator (no dependency): a 64-bit LCG.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n as u64) as usize
-    }
 }
 
 /// `conversations` groups of 8 possible users, `per` events each, interleaved:

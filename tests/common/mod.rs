@@ -129,3 +129,18 @@ pub fn await_progress(addr: &str, processor: &str, at_least: u64) {
         std::thread::yield_now();
     }
 }
+
+/// A tiny deterministic generator for generated streams (no dependency): a 64-bit
+/// LCG, so a failing seed reproduces everywhere.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
