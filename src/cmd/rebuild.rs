@@ -13,6 +13,7 @@
 //! pointer row switches, live processors follow it, and the old one is dropped.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -55,10 +56,43 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     if config.views.backend == ViewsBackend::Cassandra {
         return rebuild_on_cassandra(config, log).await;
     }
-    let generations = Generations::new(config.view_dir("inbox"));
+    rebuild_local(
+        config,
+        log.clone(),
+        "inbox",
+        inbox_group,
+        async |current_dir, next_dir, next| {
+            // What the current generation covered was dead-lettered by it already.
+            let covered = match RocksInboxStore::open_read_only(&current_dir)? {
+                Some(old) => covered_by(&old, &*log).await?,
+                None => HashMap::new(),
+            };
+            let store = RocksInboxStore::open(&next_dir)
+                .with_context(|| format!("creating generation g{next} of the inbox views"))?;
+            Ok(InboxProcessor::new(store, log.clone()).dead_lettered_below(covered))
+        },
+    )
+    .await
+}
+
+/// What every view kept in local generation directories (the embedded inbox, the
+/// search shards) does to rebuild: drop an unfinished rebuild, fill the next
+/// generation from the start of the log in its own consumer group until caught up,
+/// then switch reads to it and remove the old one. `start(current_dir, next_dir,
+/// next)` opens the new generation's processor. A rebuild stopped early removes
+/// its generation; the current one keeps serving.
+async fn rebuild_local<H: runner::Handler>(
+    config: &Config,
+    log: Arc<dyn EventLog>,
+    view: &'static str,
+    group: fn(u64) -> String,
+    start: impl AsyncFnOnce(PathBuf, PathBuf, u64) -> anyhow::Result<H>,
+) -> anyhow::Result<ExitCode> {
+    let generations = Generations::new(config.view_dir(view));
     let current = generations.current()?;
     for g in generations.remove_stale()? {
         tracing::info!(
+            view,
             generation = g,
             "removed a generation no one reads (an unfinished rebuild)"
         );
@@ -71,28 +105,16 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     let stopped = trigger.subscribe();
     on_signals(trigger);
 
-    // What the current generation covered was dead-lettered by it already.
-    let mut covered = HashMap::new();
-    if let Some(old) = RocksInboxStore::open_read_only(&generations.dir(current))? {
-        for partition in 0..log.partitions(CONVERSATIONS)? {
-            if let Some(next) = old.checkpoint(partition).await? {
-                covered.insert(partition, next);
-            }
-        }
-    }
-    let dir = generations.dir(next);
-    let store = RocksInboxStore::open(&dir)
-        .with_context(|| format!("creating generation g{next} of the inbox views"))?;
-    let mut p = InboxProcessor::new(store, log.clone()).dead_lettered_below(covered);
+    let mut p = start(generations.dir(current), generations.dir(next), next).await?;
     let opts = RunOptions {
         // Its own metrics label, so its lag never reads as the live processor's.
-        processor: "inbox-rebuild".to_string(),
-        group: inbox_group(next),
-        topics: Processor::Inbox.topics(),
+        processor: format!("{view}-rebuild"),
+        group: group(next),
+        topics: vec![CONVERSATIONS.to_string()],
         until_caught_up: true,
         runner: config.runner.clone(),
     };
-    tracing::info!(generation = next, group = %opts.group, "rebuilding the inbox views from the start of the log");
+    tracing::info!(view, generation = next, group = %opts.group, "rebuilding from the start of the log");
     let result = runner::run(log, &mut p, opts, stop).await;
     // Closes the new generation's store before anyone else opens it.
     drop(p);
@@ -102,14 +124,14 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
             generations.remove(next)?;
             outcome?;
             anyhow::bail!(
-                "rebuild stopped before it caught up; generation g{current} still serves reads"
+                "rebuild stopped before it caught up; {view} generation g{current} still serves reads"
             );
         }
     };
     generations.switch_to(next)?;
     generations.remove(current)?;
     eprintln!(
-        "inbox: rebuilt generation g{next} from {} record(s) in {} batch(es); reads switched from g{current}",
+        "{view}: rebuilt generation g{next} from {} record(s) in {} batch(es); reads switched from g{current}",
         stats.records, stats.batches
     );
     Ok(ExitCode::SUCCESS)
@@ -193,55 +215,20 @@ async fn rebuild_on_cassandra(config: &Config, log: Arc<dyn EventLog>) -> anyhow
 /// The new generation's shards start empty, so each seeks to the start of its
 /// partition whatever its fresh group holds.
 async fn rebuild_search(config: &Config, log: Arc<dyn EventLog>) -> anyhow::Result<ExitCode> {
-    let generations = Generations::new(config.view_dir("search"));
-    let current = generations.current()?;
-    for g in generations.remove_stale()? {
-        tracing::info!(
-            generation = g,
-            "removed a search generation no one reads (an unfinished rebuild)"
-        );
-    }
-    let next = generations.next()?;
-    if let Some(listen) = &config.metrics.listen {
-        serve_metrics(listen).await?;
-    }
-    let (trigger, stop) = shutdown::channel();
-    let stopped = trigger.subscribe();
-    on_signals(trigger);
-
-    // What the current generation covered was dead-lettered by it already.
-    let covered = committed_offsets(&generations.dir(current))?;
-    let index = TantivySearchIndex::new(generations.dir(next));
-    let mut p = SearchProcessor::new(index, log.clone())
-        .named("search-rebuild")
-        .dead_lettered_below(covered);
-    let opts = RunOptions {
-        // Its own metrics label, so its lag never reads as the live processor's.
-        processor: "search-rebuild".to_string(),
-        group: search_group(next),
-        topics: Processor::Search.topics(),
-        until_caught_up: true,
-        runner: config.runner.clone(),
-    };
-    tracing::info!(generation = next, group = %opts.group, "rebuilding the search shards from the start of the log");
-    let result = runner::run(log, &mut p, opts, stop).await;
-    // Closes the new shards' writers before anyone else opens them.
-    drop(p);
-    let stats = match result {
-        Ok(stats) if !stopped.is_triggered() => stats,
-        outcome => {
-            generations.remove(next)?;
-            outcome?;
-            anyhow::bail!(
-                "rebuild stopped before it caught up; search generation g{current} still serves queries"
-            );
-        }
-    };
-    generations.switch_to(next)?;
-    generations.remove(current)?;
-    eprintln!(
-        "search: rebuilt generation g{next} from {} record(s) in {} batch(es); queries switched from g{current}",
-        stats.records, stats.batches
-    );
-    Ok(ExitCode::SUCCESS)
+    rebuild_local(
+        config,
+        log.clone(),
+        "search",
+        search_group,
+        async |current_dir, next_dir, _| {
+            // What the current generation covered was dead-lettered by it already.
+            let covered = committed_offsets(&current_dir)?;
+            Ok(
+                SearchProcessor::new(TantivySearchIndex::new(next_dir), log.clone())
+                    .named("search-rebuild")
+                    .dead_lettered_below(covered),
+            )
+        },
+    )
+    .await
 }
