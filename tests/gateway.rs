@@ -20,6 +20,11 @@ struct Up {
 
 impl Up {
     fn start(data: &Path, config: Option<&str>) -> Up {
+        Up::start_with(data, config, &[])
+    }
+
+    /// `courier up` with more arguments after `--listen`.
+    fn start_with(data: &Path, config: Option<&str>, extra: &[&str]) -> Up {
         let mut cmd = common::courier(data);
         if let Some(c) = config {
             let p = data.with_extension("toml");
@@ -28,6 +33,7 @@ impl Up {
         }
         let mut child = cmd
             .args(["up", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -725,5 +731,96 @@ fn a_live_client_too_slow_to_keep_up_is_told_and_disconnected() {
         }
     }
     assert!(told, "bob was disconnected without being told why");
+    assert!(up.stop().success());
+}
+
+/// The distributed shape of compose/docker-compose.yml on real Kafka: the gateway
+/// alone (`up --processors none`) answers searches through a separate `run search
+/// --serve` instance, found by a `dns+` peer address.
+#[test]
+fn a_gateway_alone_searches_through_a_distributed_search_instance() {
+    let Some(brokers) = courier_pipeline::testing::KAFKA.reachable() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "namespace = \"{}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n",
+        common::unique_namespace("gw")
+    );
+    let searcher = dir.path().join("searcher");
+    std::fs::create_dir_all(&searcher).unwrap();
+    let searcher_config = dir.path().join("searcher.toml");
+    std::fs::write(&searcher_config, &config).unwrap();
+    common::ok(
+        common::courier(&searcher)
+            .arg("--config")
+            .arg(&searcher_config)
+            .args(["topics", "apply"])
+            .output()
+            .unwrap(),
+    );
+    let common::Live { child, rest, .. } = common::spawn_live(
+        common::courier(&searcher)
+            .arg("--config")
+            .arg(&searcher_config)
+            .env("COURIER_SEARCH_SERVE", "127.0.0.1:0"),
+        "search",
+        None,
+    );
+    let searcher_child = common::KillOnDrop(child);
+    let serves = common::search_serves(&rest);
+
+    let data = dir.path().join("gateway");
+    let peers = format!("dns+http://{serves}");
+    let up = Up::start_with(
+        &data,
+        Some(&config),
+        &["--processors", "none", "--search-peers", &peers],
+    );
+    let a = &up.addr;
+    let alice = token(&data, Some(&config), "alice");
+    let bob = token(&data, Some(&config), "bob");
+    let r = http(
+        a,
+        "POST",
+        "/v1/conversations",
+        Some(&alice),
+        Some(r#"{"kind":"direct","member_ids":["bob"]}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = r.json()["conversation_id"].as_str().unwrap().to_string();
+    let r = http(
+        a,
+        "POST",
+        "/v1/messages",
+        Some(&alice),
+        Some(&json!({"conversation_id": c, "text": "meet at the lighthouse"}).to_string()),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let m = r.json()["message_id"].as_str().unwrap().to_string();
+
+    // Indexed by the other process, found through the gateway.
+    let hits = eventually("the message searchable through the peer", || {
+        let r = http(a, "GET", "/v1/search?q=lighthouse", Some(&bob), None, &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let hits = r.json();
+        (hits.as_array().unwrap().len() == 1).then_some(hits)
+    });
+    assert_eq!(hits[0]["message_id"], m.as_str());
+    assert_eq!(hits[0]["conversation_id"], c.as_str());
+    // Visibility is the search instance's: carol is no member.
+    let carol = token(&data, Some(&config), "carol");
+    let r = http(a, "GET", "/v1/search?q=lighthouse", Some(&carol), None, &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    // The peer's 400 for a malformed query stays a 400.
+    let bad = http(a, "GET", "/v1/search?q=%22unclosed", Some(&bob), None, &[]);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    // With the search instance gone, searching is unavailable, not empty.
+    drop(searcher_child);
+    let gone = http(a, "GET", "/v1/search?q=lighthouse", Some(&bob), None, &[]);
+    assert_eq!(gone.status, 503, "{}", gone.body);
+    assert!(gone.body.contains(&serves), "names the peer: {}", gone.body);
     assert!(up.stop().success());
 }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Rng, await_progress, courier, ok, spawn_live, write_lines};
+use common::{Rng, await_progress, courier, ok, spawn_live, unique_namespace, write_lines};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -311,11 +311,7 @@ fn notify_on_kafka_makes_exactly_one_job_per_offline_recipient() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let namespace = format!("notify_{}_{nanos}", std::process::id());
+    let namespace = unique_namespace("notify");
     let config = dir.path().join("kafka.toml");
     std::fs::write(
         &config,

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{Live, Rng, await_progress, courier, ok, spawn_live, write_lines};
+use common::{
+    Live, Rng, await_progress, courier, ok, search_serves, spawn_live, unique_namespace,
+    write_lines,
+};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::Command;
@@ -377,11 +380,7 @@ fn every_word_search_equals_the_model_on_kafka() {
     let lines = generated(10, 30, 23);
     let file = write_lines(dir.path(), "stream.jsonl", &lines);
     let want = expected(&lines);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let namespace = format!("search_{}_{nanos}", std::process::id());
+    let namespace = unique_namespace("search");
     let config = dir.path().join("kafka.toml");
     std::fs::write(
         &config,
@@ -502,20 +501,7 @@ fn search_fans_out_to_instances_and_merges_their_shards() {
             "search",
             None,
         );
-        let line = loop {
-            let l = rest
-                .recv_timeout(std::time::Duration::from_secs(60))
-                .expect("the instance says where it serves search");
-            if l.contains("serving search shards") {
-                break l;
-            }
-        };
-        let search_addr = line
-            .rsplit("addr=")
-            .next()
-            .and_then(|a| a.split_whitespace().next())
-            .unwrap()
-            .to_string();
+        let search_addr = search_serves(&rest);
         await_progress(&addr, "search", lines.len() as u64);
         instances.0.push((child, format!("http://{search_addr}")));
     }

@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::{Live, Rng, await_progress, courier, ok, processed_so_far, spawn_live, write_lines};
+use common::{
+    KillOnDrop, Live, Rng, await_progress, courier, ok, processed_so_far, spawn_live,
+    unique_namespace, write_lines,
+};
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -575,11 +578,7 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
     assert_eq!(run_inbox(&clean), total);
 
     // The same stream on Kafka, views in Cassandra, in a namespace of its own.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let namespace = format!("mp_{}_{nanos}", std::process::id());
+    let namespace = unique_namespace("mp");
     let config = dir.path().join("distributed.toml");
     std::fs::write(
         &config,
@@ -754,11 +753,7 @@ fn on_kafka_and_cassandra_a_second_produce_changes_nothing_and_rebuilds_give_ide
     let want = snapshot(&clean, &users, &conversations);
     assert!(want.contains("\"unread_count\":"), "{want}");
 
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let namespace = format!("rb_{}_{nanos}", std::process::id());
+    let namespace = unique_namespace("rb");
     let config = dir.path().join("distributed.toml");
     std::fs::write(
         &config,
@@ -844,13 +839,6 @@ fn on_kafka_and_cassandra_a_second_produce_changes_nothing_and_rebuilds_give_ide
 
     // Another rebuild, while a live processor serves g1: g1 is dropped, and the
     // live one follows the switch into g2's keyspace and group.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let Live { child, rest, .. } = spawn_live(&mut on(), "inbox", Some("partitions assigned"));
     let mut live = KillOnDrop(child);
     assert_eq!(

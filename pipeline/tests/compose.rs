@@ -14,10 +14,10 @@ use courier_pipeline::config::Backend;
 use serde_yaml_ng::Value;
 
 /// The processors `courier run PROCESSOR` accepts: the variants of `Processor` in
-/// src/cmd/run.rs, which `courier run --help` lists under "Possible values". `inbox` is
-/// being added to that enum at the same time as this stack. Keep this list in step with
-/// the enum: every entry must have a compose service, and a service may run only these.
-const PROCESSORS: &[&str] = &["presence", "inbox"];
+/// src/cmd/run.rs, which `courier run --help` lists under "Possible values". Keep this
+/// list in step with the enum: every entry must have a compose service, and a service
+/// may run only these.
+const PROCESSORS: &[&str] = &["presence", "inbox", "search", "notify", "push"];
 
 const COMPOSE: &str = "compose/docker-compose.yml";
 const CONFIG: &str = "compose/courier.docker.toml";
@@ -268,8 +268,16 @@ fn normalize(p: &Path) -> PathBuf {
 enum Role {
     /// `courier topics apply`.
     TopicsApply,
-    /// `courier run PROCESSOR`.
-    Processor(String),
+    /// `courier migrate`.
+    Migrate,
+    /// `courier run PROCESSOR`, with `--serve ADDR` for search.
+    Processor(String, Option<String>),
+    /// `courier up --processors LIST --listen ADDR --search-peers URLS`: the gateway.
+    Gateway {
+        processors: Option<String>,
+        listen: Option<String>,
+        search_peers: Vec<String>,
+    },
 }
 
 /// The parsed stack.
@@ -356,7 +364,18 @@ impl Stack {
         self.courier()
             .into_iter()
             .filter_map(|s| match courier_invocation(s) {
-                Ok((_, Role::Processor(p))) => Some((s, p)),
+                Ok((_, Role::Processor(p, _))) => Some((s, p)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The services whose command is `role`'s kind.
+    fn with_role(&self, kind: fn(&Role) -> bool) -> Vec<(&Service, Role)> {
+        self.courier()
+            .into_iter()
+            .filter_map(|s| match courier_invocation(s) {
+                Ok((_, r)) if kind(&r) => Some((s, r)),
                 _ => None,
             })
             .collect()
@@ -401,10 +420,37 @@ fn courier_invocation(s: &Service) -> Result<(Option<String>, Role), String> {
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     let role = match rest.as_slice() {
         ["topics", "apply"] => Role::TopicsApply,
-        ["run", p] => Role::Processor(p.to_string()),
+        ["migrate"] => Role::Migrate,
+        ["run", p] => Role::Processor(p.to_string(), None),
+        ["run", "search", "--serve", addr] => {
+            Role::Processor("search".to_string(), Some(addr.to_string()))
+        }
+        ["up", flags @ ..] => {
+            let (mut processors, mut listen, mut search_peers) = (None, None, Vec::new());
+            let mut it = flags.iter();
+            while let Some(flag) = it.next() {
+                let value = it
+                    .next()
+                    .map(|v| v.to_string())
+                    .ok_or_else(|| format!("`courier up`: {flag} has no value"))?;
+                match *flag {
+                    "--processors" => processors = Some(value),
+                    "--listen" => listen = Some(value),
+                    "--search-peers" => {
+                        search_peers = value.split(',').map(str::to_string).collect()
+                    }
+                    other => return Err(format!("`courier up`: unknown flag {other}")),
+                }
+            }
+            Role::Gateway {
+                processors,
+                listen,
+                search_peers,
+            }
+        }
         other => {
             return Err(format!(
-                "its command runs `courier {}`; expected `run PROCESSOR` or `topics apply`",
+                "its command runs `courier {}`; expected `run PROCESSOR`, `run search --serve ADDR`, `up ...`, `migrate` or `topics apply`",
                 other.join(" ")
             ));
         }
@@ -690,7 +736,7 @@ fn courier_services_run_known_commands_with_the_config_mounted() {
                 continue;
             }
         };
-        if let Role::Processor(name) = &role {
+        if let Role::Processor(name, _) = &role {
             p.check(PROCESSORS.contains(&name.as_str()), || {
                 format!(
                     "{COMPOSE}: service {}: runs `courier run {name}`, but the CLI's processors are {PROCESSORS:?} (src/cmd/run.rs)",
@@ -863,7 +909,12 @@ fn kafka_and_scylla_have_healthchecks_and_scylla_serves_cql_on_9042() {
 fn scalable_services_publish_no_fixed_host_ports_and_host_ports_are_unique() {
     let stack = Stack::load();
     let mut p = Problems::default();
-    for s in stack.courier() {
+    // The gateway is the one courier singleton: clients need a fixed address.
+    let scalable = stack
+        .courier()
+        .into_iter()
+        .filter(|s| !matches!(courier_invocation(s), Ok((_, Role::Gateway { .. }))));
+    for s in scalable {
         for port in s.ports() {
             p.check(port.host.is_none(), || {
                 format!(
@@ -1167,5 +1218,143 @@ fn dockerfile_builds_the_whole_workspace_and_runs_courier() {
     p.check(lines.iter().any(|l| l.replace(' ', "") == "ENTRYPOINT[\"courier\"]"), || {
         format!("{DOCKERFILE}: ENTRYPOINT is not [\"courier\"]; {COMPOSE} passes courier's arguments as `command`")
     });
+    p.assert_none();
+}
+
+#[test]
+fn the_gateway_runs_alone_reads_scylla_and_searches_every_search_replica() {
+    let stack = Stack::load();
+    let mut p = Problems::default();
+    let gateways = stack.with_role(|r| matches!(r, Role::Gateway { .. }));
+    let [(gateway, role)] = gateways.as_slice() else {
+        panic!(
+            "{COMPOSE}: expected one gateway service (`courier up --processors none`), found {:?}",
+            gateways.iter().map(|(s, _)| &s.name).collect::<Vec<_>>()
+        );
+    };
+    let Role::Gateway {
+        processors,
+        listen,
+        search_peers,
+    } = role
+    else {
+        unreachable!()
+    };
+    p.check(processors.as_deref() == Some("none"), || {
+        format!(
+            "{COMPOSE}: service {}: runs processors {processors:?} beside the gateway; they are services of their own (`--processors none`)",
+            gateway.name
+        )
+    });
+    let listen_port = listen
+        .as_deref()
+        .and_then(|l| l.strip_prefix("0.0.0.0:"))
+        .unwrap_or_default()
+        .to_string();
+    p.check(!listen_port.is_empty(), || {
+        format!(
+            "{COMPOSE}: service {}: --listen {listen:?}; listen on 0.0.0.0:PORT to be reachable",
+            gateway.name
+        )
+    });
+    p.check(
+        gateway
+            .ports()
+            .iter()
+            .any(|port| port.container == listen_port && port.host.is_some()),
+        || {
+            format!(
+                "{COMPOSE}: service {}: does not publish its --listen port {listen_port}",
+                gateway.name
+            )
+        },
+    );
+
+    // Every search replica is asked: the peers are the search service by DNS, on the
+    // port it serves and exposes.
+    let searchers = stack.with_role(|r| matches!(r, Role::Processor(n, _) if n == "search"));
+    for (s, role) in &searchers {
+        let Role::Processor(_, serve) = role else {
+            unreachable!()
+        };
+        let Some(port) = serve
+            .as_deref()
+            .and_then(|a| a.strip_prefix("0.0.0.0:"))
+            .map(str::to_string)
+        else {
+            p.push(format!(
+                "{COMPOSE}: service {}: `run search` without `--serve 0.0.0.0:PORT`; the gateway cannot ask it",
+                s.name
+            ));
+            continue;
+        };
+        p.check(s.expose().contains(&port), || {
+            format!(
+                "{COMPOSE}: service {}: serves search on {port} but exposes {:?}",
+                s.name,
+                s.expose()
+            )
+        });
+        let want = format!("dns+http://{}:{port}", s.name);
+        p.check(search_peers.contains(&want), || {
+            format!(
+                "{COMPOSE}: service {}: --search-peers {search_peers:?} should include {want} (every replica of {})",
+                gateway.name, s.name
+            )
+        });
+        p.check(gateway.depends_on().contains_key(&s.name), || {
+            format!(
+                "{COMPOSE}: service {}: should start after {}",
+                gateway.name, s.name
+            )
+        });
+    }
+
+    // Views shared by replicas and the gateway: Cassandra, at the scylla service,
+    // migrated by a one-shot that waits for it.
+    p.check(
+        stack.config.views.backend == courier_pipeline::config::ViewsBackend::Cassandra,
+        || format!("{CONFIG}: [views] backend should be cassandra, so every inbox replica and the gateway share the views"),
+    );
+    let scylla: Vec<String> = stack.scylla().iter().map(|s| s.name.clone()).collect();
+    for point in stack.config.cassandra.contact_points.split(',') {
+        let (host, port) = point.trim().rsplit_once(':').unwrap_or((point, ""));
+        p.check(scylla.iter().any(|s| s == host) && port == "9042", || {
+            format!("{CONFIG}: [cassandra] contact point {point} is not a scylla service of {COMPOSE} on 9042 ({scylla:?})")
+        });
+    }
+    let migrates = stack.with_role(|r| matches!(r, Role::Migrate));
+    let [(migrate, _)] = migrates.as_slice() else {
+        panic!("{COMPOSE}: expected one one-shot service running `courier migrate`");
+    };
+    for name in &scylla {
+        p.check(
+            migrate.depends_on().get(name).map(String::as_str) == Some("service_healthy"),
+            || {
+                format!(
+                    "{COMPOSE}: service {}: must wait for {name} to be service_healthy",
+                    migrate.name
+                )
+            },
+        );
+    }
+    let inbox = stack
+        .processors()
+        .into_iter()
+        .filter(|(_, p)| p == "inbox")
+        .map(|(s, _)| s)
+        .chain([*gateway]);
+    for s in inbox {
+        p.check(
+            s.depends_on().get(&migrate.name).map(String::as_str)
+                == Some("service_completed_successfully"),
+            || {
+                format!(
+                    "{COMPOSE}: service {}: reads or writes the Cassandra views, so must depend on {} with service_completed_successfully",
+                    s.name, migrate.name
+                )
+            },
+        );
+    }
     p.assert_none();
 }

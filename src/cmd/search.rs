@@ -35,8 +35,9 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Distributed mode: ask these search instances (`courier run search --serve
-    /// ADDR`, as `http://HOST:PORT`, comma-separated) instead of local shards, and
-    /// merge their answers.
+    /// ADDR`, as `http://HOST:PORT`, comma-separated; `dns+http://NAME:PORT` means
+    /// every address NAME resolves to) instead of local shards, and merge their
+    /// answers.
     #[arg(long, value_delimiter = ',', value_name = "URL")]
     peers: Vec<String>,
 }
@@ -48,9 +49,10 @@ pub fn open_shards(config: &Config) -> anyhow::Result<SearchShards> {
     Ok(SearchShards::open(generations.dir(generations.current()?))?)
 }
 
-/// A search that failed because of what the user asked (exit code 2).
+/// A search that failed because of what the user asked (exit code 2; HTTP 400 at
+/// the gateway).
 #[derive(Debug)]
-struct BadQuery(String);
+pub struct BadQuery(String);
 
 impl std::fmt::Display for BadQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,18 +110,65 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
 /// Asks every peer at once and merges their answers; any peer failing fails the
 /// search (a partial answer would silently miss messages).
 async fn fan_out(args: &Args) -> anyhow::Result<Vec<SearchHit>> {
+    ask_peers(
+        &args.peers,
+        &args.user,
+        &args.query,
+        args.limit,
+        args.conversation.as_deref(),
+    )
+    .await
+}
+
+/// The search instances behind `peers`: each `http://HOST:PORT` as given, and each
+/// `dns+http://NAME:PORT` as every address NAME resolves to now — how a scaled
+/// service is found (a Docker Compose service name resolves to all its replicas),
+/// resolved per search because replicas come and go. A name resolving to nothing
+/// is an error, not an empty answer.
+pub async fn expand_peers(peers: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::with_capacity(peers.len());
+    for peer in peers {
+        let Some(rest) = peer.strip_prefix("dns+http://") else {
+            out.push(peer.clone());
+            continue;
+        };
+        let host = rest.trim_end_matches('/');
+        let addrs: BTreeSet<std::net::SocketAddr> = tokio::net::lookup_host(host)
+            .await
+            .with_context(|| format!("resolving the search peers {peer}"))?
+            .collect();
+        anyhow::ensure!(
+            !addrs.is_empty(),
+            "the search peers {peer}: {host} resolves to no address"
+        );
+        out.extend(addrs.into_iter().map(|a| format!("http://{a}")));
+    }
+    Ok(out)
+}
+
+/// One search through distributed instances (`courier run search --serve`): asks
+/// every peer at once and merges their answers. Any peer failing fails the search
+/// (a partial answer would silently miss messages); a malformed query is a
+/// [`BadQuery`].
+pub async fn ask_peers(
+    peers: &[String],
+    user: &str,
+    query: &str,
+    limit: usize,
+    conversation: Option<&str>,
+) -> anyhow::Result<Vec<SearchHit>> {
     let mut path = format!(
         "/v1/shards/search?user={}&q={}&limit={}",
-        encode(&args.user),
-        encode(&args.query),
-        args.limit
+        encode(user),
+        encode(query),
+        limit
     );
-    if let Some(c) = &args.conversation {
+    if let Some(c) = conversation {
         path.push_str(&format!("&conversation={}", encode(c)));
     }
     let mut asks = tokio::task::JoinSet::new();
-    for peer in &args.peers {
-        let (peer, path) = (peer.clone(), path.clone());
+    for peer in expand_peers(peers).await? {
+        let path = path.clone();
         asks.spawn(async move {
             let answer = tokio::time::timeout(Duration::from_secs(10), get(&peer, &path)).await;
             answer
@@ -131,7 +180,7 @@ async fn fan_out(args: &Args) -> anyhow::Result<Vec<SearchHit>> {
     while let Some(answer) = asks.join_next().await {
         hits.extend(answer.context("a search request task failed")??);
     }
-    Ok(merge(hits, args.limit))
+    Ok(merge(hits, limit))
 }
 
 /// One `GET` over plain HTTP/1.0 (the answer ends with the connection).

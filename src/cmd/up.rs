@@ -33,12 +33,49 @@ const PROCESSORS: &[Processor] = &[
 /// deliver to. Without one, push jobs still accumulate on `courier.push-jobs.v1`
 /// and a later `courier run push` delivers them; refusing to start would make the
 /// first `courier up` on a laptop fail for want of a push provider.
-fn processors(config: &Config) -> Vec<Processor> {
+fn default_processors(config: &Config) -> Vec<Processor> {
     let mut all = PROCESSORS.to_vec();
     if config.push.endpoint.is_some() {
         all.push(Processor::Push);
     }
     all
+}
+
+/// `--processors`: `none` (the gateway alone, as a distributed deployment runs it
+/// beside processors that are services of their own), or processor names.
+fn parse_processors(list: &str) -> anyhow::Result<Vec<Processor>> {
+    if list.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<Processor> = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let p = <Processor as clap::ValueEnum>::from_str(name, true).map_err(|_| {
+            anyhow::anyhow!(
+                "--processors: unknown processor {name:?}; expected `none` or some of inbox, presence, search, notify, push"
+            )
+        })?;
+        if !out.iter().any(|q| q.name() == p.name()) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Search through distributed instances (`--search-peers`), for `GET /v1/search`.
+struct PeerSearch(Vec<String>);
+
+#[async_trait]
+impl SearchViews for PeerSearch {
+    async fn search(&self, user: &str, query: &str, limit: usize) -> Result<String, SearchFailure> {
+        match super::search::ask_peers(&self.0, user, query, limit, None).await {
+            Ok(hits) => serde_json::to_string(&hits)
+                .map_err(|e| SearchFailure::Unavailable(format!("encoding hits: {e}"))),
+            Err(e) if e.is::<super::search::BadQuery>() => {
+                Err(SearchFailure::BadQuery(e.root_cause().to_string()))
+            }
+            Err(e) => Err(SearchFailure::Unavailable(format!("{e:#}"))),
+        }
+    }
 }
 
 /// The search shards of this process's search processor, for `GET /v1/search`.
@@ -74,6 +111,17 @@ pub struct Args {
     /// Address the gateway listens on (default: `gateway.listen`, 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// The processors to run beside the gateway, comma-separated, or `none` for
+    /// the gateway alone (distributed deployments run each processor as its own
+    /// service). Default: inbox, presence, search, notify, and push when
+    /// `push.endpoint` is set.
+    #[arg(long, value_name = "LIST")]
+    processors: Option<String>,
+    /// Answer `GET /v1/search` from these search instances (`courier run search
+    /// --serve`), as `http://HOST:PORT` or `dns+http://NAME:PORT` (every address
+    /// NAME resolves to), comma-separated, instead of this process's shards.
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
+    search_peers: Vec<String>,
 }
 
 /// The RocksDB inbox views as the gateway reads them beside the processor that
@@ -142,6 +190,25 @@ async fn gateway_views(config: &Config) -> anyhow::Result<Arc<dyn InboxStore>> {
     })
 }
 
+/// Where the gateway's searches go: the peers when given; else this process's
+/// shards when its search processor runs here; else none (the gateway answers
+/// 503), since shards written by no one here would silently answer nothing.
+fn search_views(
+    config: &Config,
+    processors: &[Processor],
+    peers: Vec<String>,
+) -> anyhow::Result<Option<Arc<dyn SearchViews>>> {
+    if !peers.is_empty() {
+        return Ok(Some(Arc::new(PeerSearch(peers))));
+    }
+    if !processors.iter().any(|p| matches!(p, Processor::Search)) {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(LocalSearch(Arc::new(
+        super::search::open_shards(config)?,
+    )))))
+}
+
 pub async fn run(
     config: &Config,
     cli_flags: &str,
@@ -165,7 +232,11 @@ pub async fn run(
 
     // Driven concurrently on this task rather than spawned: a processor's future
     // need not be `Send`, and a panic in any part ends the process, as it should.
-    let processors = processors(config);
+    let processors = match &args.processors {
+        Some(list) => parse_processors(list)?,
+        None => default_processors(config),
+    };
+    let search = search_views(config, &processors, args.search_peers)?;
     let mut parts: FuturesUnordered<Part<'_>> = FuturesUnordered::new();
     for &p in &processors {
         let (log, stop) = (log.clone(), stop.clone());
@@ -179,9 +250,7 @@ pub async fn run(
             settings: config.gateway.clone(),
             log: log.clone(),
             views: gateway_views(config).await?,
-            search: Some(Arc::new(LocalSearch(Arc::new(super::search::open_shards(
-                config,
-            )?)))),
+            search,
             secret,
         },
         stop.clone(),
@@ -200,11 +269,15 @@ pub async fn run(
         "  log: {}, views: {:?}, processors: {}",
         log.backend(),
         config.views.backend,
-        processors
-            .iter()
-            .map(|p| p.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+        if processors.is_empty() {
+            "none (the gateway alone)".to_string()
+        } else {
+            processors
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
     println!("  get a token:  courier{cli_flags} token USER");
     println!(

@@ -30,6 +30,45 @@ pub fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).expect("utf8 stdout")
 }
 
+/// A namespace no other run on the shared Kafka and Cassandra uses:
+/// `PREFIX_PID_NANOS`.
+pub fn unique_namespace(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// A child process killed and reaped on drop, so a failed assertion leaves no
+/// `courier` behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The address a live `run search --serve` instance says it serves on, from the
+/// rest of its log lines (`Live::rest`).
+pub fn search_serves(rest: &std::sync::mpsc::Receiver<String>) -> String {
+    let line = loop {
+        let l = rest
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the instance says where it serves search");
+        if l.contains("serving search shards") {
+            break l;
+        }
+    };
+    line.rsplit("addr=")
+        .next()
+        .and_then(|a| a.split_whitespace().next())
+        .expect("the line names its address")
+        .to_string()
+}
+
 /// Writes lines to `dir/name`.
 pub fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
     let p = dir.join(name);
