@@ -1,7 +1,7 @@
 //! courier's produce, consume and replay paths on a real Kafka broker, beside Kafka's
 //! own perf tools and kcat on the same broker in the same run.
 //!
-//! `compose/local/up.sh kafka && cargo bench -p courier-pipeline --bench kafka [-- --records N]`
+//! `compose/local/up.sh kafka && cargo bench -p courier-pipeline --bench kafka [-- --records N --rounds R]`
 //!
 //! - courier produce: `producer::publish` of message events in chunks of 5,000 (what
 //!   `courier produce` does), to a fresh namespaced topic of 12 partitions;
@@ -13,7 +13,9 @@
 //!   decode, canonical JSON) into a sink, against `kcat -C -e` dumping the same
 //!   topic raw.
 //!
-//! Records/s and ratios are printed; the namespace's topics are deleted at the end.
+//! Each pair runs back to back `--rounds` times (default 3); per-round ratios and
+//! the ratio of the medians are printed; the namespace's topics are deleted at the
+//! end.
 
 use std::io::Write as _;
 use std::process::Command;
@@ -104,6 +106,37 @@ fn consumer_rate(out: &str) -> f64 {
     values[i].parse().expect("parse rate")
 }
 
+/// Rates of courier and of the reference tool, one pair per round.
+#[derive(Default)]
+struct Pairs {
+    courier: Vec<f64>,
+    reference: Vec<f64>,
+}
+
+impl Pairs {
+    fn push(&mut self, what: &str, round: usize, courier: f64, reference: f64) {
+        println!(
+            "round {round} {what}: courier {courier:.0}/s, reference {reference:.0}/s, ratio {:.2}",
+            courier / reference
+        );
+        self.courier.push(courier);
+        self.reference.push(reference);
+    }
+
+    fn report(&self, courier: &str, reference: &str) {
+        let (c, r) = (median(&self.courier), median(&self.reference));
+        println!("{courier:<44} {c:>12.0} records/s");
+        println!("{reference:<44} {r:>12.0} records/s");
+        println!("{:<44} {:>12.2}", "ratio (of medians)", c / r);
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// `cargo bench` passes `--bench`; `cargo test` (which also builds and runs bench
 /// targets) does not: then this is a quick smoke run that the harness works, skipped
 /// like every real-server test when no broker answers (`testing::KAFKA`).
@@ -139,16 +172,7 @@ fn main() {
         "records: {n}; courier event payload {size} B avg (the perf tools use --record-size {size}); broker {brokers}"
     );
 
-    // courier produce
-    let started = Instant::now();
-    rt.block_on(async {
-        for chunk in evs.chunks(5000) {
-            publish(&*log, chunk).await.expect("publish");
-        }
-    });
-    let courier_produce = n as f64 / started.elapsed().as_secs_f64();
-
-    // Kafka's producer perf tool, same size, same durability and compression.
+    let rounds = if smoke() { 1 } else { arg("--rounds", 3) };
     let perf_topic = format!("{ns}.perf");
     perf_tool(&[
         "topics",
@@ -162,129 +186,129 @@ fn main() {
         "--replication-factor",
         "1",
     ]);
-    let out = perf_tool(&[
-        "producer",
-        "--topic",
-        &perf_topic,
-        "--num-records",
-        &n.to_string(),
-        "--record-size",
-        &size.to_string(),
-        "--throughput",
-        "-1",
-        "--producer-props",
-        &format!("bootstrap.servers={brokers}"),
-        "acks=all",
-        "enable.idempotence=true",
-        "compression.type=lz4",
-        "linger.ms=5",
-    ]);
-    let java_produce = producer_rate(&out);
-
-    // courier consume: one group member reading everything.
-    let started = Instant::now();
-    rt.block_on(async {
-        let mut c = log
-            .subscribe("bench", &[CONVERSATIONS.to_string()])
-            .await
-            .expect("subscribe");
-        let mut got = 0;
-        while got < n {
-            if let ConsumerEvent::Records(r) = c
-                .poll(1000, Duration::from_millis(500))
-                .await
-                .expect("poll")
-            {
-                got += r.len();
+    // Each pair runs back to back, `rounds` times: the cores are shared with the
+    // broker and the JVM, and a single pair swings by 2-3x between runs; medians of
+    // alternating pairs are what the ratios use.
+    let mut produce = Pairs::default();
+    let mut consume = Pairs::default();
+    let mut replay = Pairs::default();
+    for round in 0..rounds {
+        // courier produce
+        let started = Instant::now();
+        rt.block_on(async {
+            for chunk in evs.chunks(5000) {
+                publish(&*log, chunk).await.expect("publish");
             }
-        }
-        c.close().await.expect("close");
-    });
-    let courier_consume = n as f64 / started.elapsed().as_secs_f64();
-
-    let out = perf_tool(&[
-        "consumer",
-        "--bootstrap-server",
-        &brokers,
-        "--topic",
-        &perf_topic,
-        "--num-records",
-        &n.to_string(),
-        "--timeout",
-        "60000",
-    ]);
-    let java_consume = consumer_rate(&out);
-
-    // courier replay --format json vs kcat -C -e of the same topic.
-    let started = Instant::now();
-    let replayed = rt.block_on(async {
-        let spec = ReplaySpec {
-            topic: CONVERSATIONS.into(),
-            from: Position::Earliest,
-            to: None,
-            conversation: None,
-            user: None,
-        };
-        let mut r = Replay::start(log.clone(), spec).await.expect("replay");
-        let mut sink = std::io::BufWriter::new(std::io::sink());
-        let mut k = 0;
-        while let Some((_, e)) = r.next().await.expect("next") {
-            sink.write_all(json::to_line(&e).as_bytes()).expect("write");
-            sink.write_all(b"\n").expect("write");
-            k += 1;
-        }
-        k
-    });
-    let courier_replay = replayed as f64 / started.elapsed().as_secs_f64();
-    assert_eq!(replayed, n);
-    let started = Instant::now();
-    let out = Command::new("kcat")
-        .args([
-            "-C",
-            "-e",
-            "-q",
-            "-b",
+        });
+        let courier = n as f64 / started.elapsed().as_secs_f64();
+        // Kafka's producer perf tool, same size, same durability and compression.
+        let out = perf_tool(&[
+            "producer",
+            "--topic",
+            &perf_topic,
+            "--num-records",
+            &n.to_string(),
+            "--record-size",
+            &size.to_string(),
+            "--throughput",
+            "-1",
+            "--producer-props",
+            &format!("bootstrap.servers={brokers}"),
+            "acks=all",
+            "enable.idempotence=true",
+            "compression.type=lz4",
+            "linger.ms=5",
+        ]);
+        produce.push("produce", round, courier, producer_rate(&out));
+    }
+    for round in 0..rounds {
+        // courier consume: one member of a fresh group reading n records. The timer
+        // stops at the last record, before leaving the group (~100 ms), as the perf
+        // tool's does.
+        let (courier, c) = rt.block_on(async {
+            let started = Instant::now();
+            let mut c = log
+                .subscribe(&format!("bench-{round}"), &[CONVERSATIONS.to_string()])
+                .await
+                .expect("subscribe");
+            let mut got = 0;
+            while got < n {
+                if let ConsumerEvent::Records(r) = c
+                    .poll(1000, Duration::from_millis(500))
+                    .await
+                    .expect("poll")
+                {
+                    got += r.len();
+                }
+            }
+            (n as f64 / started.elapsed().as_secs_f64(), c)
+        });
+        rt.block_on(c.close()).expect("close");
+        let out = perf_tool(&[
+            "consumer",
+            "--bootstrap-server",
             &brokers,
-            "-t",
-            &format!("{ns}.{CONVERSATIONS}"),
-            "-f",
-            "%s\n",
-        ])
-        .output()
-        .expect("run kcat (apt-get install kcat)");
-    let kcat = n as f64 / started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "kcat failed");
+            "--topic",
+            &perf_topic,
+            "--num-records",
+            &n.to_string(),
+            "--timeout",
+            "60000",
+        ]);
+        consume.push("consume", round, courier, consumer_rate(&out));
+    }
+    // courier replay --format json vs kcat -C -e of the same topic (all rounds'
+    // records: both read everything).
+    let total = n * rounds;
+    for round in 0..rounds {
+        let started = Instant::now();
+        let replayed = rt.block_on(async {
+            let spec = ReplaySpec {
+                topic: CONVERSATIONS.into(),
+                from: Position::Earliest,
+                to: None,
+                conversation: None,
+                user: None,
+            };
+            let mut r = Replay::start(log.clone(), spec).await.expect("replay");
+            let mut sink = std::io::BufWriter::new(std::io::sink());
+            let mut k = 0;
+            while let Some((_, e)) = r.next().await.expect("next") {
+                sink.write_all(json::to_line(&e).as_bytes()).expect("write");
+                sink.write_all(b"\n").expect("write");
+                k += 1;
+            }
+            k
+        });
+        let courier = replayed as f64 / started.elapsed().as_secs_f64();
+        assert_eq!(replayed, total);
+        let started = Instant::now();
+        let out = Command::new("kcat")
+            .args([
+                "-C",
+                "-e",
+                "-q",
+                "-b",
+                &brokers,
+                "-t",
+                &format!("{ns}.{CONVERSATIONS}"),
+                "-f",
+                "%s\n",
+            ])
+            .output()
+            .expect("run kcat (apt-get install kcat)");
+        let kcat = total as f64 / started.elapsed().as_secs_f64();
+        assert!(out.status.success(), "kcat failed");
+        replay.push("replay", round, courier, kcat);
+    }
 
-    println!(
-        "{:<44} {:>12.0} records/s",
-        "courier produce (publish, chunks of 5,000)", courier_produce
+    println!("medians of {rounds} round(s), records/s:");
+    produce.report(
+        "courier produce (publish, chunks of 5,000)",
+        "kafka-producer-perf-test (same size)",
     );
-    println!(
-        "{:<44} {:>12.0} records/s",
-        "kafka-producer-perf-test (same size)", java_produce
-    );
-    println!(
-        "{:<44} {:>12.0} records/s",
-        "courier consume (group member)", courier_consume
-    );
-    println!(
-        "{:<44} {:>12.0} records/s",
-        "kafka-consumer-perf-test", java_consume
-    );
-    println!(
-        "{:<44} {:>12.0} records/s",
-        "courier replay --format json path", courier_replay
-    );
-    println!("{:<44} {:>12.0} records/s", "kcat -C -e (raw)", kcat);
-    println!(
-        "ratio produce courier/java:  {:.2}",
-        courier_produce / java_produce
-    );
-    println!(
-        "ratio consume courier/java:  {:.2}",
-        courier_consume / java_consume
-    );
-    println!("ratio replay courier/kcat:   {:.2}", courier_replay / kcat);
+    consume.report("courier consume (group member)", "kafka-consumer-perf-test");
+    replay.report("courier replay --format json path", "kcat -C -e (raw)");
 
     let kafka = KafkaLog::new(
         KafkaSettings::new(brokers.clone()).with_namespace(ns),
