@@ -38,7 +38,7 @@ pub struct Appended {
 }
 
 /// One partition of one topic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
     /// Logical topic name.
     pub topic: String,
@@ -98,6 +98,24 @@ impl ConsumedRecord {
     }
 }
 
+/// Appends the block form of `count` pairs to `out`; nothing for no pairs.
+pub(crate) fn encode_block<'a>(
+    out: &mut Vec<u8>,
+    count: usize,
+    pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) {
+    if count == 0 {
+        return;
+    }
+    put_varint(out, count as u64);
+    for (name, v) in pairs {
+        put_varint(out, name.len() as u64);
+        out.extend_from_slice(name.as_bytes());
+        put_varint(out, v.len() as u64);
+        out.extend_from_slice(v);
+    }
+}
+
 /// Headers of a read record in their encoded block form:
 /// `varint count | (varint len | name | varint len | value)*` (the embedded log
 /// stores exactly this block). Parsing into owned pairs would cost two allocations
@@ -113,20 +131,17 @@ impl RecordHeaders {
     /// Encodes owned pairs (for backends that do not store the block form).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
         let pairs: Vec<_> = pairs.into_iter().collect();
-        if pairs.is_empty() {
-            return RecordHeaders::default();
-        }
         let mut out = Vec::new();
-        put_varint(&mut out, pairs.len() as u64);
-        for (name, v) in pairs {
-            put_varint(&mut out, name.len() as u64);
-            out.extend_from_slice(name.as_bytes());
-            put_varint(&mut out, v.len() as u64);
-            out.extend_from_slice(v);
-        }
+        encode_block(&mut out, pairs.len(), pairs);
         RecordHeaders {
             raw: Bytes::from(out),
         }
+    }
+
+    /// A block encoded by [`encode_block`] into a buffer the caller shares with
+    /// other fields (one allocation per record instead of one per field).
+    pub(crate) fn from_encoded(raw: Bytes) -> Self {
+        RecordHeaders { raw }
     }
 
     /// Checks that `raw` is exactly one well-formed block with UTF-8 names.

@@ -142,6 +142,8 @@ struct State {
     stash: VecDeque<ConsumedRecord>,
     /// The result of a poll whose caller went away (its future was dropped).
     outbox: Option<Result<ConsumerEvent, LogError>>,
+    /// The key `accept` looks records up with, reused.
+    scratch: TopicPartition,
 }
 
 /// One member of a Kafka consumer group.
@@ -354,11 +356,16 @@ impl State {
 
     /// Whether a fetched record is handed out, advancing the position if so.
     fn accept(&mut self, r: &ConsumedRecord) -> bool {
-        let tp = r.topic_partition();
-        if !self.owned.contains(&tp) || self.pending_seeks.contains_key(&tp) {
+        // A reused key: building a `TopicPartition` per record would allocate its
+        // topic name for every record consumed.
+        let tp = &mut self.scratch;
+        tp.topic.clear();
+        tp.topic.push_str(&r.topic);
+        tp.partition = r.partition;
+        if !self.owned.contains(&*tp) || self.pending_seeks.contains_key(&*tp) {
             return false;
         }
-        match self.positions.get_mut(&tp) {
+        match self.positions.get_mut(&*tp) {
             Some(pos) if r.offset >= *pos => {
                 *pos = r.offset + 1;
                 true
