@@ -159,6 +159,11 @@ impl RecordHeaders {
         RecordHeaders { raw }
     }
 
+    /// The encoded block (empty for no headers).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
     /// `(name, value)` pairs in order, names as bytes; names may repeat.
     fn iter_raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         let buf: &[u8] = &self.raw;
