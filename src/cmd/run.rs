@@ -191,6 +191,38 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
+/// Starts `processor` (as [`run_processor`], until `stop`) on an OS thread of its
+/// own, with a single-threaded runtime; the receiver gets how it ended (an error
+/// too when the thread panicked). Several processors in one process (`courier
+/// up`, `courier bench`) run this way because a batch is CPU work and local-disk
+/// I/O inside `async fn`s (folds, RocksDB writes, tantivy commits): as tasks of
+/// one runtime, one processor's batch holds a worker and delays the others'
+/// commits; as threads, the OS shares the cores among them as it would among
+/// separate `courier run` processes.
+pub fn spawn_processor_thread(
+    config: Config,
+    log: Arc<dyn EventLog>,
+    processor: Processor,
+    stop: shutdown::Shutdown,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<runner::RunStats>>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("courier-{}", processor.name()))
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a processor's runtime")
+                .and_then(|rt| {
+                    rt.block_on(run_processor(&config, log, processor, false, None, stop))
+                });
+            // The receiver may be gone (the process is stopping anyway).
+            let _ = tx.send(result);
+        })
+        .with_context(|| format!("starting the {} processor's thread", processor.name()))?;
+    Ok(rx)
+}
+
 /// Runs one processor in its consumer group until `stop` (or, with
 /// `until_caught_up`, the end of the log as it was at start). `courier run` runs
 /// one; `courier up` runs several in one process. `serve` (search only) answers

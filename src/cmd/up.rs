@@ -18,7 +18,7 @@ use courier_sinks::search::{SearchError, SearchShards};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::run::{Processor, on_signals, run_processor};
+use super::run::{Processor, on_signals, spawn_processor_thread};
 
 /// The processors `up` runs beside the gateway. Adding one is adding it here.
 /// Push delivery joins them when `push.endpoint` is set (see [`processors`]).
@@ -230,19 +230,23 @@ pub async fn run(
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
 
-    // Driven concurrently on this task rather than spawned: a processor's future
-    // need not be `Send`, and a panic in any part ends the process, as it should.
     let processors = match &args.processors {
         Some(list) => parse_processors(list)?,
         None => default_processors(config),
     };
     let search = search_views(config, &processors, args.search_peers)?;
+    // Each processor on a thread of its own (see `spawn_processor_thread`), the
+    // gateway on this runtime. A processor whose thread panicked ends as an error,
+    // which stops everything.
     let mut parts: FuturesUnordered<Part<'_>> = FuturesUnordered::new();
     for &p in &processors {
-        let (log, stop) = (log.clone(), stop.clone());
+        let ended = spawn_processor_thread(config.clone(), log.clone(), p, stop.clone())?;
         parts.push(Box::pin(async move {
-            let result = run_processor(config, log, p, false, None, stop).await;
-            (p.name(), result.map(|_| ()))
+            let result = match ended.await {
+                Ok(result) => result.map(|_| ()),
+                Err(_) => Err(anyhow::anyhow!("its thread panicked")),
+            };
+            (p.name(), result)
         }));
     }
     let gateway = Gateway::start(
