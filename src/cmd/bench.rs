@@ -483,26 +483,24 @@ impl Running {
     }
 }
 
-/// Fails when a processor stopped on its own (only the driver stops them).
-fn check_processors(handles: &[(Processor, Running)]) -> anyhow::Result<()> {
-    for (p, h) in handles {
-        if h.is_finished() {
-            anyhow::bail!("processor {} stopped during the run", p.name());
-        }
+/// Fails when the run was interrupted (Ctrl-C / SIGTERM) or a processor stopped
+/// on its own (only the driver stops them), with the processor's error.
+async fn check_processors(
+    handles: &mut Vec<(Processor, Running)>,
+    stop: &shutdown::Shutdown,
+) -> anyhow::Result<()> {
+    if stop.is_triggered() {
+        anyhow::bail!("interrupted");
+    }
+    if let Some(i) = handles.iter().position(|(_, h)| h.is_finished()) {
+        let (p, h) = handles.swap_remove(i);
+        let why = match h.finish().await {
+            Ok(()) => "without an error".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        anyhow::bail!("processor {} stopped during the run: {why}", p.name());
     }
     Ok(())
-}
-
-/// On an early return: stop the processors and the producer.
-struct StopOnDrop(shutdown::ShutdownTrigger, Option<tokio::task::AbortHandle>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.trigger();
-        if let Some(h) = &self.1 {
-            h.abort();
-        }
-    }
 }
 
 pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
@@ -568,149 +566,161 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
             handles.push((p, Running::start(p, config, log, stop, args.isolate)?));
         }
     }
-    let mut guard = StopOnDrop(trigger.clone(), None);
-    let mut progress = Progress {
-        tty: std::io::stderr().is_terminal(),
-        started: Instant::now(),
-        last: Instant::now(),
-    };
+    // Whatever happens in the run, the processors stop and are waited for before
+    // the namespace is removed under them.
+    let mut producer_abort = None;
+    let driven = async {
+        let mut progress = Progress {
+            tty: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            last: Instant::now(),
+        };
 
-    // Set-up: every conversation and the presence of who is online, applied by
-    // every processor before the measured load (also their start-up).
-    let setup = workload.setup(now_us() / 1000);
-    let setup_presence = setup
-        .iter()
-        .filter(|e| e.kind() == Some(EventKind::Presence))
-        .count() as u64;
-    let setup_conversations = setup.len() as u64 - setup_presence;
-    for chunk in setup.chunks(5000) {
-        publish(&*log, chunk)
-            .await
-            .context("publishing the set-up")?;
-    }
-    let ready = |r: &Recorder| {
-        PROCESSORS.iter().all(|&p| {
-            r.records(p)
-                >= if matches!(p, Processor::Presence) {
-                    setup_presence
-                } else {
-                    setup_conversations
+        // Set-up: every conversation and the presence of who is online, applied by
+        // every processor before the measured load (also their start-up).
+        let setup = workload.setup(now_us() / 1000);
+        let setup_presence = setup
+            .iter()
+            .filter(|e| e.kind() == Some(EventKind::Presence))
+            .count() as u64;
+        let setup_conversations = setup.len() as u64 - setup_presence;
+        for chunk in setup.chunks(5000) {
+            publish(&*log, chunk)
+                .await
+                .context("publishing the set-up")?;
+        }
+        let ready = |r: &Recorder| {
+            PROCESSORS.iter().all(|&p| {
+                r.records(p)
+                    >= if matches!(p, Processor::Presence) {
+                        setup_presence
+                    } else {
+                        setup_conversations
+                    }
+            })
+        };
+        if !args.produce_only {
+            let deadline = Instant::now() + Duration::from_secs(args.drain_timeout);
+            while !ready(&recorder) {
+                check_processors(&mut handles, &stop).await?;
+                if Instant::now() > deadline {
+                    anyhow::bail!("the processors did not apply the set-up within --drain-timeout");
                 }
-        })
-    };
-    if !args.produce_only {
-        let deadline = Instant::now() + Duration::from_secs(args.drain_timeout);
-        while !ready(&recorder) {
-            check_processors(&handles)?;
-            if Instant::now() > deadline {
-                anyhow::bail!("the processors did not apply the set-up within --drain-timeout");
+                if progress.due() {
+                    progress.show(&format!(
+                        "set-up: {setup_conversations} conversations, {setup_presence} online; applied inbox {} search {} notify {}",
+                        recorder.records(Processor::Inbox),
+                        recorder.records(Processor::Search),
+                        recorder.records(Processor::Notify),
+                    ));
+                }
+                tokio::time::sleep(TICK).await;
+            }
+        }
+        let setup_records: HashMap<&str, u64> = PROCESSORS
+            .iter()
+            .map(|&p| (p.name(), recorder.records(p)))
+            .collect();
+
+        // The measured load.
+        let search_root = Generations::new(config.view_dir("search"))
+            .dir(Generations::new(config.view_dir("search")).current()?);
+        let partitions = log.partitions(courier_topics::CONVERSATIONS)?;
+        let searchable = Arc::new(Searchable::default());
+        let sent = Arc::new(Sent::default());
+        let load_started = Instant::now();
+        let mut producer = tokio::spawn(send(
+            log.clone(),
+            workload,
+            plan,
+            sent.clone(),
+            searchable.clone(),
+        ));
+        producer_abort = Some(producer.abort_handle());
+        let sampler = (!args.produce_only).then(|| {
+            let (searchable, root, mut stop) = (searchable.clone(), search_root.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SAMPLE);
+                loop {
+                    tokio::select! {
+                        _ = stop.wait() => break,
+                        _ = tick.tick() => {}
+                    }
+                    let (root, s) = (root.clone(), searchable.clone());
+                    // File reads: off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        s.committed(&shard_commits(&root, partitions));
+                    })
+                    .await;
+                }
+            })
+        });
+
+        let mut timeline = Vec::new();
+        let mut producing = true;
+        let mut drain_deadline = None;
+        let mut next_sample = Duration::from_secs(1);
+        loop {
+            if producing && producer.is_finished() {
+                producing = false;
+                (&mut producer).await.context("the producer task")??;
+                drain_deadline = Some(Instant::now() + Duration::from_secs(args.drain_timeout));
+            }
+            check_processors(&mut handles, &stop).await?;
+            let n = sent.messages.load(Ordering::Relaxed);
+            let (inbox, push, search) = (
+                recorder.messages(Processor::Inbox),
+                recorder.messages(Processor::Notify),
+                searchable.visible.load(Ordering::Relaxed),
+            );
+            let t = load_started.elapsed();
+            if t >= next_sample {
+                timeline.push(json!({
+                    "t_s": next_sample.as_secs(), "sent": n, "inbox": inbox, "search": search, "push": push,
+                }));
+                next_sample += Duration::from_secs(1);
+            }
+            let presence_done = recorder.records(Processor::Presence)
+                >= setup_presence + sent.presence.load(Ordering::Relaxed);
+            if !producing
+                && (args.produce_only || (inbox >= n && push >= n && search >= n && presence_done))
+            {
+                break;
+            }
+            if drain_deadline.is_some_and(|d| Instant::now() > d) {
+                anyhow::bail!(
+                    "the processors did not catch up within --drain-timeout: of {n} messages, inbox has {inbox}, search {search}, push {push}"
+                );
             }
             if progress.due() {
+                let rate = n as f64 / t.as_secs_f64().max(1e-3);
                 progress.show(&format!(
-                    "set-up: {setup_conversations} conversations, {setup_presence} online; applied inbox {} search {} notify {}",
-                    recorder.records(Processor::Inbox),
-                    recorder.records(Processor::Search),
-                    recorder.records(Processor::Notify),
+                    "{} {n} messages ({rate:.0}/s) · behind: inbox {} search {} push {}",
+                    if producing { "sending" } else { "draining" },
+                    n.saturating_sub(inbox),
+                    n.saturating_sub(search),
+                    n.saturating_sub(push),
                 ));
             }
             tokio::time::sleep(TICK).await;
         }
+        progress.done();
+        Ok((load_started, load_started.elapsed(), setup_records, sent, searchable, timeline, sampler))
     }
-    let setup_records: HashMap<&str, u64> = PROCESSORS
-        .iter()
-        .map(|&p| (p.name(), recorder.records(p)))
-        .collect();
-
-    // The measured load.
-    let search_root = Generations::new(config.view_dir("search"))
-        .dir(Generations::new(config.view_dir("search")).current()?);
-    let partitions = log.partitions(courier_topics::CONVERSATIONS)?;
-    let searchable = Arc::new(Searchable::default());
-    let sent = Arc::new(Sent::default());
-    let load_started = Instant::now();
-    let mut producer = tokio::spawn(send(
-        log.clone(),
-        workload,
-        plan,
-        sent.clone(),
-        searchable.clone(),
-    ));
-    guard.1 = Some(producer.abort_handle());
-    let sampler = (!args.produce_only).then(|| {
-        let (searchable, root, mut stop) = (searchable.clone(), search_root.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SAMPLE);
-            loop {
-                tokio::select! {
-                    _ = stop.wait() => break,
-                    _ = tick.tick() => {}
-                }
-                let (root, s) = (root.clone(), searchable.clone());
-                // File reads: off the async workers.
-                let _ = tokio::task::spawn_blocking(move || {
-                    s.committed(&shard_commits(&root, partitions));
-                })
-                .await;
-            }
-        })
-    });
-
-    let mut timeline = Vec::new();
-    let mut producing = true;
-    let mut drain_deadline = None;
-    let mut next_sample = Duration::from_secs(1);
-    loop {
-        if producing && producer.is_finished() {
-            producing = false;
-            (&mut producer).await.context("the producer task")??;
-            drain_deadline = Some(Instant::now() + Duration::from_secs(args.drain_timeout));
-        }
-        check_processors(&handles)?;
-        let n = sent.messages.load(Ordering::Relaxed);
-        let (inbox, push, search) = (
-            recorder.messages(Processor::Inbox),
-            recorder.messages(Processor::Notify),
-            searchable.visible.load(Ordering::Relaxed),
-        );
-        let t = load_started.elapsed();
-        if t >= next_sample {
-            timeline.push(json!({
-                "t_s": next_sample.as_secs(), "sent": n, "inbox": inbox, "search": search, "push": push,
-            }));
-            next_sample += Duration::from_secs(1);
-        }
-        let presence_done = recorder.records(Processor::Presence)
-            >= setup_presence + sent.presence.load(Ordering::Relaxed);
-        if !producing
-            && (args.produce_only || (inbox >= n && push >= n && search >= n && presence_done))
-        {
-            break;
-        }
-        if drain_deadline.is_some_and(|d| Instant::now() > d) {
-            anyhow::bail!(
-                "the processors did not catch up within --drain-timeout: of {n} messages, inbox has {inbox}, search {search}, push {push}"
-            );
-        }
-        if progress.due() {
-            let rate = n as f64 / t.as_secs_f64().max(1e-3);
-            progress.show(&format!(
-                "{} {n} messages ({rate:.0}/s) · behind: inbox {} search {} push {}",
-                if producing { "sending" } else { "draining" },
-                n.saturating_sub(inbox),
-                n.saturating_sub(search),
-                n.saturating_sub(push),
-            ));
-        }
-        tokio::time::sleep(TICK).await;
-    }
-    let total = load_started.elapsed();
-    progress.done();
+    .await;
     trigger.trigger();
-    for (p, h) in handles {
-        h.finish()
-            .await
-            .with_context(|| format!("processor {}", p.name()))?;
+    if let Some(producer) = producer_abort {
+        producer.abort();
     }
+    let mut stopped = Ok(());
+    for (p, h) in handles {
+        let r = h.finish().await;
+        if stopped.is_ok() {
+            stopped = r.with_context(|| format!("processor {}", p.name()));
+        }
+    }
+    let (load_started, total, setup_records, sent, searchable, timeline, sampler) = driven?;
+    stopped?;
     if let Some(s) = sampler {
         let _ = s.await;
     }
