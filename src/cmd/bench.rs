@@ -840,5 +840,45 @@ fn print_human(s: &Value) {
         "  processors, records/s until their last commit: {}",
         procs.join(", ")
     );
+    // Lag over time, in one line: the worst second of each view.
+    let behind = |view: &str| {
+        s["timeline"].as_array().map_or(0, |t| {
+            t.iter()
+                .map(|x| {
+                    x["sent"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        .saturating_sub(x[view].as_u64().unwrap_or(0))
+                })
+                .max()
+                .unwrap_or(0)
+        })
+    };
+    println!(
+        "  most messages behind at a 1 s sample: inbox {}, search {}, push {} (--json: timeline)",
+        behind("inbox"),
+        behind("search"),
+        behind("push")
+    );
     println!("  dead letters: {}", s["dead_letters"]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank_over_every_sample() {
+        // 1..=1000 µs, shuffled: p50 is the 500th, p99 the 990th, p99.9 the 999th.
+        let v: Vec<u64> = (1..=1000u64).map(|i| (i * 7919) % 1000 + 1).collect();
+        assert_eq!(
+            percentiles(v),
+            json!({"count": 1000, "p50_ms": 0.5, "p99_ms": 0.99, "p999_ms": 0.999, "max_ms": 1.0})
+        );
+        assert_eq!(
+            percentiles(vec![42_000]),
+            json!({"count": 1, "p50_ms": 42.0, "p99_ms": 42.0, "p999_ms": 42.0, "max_ms": 42.0})
+        );
+        assert_eq!(percentiles(Vec::new())["p99_ms"], Value::Null);
+    }
 }
