@@ -39,6 +39,7 @@ use courier_sinks::search::{Payload, shard_dir};
 use courier_topics::Catalog;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::run::{Processor, run_processor};
 use load::{Shape, Workload};
@@ -519,8 +520,7 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     };
     let ns = Namespace::create(config.clone()).await?;
     let span = tracing::info_span!("bench", namespace = %ns.config.namespace);
-    let _entered = span.enter();
-    let outcome = bench(&ns.config, &args, plan).await;
+    let outcome = bench(&ns.config, &args, plan).instrument(span).await;
     if args.keep {
         eprintln!(
             "kept namespace {} (run courier with COURIER_NAMESPACE={} to read its views)",
