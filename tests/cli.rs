@@ -603,6 +603,8 @@ fn check_bench(v: &Value, messages: u64) {
     );
     assert!(v["messages_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(v["dead_letters"], 0, "{v:#}");
+    // Most users are offline: notify fans messages out to push jobs.
+    assert!(v["push_jobs"].as_u64().unwrap() > messages / 2, "{v:#}");
     for view in ["inbox", "search", "push"] {
         let l = &v["views"][view];
         assert_eq!(l["count"], messages, "{view}: {l}");

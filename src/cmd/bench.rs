@@ -725,11 +725,9 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
         let _ = s.await;
     }
 
-    let mut dead_letters = 0;
-    for p in 0..log.partitions(courier_topics::DEAD_LETTERS)? {
-        let (low, high) = log.watermarks(courier_topics::DEAD_LETTERS, p).await?;
-        dead_letters += high - low;
-    }
+    let dead_letters = records_on(&*log, courier_topics::DEAD_LETTERS).await?;
+    // The fan-out notify wrote (set-up included: it makes none).
+    let push_jobs = records_on(&*log, courier_topics::PUSH_JOBS).await?;
     let messages = sent.messages.load(Ordering::Relaxed);
     let events = sent.events.load(Ordering::Relaxed);
     let send_s = sent.done_us.load(Ordering::Relaxed) as f64 / 1e6;
@@ -775,8 +773,20 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
         "views": views,
         "processors": processors,
         "dead_letters": dead_letters,
+        "push_jobs": push_jobs,
         "timeline": timeline,
     }))
+}
+
+/// Records on every partition of `topic` (the run's namespace is new: all of
+/// them are the run's).
+async fn records_on(log: &dyn EventLog, topic: &str) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for p in 0..log.partitions(topic)? {
+        let (low, high) = log.watermarks(topic, p).await?;
+        n += high - low;
+    }
+    Ok(n)
 }
 
 fn print_human(s: &Value) {
@@ -860,7 +870,12 @@ fn print_human(s: &Value) {
         behind("search"),
         behind("push")
     );
-    println!("  dead letters: {}", s["dead_letters"]);
+    println!(
+        "  push jobs written: {} ({:.2} per message); dead letters: {}",
+        s["push_jobs"],
+        s["push_jobs"].as_f64().unwrap_or(0.0) / f(&s["messages"]).max(1.0),
+        s["dead_letters"]
+    );
 }
 
 #[cfg(test)]
