@@ -64,6 +64,10 @@ enum Command {
     /// Print a bearer token for USER that `courier up` with the same --data /
     /// --config accepts.
     Token(cmd::token::Args),
+    /// Load generator and end-to-end benchmark: simulated users send messages
+    /// while the processors run in this process; prints throughput and latency
+    /// per view.
+    Bench(cmd::bench::Args),
     /// The topic catalog.
     Topics {
         #[command(subcommand)]
@@ -138,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd::up::run(&config, &flags, log, args).await
         }
         Command::Token(args) => cmd::token::run(&config, args),
+        Command::Bench(args) => cmd::bench::run(&config, args).await,
     }
 }
 

@@ -591,3 +591,105 @@ fn produce_and_replay_through_real_kafka_match_the_embedded_log() {
         log.delete_namespace().await.unwrap();
     });
 }
+
+/// A `courier bench --json` summary of `messages` messages: every view saw every
+/// message once, percentiles are ordered, nothing was dead-lettered (the
+/// simulated traffic is valid by construction).
+fn check_bench(v: &Value, messages: u64) {
+    assert_eq!(v["messages"], messages, "{v:#}");
+    assert!(
+        v["events"].as_u64().unwrap() > messages,
+        "receipts etc. too"
+    );
+    assert!(v["messages_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["dead_letters"], 0, "{v:#}");
+    // Most users are offline: notify fans messages out to push jobs.
+    assert!(v["push_jobs"].as_u64().unwrap() > messages / 2, "{v:#}");
+    for view in ["inbox", "search", "push"] {
+        let l = &v["views"][view];
+        assert_eq!(l["count"], messages, "{view}: {l}");
+        let q = |k: &str| l[k].as_f64().unwrap_or_else(|| panic!("{view}.{k}: {l}"));
+        assert!(
+            0.0 <= q("p50_ms")
+                && q("p50_ms") <= q("p99_ms")
+                && q("p99_ms") <= q("p999_ms")
+                && q("p999_ms") <= q("max_ms"),
+            "{view}: {l}"
+        );
+    }
+    // Every event of the load went to one of the two topics; each processor of
+    // the conversations applied all of its share.
+    let presence = v["processors"]["presence"]["records"].as_u64().unwrap();
+    let conversation_events = v["events"].as_u64().unwrap() - presence;
+    for p in ["inbox", "search", "notify"] {
+        let applied = v["processors"][p]["records"].as_u64().unwrap();
+        assert!(
+            applied >= conversation_events,
+            "{p} applied {applied}: {v:#}"
+        );
+    }
+}
+
+#[test]
+fn bench_measures_every_message_in_every_view_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = ok(courier(&data)
+        .args(["bench", "--messages", "2000", "--users", "300", "--json"])
+        .output()
+        .unwrap());
+    check_bench(&json(&out), 2000);
+    let baseline = json(&ok(courier(&data)
+        .args(["bench", "--messages", "2000", "--produce-only", "--json"])
+        .output()
+        .unwrap()));
+    assert_eq!(baseline["messages"], 2000);
+    assert_eq!(baseline["processors"], serde_json::json!({}));
+    let left: Vec<_> = std::fs::read_dir(&data)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "the runs' namespaces were removed: {left:?}"
+    );
+}
+
+#[test]
+fn bench_on_kafka_and_cassandra() {
+    let (Some(brokers), Some(cassandra)) =
+        (kafka(), courier_pipeline::testing::CASSANDRA.reachable())
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The bench makes (and drops) a namespace of its own under this one.
+    let config = dir.path().join("distributed.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "namespace = \"cb{}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n\
+             [views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let out = ok(courier(&dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "bench",
+            "--messages",
+            "1000",
+            "--users",
+            "200",
+            "--rate",
+            "1000",
+            "--json",
+        ])
+        .output()
+        .unwrap());
+    let v = json(&out);
+    assert_eq!(v["backend"]["log"], "kafka");
+    assert_eq!(v["backend"]["views"], "cassandra");
+    check_bench(&v, 1000);
+}

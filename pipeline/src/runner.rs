@@ -8,7 +8,7 @@
 //! "effectively once").
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -127,6 +127,23 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Sees every batch a processor committed, right after the commit: how a
+/// benchmark measures exact end-to-end latency per record (the Prometheus
+/// histogram only keeps buckets). Installed at most once per process, by
+/// `courier bench`; without one the runner pays one atomic load per batch.
+pub trait CommitObserver: Send + Sync {
+    /// `records` were handled by `processor`'s sink and their offsets committed.
+    fn committed(&self, processor: &str, records: &[ConsumedRecord]);
+}
+
+static COMMIT_OBSERVER: OnceLock<Arc<dyn CommitObserver>> = OnceLock::new();
+
+/// Installs the process's commit observer; `false` if one was installed already
+/// (it stays).
+pub fn observe_commits(observer: Arc<dyn CommitObserver>) -> bool {
+    COMMIT_OBSERVER.set(observer).is_ok()
 }
 
 /// Exponential backoff with jitter: 100 ms · 2^attempt, capped at 10 s, times a
@@ -329,6 +346,9 @@ async fn process_batch(
     let e2e = m.e2e_seconds.with_label_values(&[processor]);
     for r in records {
         e2e.observe((now - r.timestamp_ms).max(0) as f64 / 1000.0);
+    }
+    if let Some(observer) = COMMIT_OBSERVER.get() {
+        observer.committed(processor, records);
     }
     for (tp, _) in &offsets {
         let n = records

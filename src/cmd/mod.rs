@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod inbox;
 pub mod lag;
 pub mod messages;
