@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::run::{Processor, run_processor};
+use super::run::{Processor, ProcessorThread, run_processor};
 use load::{Shape, Workload};
 
 /// The processors of `courier up` that the load exercises (push delivery needs
@@ -95,10 +95,10 @@ pub struct Args {
     /// baseline the end-to-end rate compares to.
     #[arg(long)]
     produce_only: bool,
-    /// Run each processor on a thread with a runtime of its own, instead of as
-    /// tasks sharing the process's runtime as `courier up` runs them.
+    /// Run the processors as tasks sharing the process's runtime instead of each
+    /// on a thread of its own as `courier up` runs them (to compare the two).
     #[arg(long)]
-    isolate: bool,
+    tasks: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -430,11 +430,11 @@ impl Progress {
     }
 }
 
-/// A processor running for the bench: a task of the process's runtime (as in
-/// `courier up`), or a thread with a runtime of its own (`--isolate`).
+/// A processor running for the bench: on a thread of its own as in `courier up`,
+/// or a task of the process's runtime (`--tasks`).
 enum Running {
     Task(JoinHandle<anyhow::Result<()>>),
-    Thread(std::thread::JoinHandle<anyhow::Result<()>>),
+    Thread(ProcessorThread),
 }
 
 impl Running {
@@ -443,43 +443,34 @@ impl Running {
         config: Arc<Config>,
         log: Arc<dyn EventLog>,
         stop: shutdown::Shutdown,
-        isolate: bool,
+        tasks: bool,
     ) -> anyhow::Result<Self> {
-        let run = async move {
+        if !tasks {
+            return Ok(Running::Thread(ProcessorThread::spawn(
+                (*config).clone(),
+                log,
+                p,
+                stop,
+            )?));
+        }
+        Ok(Running::Task(tokio::spawn(async move {
             run_processor(&config, log, p, false, None, stop)
                 .await
                 .map(|_| ())
-        };
-        if !isolate {
-            return Ok(Running::Task(tokio::spawn(run)));
-        }
-        // Sinks block on local disk inside `async fn`s (RocksDB writes, tantivy
-        // commits); on a thread of its own a processor blocks only itself, as
-        // separate `courier run` processes would.
-        let thread = std::thread::Builder::new()
-            .name(format!("bench-{}", p.name()))
-            .spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?
-                    .block_on(run)
-            })?;
-        Ok(Running::Thread(thread))
+        })))
     }
 
     fn is_finished(&self) -> bool {
         match self {
             Running::Task(h) => h.is_finished(),
-            Running::Thread(h) => h.is_finished(),
+            Running::Thread(t) => t.is_finished(),
         }
     }
 
     async fn finish(self) -> anyhow::Result<()> {
         match self {
             Running::Task(h) => h.await?,
-            Running::Thread(h) => tokio::task::spawn_blocking(move || h.join())
-                .await?
-                .map_err(|_| anyhow::anyhow!("the processor's thread panicked"))?,
+            Running::Thread(t) => t.finish().await.map(|_| ()),
         }
     }
 }
@@ -563,7 +554,7 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
     if !args.produce_only {
         for p in PROCESSORS {
             let (config, log, stop) = (config.clone(), log.clone(), stop.clone());
-            handles.push((p, Running::start(p, config, log, stop, args.isolate)?));
+            handles.push((p, Running::start(p, config, log, stop, args.tasks)?));
         }
     }
     // Whatever happens in the run, the processors stop and are waited for before
@@ -763,7 +754,7 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
         "population": population.to_json(),
         "offered_rate": args.rate,
         "produce_only": args.produce_only,
-        "isolate": args.isolate,
+        "processors_as": if args.tasks { "tasks" } else { "threads" },
         "messages": messages,
         "events": events,
         "send_s": send_s,

@@ -191,36 +191,56 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts `processor` (as [`run_processor`], until `stop`) on an OS thread of its
-/// own, with a single-threaded runtime; the receiver gets how it ended (an error
-/// too when the thread panicked). Several processors in one process (`courier
-/// up`, `courier bench`) run this way because a batch is CPU work and local-disk
-/// I/O inside `async fn`s (folds, RocksDB writes, tantivy commits): as tasks of
-/// one runtime, one processor's batch holds a worker and delays the others'
-/// commits; as threads, the OS shares the cores among them as it would among
-/// separate `courier run` processes.
-pub fn spawn_processor_thread(
-    config: Config,
-    log: Arc<dyn EventLog>,
-    processor: Processor,
-    stop: shutdown::Shutdown,
-) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<runner::RunStats>>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name(format!("courier-{}", processor.name()))
-        .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting a processor's runtime")
-                .and_then(|rt| {
-                    rt.block_on(run_processor(&config, log, processor, false, None, stop))
-                });
-            // The receiver may be gone (the process is stopping anyway).
-            let _ = tx.send(result);
-        })
-        .with_context(|| format!("starting the {} processor's thread", processor.name()))?;
-    Ok(rx)
+/// A processor running on an OS thread of its own, with a single-threaded
+/// runtime ([`ProcessorThread::spawn`]). Several processors in one process
+/// (`courier up`, `courier bench`) run this way because a batch is CPU work and
+/// local-disk I/O inside `async fn`s (folds, RocksDB writes, tantivy commits): as
+/// tasks of one runtime, one processor's batch holds a worker and delays the
+/// others' commits (measured: BENCHMARKS.md, "End to end"); as threads, the OS
+/// shares the cores among them as among separate `courier run` processes.
+pub struct ProcessorThread {
+    thread: std::thread::JoinHandle<()>,
+    ended: tokio::sync::oneshot::Receiver<anyhow::Result<runner::RunStats>>,
+}
+
+impl ProcessorThread {
+    /// Starts `processor` as [`run_processor`] does, until `stop`.
+    pub fn spawn(
+        config: Config,
+        log: Arc<dyn EventLog>,
+        processor: Processor,
+        stop: shutdown::Shutdown,
+    ) -> anyhow::Result<ProcessorThread> {
+        let (tx, ended) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("courier-{}", processor.name()))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting a processor's runtime")
+                    .and_then(|rt| {
+                        rt.block_on(run_processor(&config, log, processor, false, None, stop))
+                    });
+                // The receiver may be gone (the process is stopping anyway).
+                let _ = tx.send(result);
+            })
+            .with_context(|| format!("starting the {} processor's thread", processor.name()))?;
+        Ok(ProcessorThread { thread, ended })
+    }
+
+    /// Whether it has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// How it ended, once it has; a panic of its thread is an error.
+    pub async fn finish(self) -> anyhow::Result<runner::RunStats> {
+        match self.ended.await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!("its thread panicked")),
+        }
+    }
 }
 
 /// Runs one processor in its consumer group until `stop` (or, with

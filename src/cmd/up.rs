@@ -18,7 +18,7 @@ use courier_sinks::search::{SearchError, SearchShards};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::run::{Processor, on_signals, spawn_processor_thread};
+use super::run::{Processor, ProcessorThread, on_signals};
 
 /// The processors `up` runs beside the gateway. Adding one is adding it here.
 /// Push delivery joins them when `push.endpoint` is set (see [`processors`]).
@@ -235,18 +235,14 @@ pub async fn run(
         None => default_processors(config),
     };
     let search = search_views(config, &processors, args.search_peers)?;
-    // Each processor on a thread of its own (see `spawn_processor_thread`), the
-    // gateway on this runtime. A processor whose thread panicked ends as an error,
-    // which stops everything.
+    // Each processor on a thread of its own (see `ProcessorThread`), the gateway on
+    // this runtime. A processor whose thread panicked ends as an error, which
+    // stops everything.
     let mut parts: FuturesUnordered<Part<'_>> = FuturesUnordered::new();
     for &p in &processors {
-        let ended = spawn_processor_thread(config.clone(), log.clone(), p, stop.clone())?;
+        let thread = ProcessorThread::spawn(config.clone(), log.clone(), p, stop.clone())?;
         parts.push(Box::pin(async move {
-            let result = match ended.await {
-                Ok(result) => result.map(|_| ()),
-                Err(_) => Err(anyhow::anyhow!("its thread panicked")),
-            };
-            (p.name(), result)
+            (p.name(), thread.finish().await.map(|_| ()))
         }));
     }
     let gateway = Gateway::start(
