@@ -353,3 +353,18 @@ async fn a_crash_between_shard_commits_neither_loses_nor_doubles_a_document() {
     drop(p);
     assert_eq!(everything(&SearchShards::open(&root).unwrap()), want);
 }
+
+#[test]
+fn a_shard_defers_its_commit_longer_only_while_the_processor_is_behind() {
+    use std::time::Duration;
+
+    use super::writer::commit_interval;
+    let s = Duration::from_secs;
+    // Keeping up: queries lag the log by about a second at most.
+    assert_eq!(commit_interval(Duration::ZERO), s(1));
+    assert_eq!(commit_interval(s(2)), s(1));
+    // Catching up: half the lag, so queries are at most 1.5 times as stale as
+    // the lag already makes them, but never more than 30 s of uncommitted work.
+    assert_eq!(commit_interval(s(20)), s(10));
+    assert_eq!(commit_interval(s(3600)), s(30));
+}
