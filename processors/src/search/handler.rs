@@ -79,6 +79,21 @@ impl<S: SearchIndex> SearchProcessor<S> {
         self.index
     }
 
+    /// A batch failed before reaching the index, with states taken out of the
+    /// cache (some changed by the fold): the retry reloads them from the shards'
+    /// commits, which is right only if those hold every earlier batch. So what
+    /// the index deferred is committed first; if that fails, it is lost until a
+    /// restart redoes it, and nothing of the cache may survive.
+    async fn abandon(&mut self, e: HandlerError) -> HandlerError {
+        match self.index.flush().await {
+            Ok(()) => e,
+            Err(f) => {
+                self.states.values_mut().for_each(HashMap::clear);
+                HandlerError::fatal(format!("{e}; then committing earlier batches: {f}"))
+            }
+        }
+    }
+
     /// Takes the states the batch needs out of the cache, loading the others.
     async fn take_states(
         &mut self,
@@ -206,7 +221,10 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
             }
         }
 
-        let mut work = self.take_states(&todo).await?;
+        let mut work = match self.take_states(&todo).await {
+            Ok(work) => work,
+            Err(e) => return Err(self.abandon(e).await),
+        };
         let mut ops: BTreeMap<u32, Vec<IndexOp>> = BTreeMap::new();
         let mut changed: HashSet<String> = HashSet::new();
         for (r, event, c) in &todo {
@@ -237,9 +255,10 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
                 .is_none_or(|below| r.offset >= *below)
         });
         rejected.sort_by_key(|(r, _)| (r.partition, r.offset));
-        dead_letter::send(&*self.log, &self.name, &rejected)
-            .await
-            .map_err(|e| HandlerError::retryable(format!("writing dead letters: {e}")))?;
+        if let Err(e) = dead_letter::send(&*self.log, &self.name, &rejected).await {
+            let e = HandlerError::retryable(format!("writing dead letters: {e}"));
+            return Err(self.abandon(e).await);
+        }
 
         let mut shards: BTreeMap<u32, ShardWrite> = next
             .iter()

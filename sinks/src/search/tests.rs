@@ -10,12 +10,15 @@ use async_trait::async_trait;
 use courier_pipeline::config::RunnerConfig;
 use courier_pipeline::runner::{RunOptions, run};
 use courier_pipeline::shutdown::Shutdown;
-use courier_pipeline::{EmbeddedLog, EventLog, producer};
+use courier_pipeline::{
+    Appended, ConsumedRecord, EmbeddedLog, EventLog, GroupConsumer, LogError,
+    Position as LogPosition, Record, producer,
+};
 use courier_processors::inbox::ConversationState;
 use courier_processors::search::{SearchBatch, SearchIndex, SearchProcessor};
 use courier_processors::store::StoreError;
 use courier_schemas::json::parse_line;
-use courier_topics::{CONVERSATIONS, Catalog};
+use courier_topics::{CONVERSATIONS, Catalog, DEAD_LETTERS};
 
 use super::{SearchError, SearchShards, TantivySearchIndex};
 
@@ -367,4 +370,98 @@ fn a_shard_defers_its_commit_longer_only_while_the_processor_is_behind() {
     // the lag already makes them, but never more than 30 s of uncommitted work.
     assert_eq!(commit_interval(s(20)), s(10));
     assert_eq!(commit_interval(s(3600)), s(30));
+}
+
+/// The embedded log, but the first append to dead letters fails (a broker that
+/// is briefly away).
+struct FlakyDeadLetters {
+    inner: Arc<dyn EventLog>,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl EventLog for FlakyDeadLetters {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn partitions(&self, topic: &str) -> Result<u32, LogError> {
+        self.inner.partitions(topic)
+    }
+    async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>, LogError> {
+        if topic == DEAD_LETTERS && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(LogError::Closed);
+        }
+        self.inner.append(topic, records).await
+    }
+    async fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {
+        self.inner.watermarks(topic, partition).await
+    }
+    async fn resolve(
+        &self,
+        topic: &str,
+        partition: u32,
+        position: LogPosition,
+    ) -> Result<u64, LogError> {
+        self.inner.resolve(topic, partition, position).await
+    }
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<ConsumedRecord>, LogError> {
+        self.inner.read(topic, partition, from, max, timeout).await
+    }
+    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<Option<u64>>, LogError> {
+        self.inner.committed(group, topic).await
+    }
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn GroupConsumer>, LogError> {
+        self.inner.subscribe(group, topics).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dead_letter_write_retries_on_the_states_of_the_deferred_batches() {
+    // Batch 1 creates c1 and sends m1; the shard defers its commit (these events
+    // are years old: the processor is far behind). Batch 2 breaks a rule (a dead
+    // letter, whose write fails once) and edits m1: its retry must see m1, which
+    // only the deferred batch has.
+    let stream = r#"
+{"type":"conversation_created","event_id":"e1","conversation_id":"c1","kind":"group","creator_id":"u1","member_ids":["u1","u2"],"title":"","at_ms":10}
+{"type":"message_sent","event_id":"e2","conversation_id":"c1","message_id":"m1","sender_id":"u1","text":"first draft","at_ms":11}
+{"type":"message_sent","event_id":"e3","conversation_id":"c1","message_id":"m2","sender_id":"u9","text":"not a member","at_ms":12}
+{"type":"message_edited","event_id":"e4","conversation_id":"c1","message_id":"m1","editor_id":"u1","text":"final wording","at_ms":13}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let inner = log_with(&dir.path().join("log"), stream).await;
+    let log: Arc<dyn EventLog> = Arc::new(FlakyDeadLetters {
+        inner,
+        failed: Default::default(),
+    });
+    let root = dir.path().join("search");
+    let mut p = SearchProcessor::new(TantivySearchIndex::new(&root), log.clone());
+    let stats = run(
+        log.clone(),
+        &mut p,
+        opts("courier.search", 2),
+        Shutdown::never(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.records, 4);
+    drop(p);
+    let mut dead_letters = 0;
+    for partition in 0..log.partitions(DEAD_LETTERS).unwrap() {
+        dead_letters += log.watermarks(DEAD_LETTERS, partition).await.unwrap().1;
+    }
+    assert_eq!(dead_letters, 1, "only the rule break, once");
+    let shards = SearchShards::open(&root).unwrap();
+    assert_eq!(set(&shards, "u2", "wording"), of(&["c1/m1"]));
+    assert!(set(&shards, "u2", "draft").is_empty());
 }
