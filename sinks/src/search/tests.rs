@@ -465,3 +465,56 @@ async fn a_failed_dead_letter_write_retries_on_the_states_of_the_deferred_batche
     assert_eq!(set(&shards, "u2", "wording"), of(&["c1/m1"]));
     assert!(set(&shards, "u2", "draft").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_conversation_state_and_message_has_one_live_document_across_commits() {
+    use tantivy::collector::Count;
+    use tantivy::query::TermQuery;
+    use tantivy::schema::IndexRecordOption;
+
+    // Two runs, so the second commit of every shard replaces the states of the
+    // first (one delete for all of them) and edits replace added messages.
+    let stream = generated();
+    let lines: Vec<&str> = stream.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with(&dir.path().join("log"), &first.join("\n")).await;
+    let root = dir.path().join("search");
+    for part in [None, Some(second)] {
+        if let Some(part) = part {
+            let events: Vec<_> = part.iter().map(|l| parse_line(l).unwrap()).collect();
+            producer::publish(&*log, &events).await.unwrap();
+        }
+        let mut p = SearchProcessor::new(TantivySearchIndex::new(&root), log.clone());
+        run(
+            log.clone(),
+            &mut p,
+            opts("courier.search", 50),
+            Shutdown::never(),
+        )
+        .await
+        .unwrap();
+    }
+
+    let fields = super::Fields::new();
+    let count = |term: tantivy::Term| {
+        let mut n = 0;
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let index = tantivy::Index::open_in_dir(entry.unwrap().path()).unwrap();
+            let searcher = index.reader().unwrap().searcher();
+            let q = TermQuery::new(term.clone(), IndexRecordOption::Basic);
+            // A shard's reader sees its last commit.
+            n += searcher.search(&q, &Count).unwrap();
+        }
+        n
+    };
+    for c in 0..12 {
+        let c = format!("c{c}");
+        assert_eq!(count(fields.state_key(&c)), 1, "state of {c}");
+        // m0 was only added; m12 added in the first run and, for half the
+        // conversations, edited in the second; m17 added and edited in the second.
+        for m in ["m0", "m12", "m17"] {
+            assert_eq!(count(fields.message_key(&c, m)), 1, "{c}/{m}");
+        }
+    }
+}
