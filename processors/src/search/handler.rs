@@ -6,6 +6,8 @@
 //! As in the inbox handler, a batch works on states taken *out* of the cache and
 //! puts them back only once the index acknowledged the write, so a failed write
 //! leaves nothing half-applied in memory: the retry reloads what was committed.
+//! States are `Arc`s shared with the index until it commits them: a batch copies
+//! a state only when the index still holds the version it changes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -34,7 +36,7 @@ pub struct SearchProcessor<S> {
     /// Next offset to apply per owned partition, as committed in its shard.
     checkpoints: HashMap<u32, u64>,
     /// States of conversations on owned partitions, by partition, then id.
-    states: HashMap<u32, HashMap<String, ConversationState>>,
+    states: HashMap<u32, HashMap<String, Arc<ConversationState>>>,
     /// Per partition, the offset below which the generation a rebuild replaces
     /// already sent the dead letters (empty for a live processor).
     dead_lettered: HashMap<u32, u64>,
@@ -77,12 +79,27 @@ impl<S: SearchIndex> SearchProcessor<S> {
         self.index
     }
 
+    /// A batch failed before reaching the index, with states taken out of the
+    /// cache (some changed by the fold): the retry reloads them from the shards'
+    /// commits, which is right only if those hold every earlier batch. So what
+    /// the index deferred is committed first; if that fails, it is lost until a
+    /// restart redoes it, and nothing of the cache may survive.
+    async fn abandon(&mut self, e: HandlerError) -> HandlerError {
+        match self.index.flush().await {
+            Ok(()) => e,
+            Err(f) => {
+                self.states.values_mut().for_each(HashMap::clear);
+                HandlerError::fatal(format!("{e}; then committing earlier batches: {f}"))
+            }
+        }
+    }
+
     /// Takes the states the batch needs out of the cache, loading the others.
     async fn take_states(
         &mut self,
         todo: &[(&ConsumedRecord, Event, String)],
-    ) -> Result<HashMap<String, (u32, ConversationState)>, HandlerError> {
-        let mut work: HashMap<String, (u32, ConversationState)> = HashMap::new();
+    ) -> Result<HashMap<String, (u32, Arc<ConversationState>)>, HandlerError> {
+        let mut work: HashMap<String, (u32, Arc<ConversationState>)> = HashMap::new();
         let mut missing: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         let mut asked: HashSet<&str> = HashSet::new();
         for (r, _, c) in todo {
@@ -114,7 +131,7 @@ impl<S: SearchIndex> SearchProcessor<S> {
                     Some(s) => s,
                     None => ConversationState::new(c.clone()),
                 };
-                work.insert(c, (partition, state));
+                work.insert(c, (partition, Arc::new(state)));
             }
         }
         Ok(work)
@@ -172,11 +189,13 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
 
     async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError> {
         let started = Instant::now();
-        let mut next: BTreeMap<u32, u64> = BTreeMap::new();
+        // Per partition: the next offset, and the newest record's log timestamp.
+        let mut next: BTreeMap<u32, (u64, i64)> = BTreeMap::new();
         let mut rejected: Vec<(&ConsumedRecord, String)> = Vec::new();
         let mut todo: Vec<(&ConsumedRecord, Event, String)> = Vec::new();
         for r in batch {
-            next.insert(r.partition, r.offset + 1);
+            let newest = next.get(&r.partition).map_or(i64::MIN, |n| n.1);
+            next.insert(r.partition, (r.offset + 1, newest.max(r.timestamp_ms)));
             // Below the shard's commit: applied before a crash that came before
             // the group's commit.
             if self
@@ -202,14 +221,21 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
             }
         }
 
-        let mut work = self.take_states(&todo).await?;
+        let mut work = match self.take_states(&todo).await {
+            Ok(work) => work,
+            Err(e) => return Err(self.abandon(e).await),
+        };
         let mut ops: BTreeMap<u32, Vec<IndexOp>> = BTreeMap::new();
         let mut changed: HashSet<String> = HashSet::new();
         for (r, event, c) in &todo {
             let (_, state) = work
                 .get_mut(c)
                 .expect("every routed conversation was taken");
-            let outcome = apply(state, event, Position::new(r.partition, r.offset));
+            let outcome = apply(
+                Arc::make_mut(state),
+                event,
+                Position::new(r.partition, r.offset),
+            );
             if outcome.state_changed() {
                 changed.insert(c.clone());
             }
@@ -229,13 +255,14 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
                 .is_none_or(|below| r.offset >= *below)
         });
         rejected.sort_by_key(|(r, _)| (r.partition, r.offset));
-        dead_letter::send(&*self.log, &self.name, &rejected)
-            .await
-            .map_err(|e| HandlerError::retryable(format!("writing dead letters: {e}")))?;
+        if let Err(e) = dead_letter::send(&*self.log, &self.name, &rejected).await {
+            let e = HandlerError::retryable(format!("writing dead letters: {e}"));
+            return Err(self.abandon(e).await);
+        }
 
         let mut shards: BTreeMap<u32, ShardWrite> = next
             .iter()
-            .map(|(&partition, &next_offset)| {
+            .map(|(&partition, &(next_offset, newest_record_ms))| {
                 (
                     partition,
                     ShardWrite {
@@ -243,6 +270,7 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
                         ops: ops.remove(&partition).unwrap_or_default(),
                         states: Vec::new(),
                         next_offset,
+                        newest_record_ms,
                     },
                 )
             })

@@ -2,6 +2,8 @@
 //! `courier.conversations.v1`, each holding documents, the fold's conversation
 //! states and the shard's next offset, committed together.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::ops::IndexOp;
@@ -15,10 +17,18 @@ pub struct ShardWrite {
     pub partition: u32,
     /// Document operations, in log order.
     pub ops: Vec<IndexOp>,
-    /// The conversation states the batch changed, as they are after it.
-    pub states: Vec<ConversationState>,
+    /// The conversation states the batch changed, as they are after it. Shared
+    /// with the processor's cache rather than copied: an index that defers its
+    /// commit holds them until then, and the fold copies a state only if it
+    /// changes it again before that (`Arc::make_mut`).
+    pub states: Vec<Arc<ConversationState>>,
     /// The offset to resume from once this write is durable.
     pub next_offset: u64,
+    /// The log timestamp of the newest record of this partition in the batch:
+    /// how far behind the log the processor is, which bounds how fresh a query
+    /// can be anyway (an index may defer its commit the longer, the further
+    /// behind).
+    pub newest_record_ms: i64,
 }
 
 /// One batch, per shard.

@@ -26,6 +26,13 @@ pub struct SearchDoc {
 /// message wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexOp {
+    /// Add the document of a message the fold applies for the first time: no
+    /// document has its (conversation, message) yet, so there is nothing to
+    /// replace. The state that says the message is new is committed with the
+    /// shard's documents, so this holds after a crash and a redo too; it saves
+    /// the index a delete per message, which costs far more than the add (a
+    /// query on every segment).
+    Add(SearchDoc),
     /// Add the document, replacing any with the same (conversation, message).
     Upsert(SearchDoc),
     /// Remove the document of (conversation, message), if there is one.
@@ -41,10 +48,11 @@ pub enum IndexOp {
 /// *after* the event (visibility never changes for a sent message, so any later
 /// state gives the same readers).
 ///
-/// Only message rows matter: a send or edit with text upserts, a delete removes,
-/// and a send of ciphertext or media changes nothing (it has no text to find; an
-/// edit of such a message leaves text, and then it is indexed). Membership changes
-/// and receipts never touch existing documents: visibility is fixed at the send.
+/// Only message rows matter: a send with text adds, an edit with text upserts, a
+/// delete removes, and a send of ciphertext or media changes nothing (it has no
+/// text to find; an edit of such a message leaves text, and then it is indexed).
+/// Membership changes and receipts never touch existing documents: visibility is
+/// fixed at the send.
 pub fn index_ops(state: &ConversationState, outcome: &Outcome) -> Vec<IndexOp> {
     if outcome.verdict != Verdict::Applied {
         return Vec::new();
@@ -61,7 +69,7 @@ pub fn index_ops(state: &ConversationState, outcome: &Outcome) -> Vec<IndexOp> {
         let Some(Content::Text(text)) = &row.content else {
             continue;
         };
-        ops.push(IndexOp::Upsert(SearchDoc {
+        let doc = SearchDoc {
             conversation_id: row.conversation_id.clone(),
             message_id: row.message_id.clone(),
             sender_id: row.sender_id.clone(),
@@ -73,7 +81,13 @@ pub fn index_ops(state: &ConversationState, outcome: &Outcome) -> Vec<IndexOp> {
                 .map(str::to_owned)
                 .collect(),
             position: row.position,
-        }));
+        };
+        // The row of the send itself (an edit's row keeps the send's position).
+        ops.push(if row.position == outcome.position {
+            IndexOp::Add(doc)
+        } else {
+            IndexOp::Upsert(doc)
+        });
     }
     ops
 }
@@ -102,7 +116,7 @@ mod tests {
     fn upserted(ops: &[IndexOp]) -> Vec<(&str, &str, Vec<&str>)> {
         ops.iter()
             .filter_map(|op| match op {
-                IndexOp::Upsert(d) => Some((
+                IndexOp::Add(d) | IndexOp::Upsert(d) => Some((
                     d.message_id.as_str(),
                     d.text.as_str(),
                     d.visible_to.iter().map(String::as_str).collect(),
@@ -138,6 +152,9 @@ mod tests {
         assert_eq!(upserted(&ops[4]), vec![("m2", "after", vec!["u1", "u3"])]);
         // The edit keeps the readers of the send, though u2 has left since.
         assert_eq!(upserted(&ops[5]), vec![("m1", "edited", vec!["u1", "u2"])]);
+        // Only the edit replaces: a send adds a document no other has the key of.
+        assert!(matches!(ops[1][..], [IndexOp::Add(_)]));
+        assert!(matches!(ops[5][..], [IndexOp::Upsert(_)]));
         assert!(ops[6].is_empty(), "ciphertext is never indexed");
         assert!(ops[7].is_empty(), "media-only is never indexed");
         assert_eq!(

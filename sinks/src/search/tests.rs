@@ -10,12 +10,15 @@ use async_trait::async_trait;
 use courier_pipeline::config::RunnerConfig;
 use courier_pipeline::runner::{RunOptions, run};
 use courier_pipeline::shutdown::Shutdown;
-use courier_pipeline::{EmbeddedLog, EventLog, producer};
+use courier_pipeline::{
+    Appended, ConsumedRecord, EmbeddedLog, EventLog, GroupConsumer, LogError,
+    Position as LogPosition, Record, producer,
+};
 use courier_processors::inbox::ConversationState;
 use courier_processors::search::{SearchBatch, SearchIndex, SearchProcessor};
 use courier_processors::store::StoreError;
 use courier_schemas::json::parse_line;
-use courier_topics::{CONVERSATIONS, Catalog};
+use courier_topics::{CONVERSATIONS, Catalog, DEAD_LETTERS};
 
 use super::{SearchError, SearchShards, TantivySearchIndex};
 
@@ -352,4 +355,166 @@ async fn a_crash_between_shard_commits_neither_loses_nor_doubles_a_document() {
     assert_eq!(stats.records, 0);
     drop(p);
     assert_eq!(everything(&SearchShards::open(&root).unwrap()), want);
+}
+
+#[test]
+fn a_shard_defers_its_commit_longer_only_while_the_processor_is_behind() {
+    use std::time::Duration;
+
+    use super::writer::commit_interval;
+    let s = Duration::from_secs;
+    // Keeping up: queries lag the log by about a second at most.
+    assert_eq!(commit_interval(Duration::ZERO), s(1));
+    assert_eq!(commit_interval(s(2)), s(1));
+    // Catching up: half the lag, so queries are at most 1.5 times as stale as
+    // the lag already makes them, but never more than 30 s of uncommitted work.
+    assert_eq!(commit_interval(s(20)), s(10));
+    assert_eq!(commit_interval(s(3600)), s(30));
+}
+
+/// The embedded log, but the first append to dead letters fails (a broker that
+/// is briefly away).
+struct FlakyDeadLetters {
+    inner: Arc<dyn EventLog>,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl EventLog for FlakyDeadLetters {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn partitions(&self, topic: &str) -> Result<u32, LogError> {
+        self.inner.partitions(topic)
+    }
+    async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>, LogError> {
+        if topic == DEAD_LETTERS && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(LogError::Closed);
+        }
+        self.inner.append(topic, records).await
+    }
+    async fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {
+        self.inner.watermarks(topic, partition).await
+    }
+    async fn resolve(
+        &self,
+        topic: &str,
+        partition: u32,
+        position: LogPosition,
+    ) -> Result<u64, LogError> {
+        self.inner.resolve(topic, partition, position).await
+    }
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<ConsumedRecord>, LogError> {
+        self.inner.read(topic, partition, from, max, timeout).await
+    }
+    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<Option<u64>>, LogError> {
+        self.inner.committed(group, topic).await
+    }
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn GroupConsumer>, LogError> {
+        self.inner.subscribe(group, topics).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dead_letter_write_retries_on_the_states_of_the_deferred_batches() {
+    // Batch 1 creates c1 and sends m1; the shard defers its commit (these events
+    // are years old: the processor is far behind). Batch 2 breaks a rule (a dead
+    // letter, whose write fails once) and edits m1: its retry must see m1, which
+    // only the deferred batch has.
+    let stream = r#"
+{"type":"conversation_created","event_id":"e1","conversation_id":"c1","kind":"group","creator_id":"u1","member_ids":["u1","u2"],"title":"","at_ms":10}
+{"type":"message_sent","event_id":"e2","conversation_id":"c1","message_id":"m1","sender_id":"u1","text":"first draft","at_ms":11}
+{"type":"message_sent","event_id":"e3","conversation_id":"c1","message_id":"m2","sender_id":"u9","text":"not a member","at_ms":12}
+{"type":"message_edited","event_id":"e4","conversation_id":"c1","message_id":"m1","editor_id":"u1","text":"final wording","at_ms":13}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let inner = log_with(&dir.path().join("log"), stream).await;
+    let log: Arc<dyn EventLog> = Arc::new(FlakyDeadLetters {
+        inner,
+        failed: Default::default(),
+    });
+    let root = dir.path().join("search");
+    let mut p = SearchProcessor::new(TantivySearchIndex::new(&root), log.clone());
+    let stats = run(
+        log.clone(),
+        &mut p,
+        opts("courier.search", 2),
+        Shutdown::never(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.records, 4);
+    drop(p);
+    let mut dead_letters = 0;
+    for partition in 0..log.partitions(DEAD_LETTERS).unwrap() {
+        dead_letters += log.watermarks(DEAD_LETTERS, partition).await.unwrap().1;
+    }
+    assert_eq!(dead_letters, 1, "only the rule break, once");
+    let shards = SearchShards::open(&root).unwrap();
+    assert_eq!(set(&shards, "u2", "wording"), of(&["c1/m1"]));
+    assert!(set(&shards, "u2", "draft").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_conversation_state_and_message_has_one_live_document_across_commits() {
+    use tantivy::collector::Count;
+    use tantivy::query::TermQuery;
+    use tantivy::schema::IndexRecordOption;
+
+    // Two runs, so the second commit of every shard replaces the states of the
+    // first (one delete for all of them) and edits replace added messages.
+    let stream = generated();
+    let lines: Vec<&str> = stream.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with(&dir.path().join("log"), &first.join("\n")).await;
+    let root = dir.path().join("search");
+    for part in [None, Some(second)] {
+        if let Some(part) = part {
+            let events: Vec<_> = part.iter().map(|l| parse_line(l).unwrap()).collect();
+            producer::publish(&*log, &events).await.unwrap();
+        }
+        let mut p = SearchProcessor::new(TantivySearchIndex::new(&root), log.clone());
+        run(
+            log.clone(),
+            &mut p,
+            opts("courier.search", 50),
+            Shutdown::never(),
+        )
+        .await
+        .unwrap();
+    }
+
+    let fields = super::Fields::new();
+    let count = |term: tantivy::Term| {
+        let mut n = 0;
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let index = tantivy::Index::open_in_dir(entry.unwrap().path()).unwrap();
+            let searcher = index.reader().unwrap().searcher();
+            let q = TermQuery::new(term.clone(), IndexRecordOption::Basic);
+            // A shard's reader sees its last commit.
+            n += searcher.search(&q, &Count).unwrap();
+        }
+        n
+    };
+    for c in 0..12 {
+        let c = format!("c{c}");
+        assert_eq!(count(fields.state_key(&c)), 1, "state of {c}");
+        // m0 was only added; m12 added in the first run and, for half the
+        // conversations, edited in the second; m17 added and edited in the second.
+        for m in ["m0", "m12", "m17"] {
+            assert_eq!(count(fields.message_key(&c, m)), 1, "{c}/{m}");
+        }
+    }
 }

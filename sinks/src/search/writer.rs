@@ -5,14 +5,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use courier_processors::inbox::ConversationState;
 use courier_processors::search::{IndexOp, SearchBatch, SearchIndex, ShardWrite};
 use courier_processors::store::StoreError;
 use tantivy::collector::TopDocs;
-use tantivy::query::TermQuery;
+use tantivy::query::{TermQuery, TermSetQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 
@@ -79,7 +79,7 @@ struct Shard {
     /// The latest version of each conversation state changed since the last
     /// commit: written once per commit, not once per batch (a state is only
     /// needed together with the commit that covers it).
-    dirty: HashMap<String, ConversationState>,
+    dirty: HashMap<String, Arc<ConversationState>>,
 }
 
 /// A shard's work since its last commit.
@@ -90,16 +90,32 @@ struct Pending {
     next_offset: u64,
     /// Document and state operations staged.
     operations: usize,
+    /// How far behind the log the latest write was (now − its newest record's
+    /// log timestamp).
+    behind: Duration,
 }
 
-/// A shard commits when its oldest uncommitted work is this old (how stale a
-/// query may be while the processor is busy), or when this much is staged. A
-/// commit costs far more than a document (a new segment, fsyncs, later merges),
-/// so committing every batch would make catch-up several times slower. The
-/// commit payload, not the group offset, is the processor's position, so
+/// A shard commits when its oldest uncommitted work is [`commit_interval`] old
+/// (how stale a query may be while the processor is busy), or when this much is
+/// staged. A commit costs far more than a document (a new segment whose terms
+/// and states are all written again, its fsyncs, fresh indexing memory, later
+/// merges), so committing every batch would make catch-up several times slower.
+/// The commit payload, not the group offset, is the processor's position, so
 /// deferring commits loses nothing: a crash redoes the uncommitted work.
-const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_COMMIT_INTERVAL: Duration = Duration::from_secs(30);
 const COMMIT_OPERATIONS: usize = 200_000;
+
+/// How long a shard may defer its commit when the processor is `behind` the log:
+/// [`COMMIT_INTERVAL`] while it keeps up; half its lag while it catches up (a
+/// restart, a rebuild, a burst), up to [`MAX_COMMIT_INTERVAL`]. Queries are at
+/// least `behind` stale then whatever the interval, so this adds at most half
+/// to their staleness, and it saves most of the per-commit work of a catch-up:
+/// committing every second made a catch-up of 1,000,000 messages spend most of
+/// its CPU on commits (BENCHMARKS.md, "Search view").
+pub fn commit_interval(behind: Duration) -> Duration {
+    (behind / 2).clamp(COMMIT_INTERVAL, MAX_COMMIT_INTERVAL)
+}
 
 impl Shard {
     /// Commits what was staged, and the dirty states, with `next_offset` in the
@@ -110,8 +126,17 @@ impl Shard {
         partition: u32,
         next_offset: u64,
     ) -> Result<(), StoreError> {
-        for (c, s) in self.dirty.drain() {
-            self.writer.delete_term(fields.state_key(&c));
+        // One delete for all the replaced states, before their new versions (a
+        // delete only reaches documents added before it): tantivy runs every
+        // delete as a query on every segment, so one per state would cost more
+        // than writing the states.
+        if !self.dirty.is_empty() {
+            let keys = TermSetQuery::new(self.dirty.keys().map(|c| fields.state_key(c)));
+            self.writer
+                .delete_query(Box::new(keys))
+                .map_err(|e| err(partition, "deleting replaced states", e))?;
+        }
+        for (_, s) in self.dirty.drain() {
             self.writer
                 .add_document(fields.state_doc(&s)?)
                 .map_err(|e| err(partition, "adding a state", e))?;
@@ -148,6 +173,15 @@ pub struct TantivySearchIndex {
     /// answers only for the shards this instance owns (a stale copy of a shard
     /// that moved to another instance must not answer).
     owned: Arc<RwLock<BTreeSet<u32>>>,
+}
+
+/// How long ago a record with log timestamp `record_ms` was appended; zero for a
+/// timestamp in the future (clocks of producer and processor disagree).
+fn behind(record_ms: i64) -> Duration {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Duration::from_millis(now_ms.saturating_sub(record_ms).max(0) as u64)
 }
 
 fn err(partition: u32, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -195,6 +229,13 @@ impl TantivySearchIndex {
         let (mut upserts, mut deletes) = (0u64, 0u64);
         for op in &w.ops {
             match op {
+                IndexOp::Add(d) => {
+                    shard
+                        .writer
+                        .add_document(fields.message_doc(d))
+                        .map_err(|e| err(partition, "adding a document", e))?;
+                    upserts += 1;
+                }
                 // tantivy applies a delete to the documents added before it, so
                 // delete-then-add in log order leaves the latest version only.
                 IndexOp::Upsert(d) => {
@@ -219,9 +260,11 @@ impl TantivySearchIndex {
             }
         }
         for s in &w.states {
+            // Shares the processor's state, which copies it only if it changes
+            // it again before the commit.
             shard
                 .dirty
-                .insert(s.conversation_id().to_owned(), s.clone());
+                .insert(s.conversation_id().to_owned(), Arc::clone(s));
         }
         let m = metrics();
         m.documents.with_label_values(&["upsert"]).inc_by(upserts);
@@ -462,16 +505,19 @@ impl SearchIndex for TantivySearchIndex {
                 since: Instant::now(),
                 next_offset: w.next_offset,
                 operations: 0,
+                behind: Duration::ZERO,
             });
             pending.next_offset = w.next_offset;
             pending.operations += w.ops.len() + w.states.len();
+            pending.behind = behind(w.newest_record_ms);
         }
         let due: Vec<u32> = self
             .shards
             .iter()
             .filter(|(_, s)| {
                 s.pending.as_ref().is_some_and(|p| {
-                    p.since.elapsed() >= COMMIT_INTERVAL || p.operations >= COMMIT_OPERATIONS
+                    p.since.elapsed() >= commit_interval(p.behind)
+                        || p.operations >= COMMIT_OPERATIONS
                 })
             })
             .map(|(p, _)| *p)
