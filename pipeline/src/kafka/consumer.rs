@@ -36,7 +36,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Inner, Names, OP_TIMEOUT, blocking, forward_log, retrying, to_record};
+use super::{Inner, Names, OP_TIMEOUT, TopicMemo, blocking, forward_log, retrying, to_record};
 use crate::log::{ConsumedRecord, ConsumerEvent, GroupConsumer, LogError, TopicPartition};
 
 /// Longest single wait inside `poll`, so pending seeks are retried promptly.
@@ -144,6 +144,8 @@ struct State {
     outbox: Option<Result<ConsumerEvent, LogError>>,
     /// The key `accept` looks records up with, reused.
     scratch: TopicPartition,
+    /// The logical name of the topic of the last record.
+    topics: TopicMemo,
 }
 
 /// One member of a Kafka consumer group.
@@ -414,7 +416,7 @@ impl State {
             idle = false;
             match c.poll(wait) {
                 Some(Ok(m)) => {
-                    if let Some(r) = to_record(&c.context().names, &m) {
+                    if let Some(r) = to_record(&c.context().names, &mut self.topics, &m) {
                         self.stash.push_back(r);
                     }
                 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Inner, LogContext, OP_TIMEOUT, blocking, retrying, to_record};
+use super::{Inner, LogContext, OP_TIMEOUT, TopicMemo, blocking, retrying, to_record};
 use crate::log::{ConsumedRecord, LogError};
 
 /// The group id readers carry without ever joining it.
@@ -31,6 +31,8 @@ struct Reader {
     consumer: BaseConsumer<LogContext>,
     /// Offset the next record fetched will have, if the reader is positioned.
     next: Option<u64>,
+    /// The logical name of its topic.
+    topics: TopicMemo,
 }
 
 type Shared = Arc<Mutex<Reader>>;
@@ -99,6 +101,7 @@ impl Readers {
         let r = Arc::new(Mutex::new(Reader {
             consumer,
             next: None,
+            topics: TopicMemo::default(),
         }));
         pool.readers.insert(key, (tick, r.clone()));
         Ok(r)
@@ -161,7 +164,7 @@ impl Reader {
             };
             match self.consumer.poll(left) {
                 Some(Ok(m)) => {
-                    let Some(rec) = to_record(inner.names(), &m) else {
+                    let Some(rec) = to_record(inner.names(), &mut self.topics, &m) else {
                         continue;
                     };
                     // After an offset reset to the earliest record (an offset past the
