@@ -196,6 +196,18 @@ fn main() {
         // courier produce
         let started = Instant::now();
         rt.block_on(async {
+            // Each round's events are later than the last round's, as in a real
+            // topic: the replay merges partitions by event time, and repeating
+            // one round's times would make it drain one partition's rounds at
+            // a time (one reader working instead of twelve).
+            let shift = (round * n) as i64;
+            let evs: Vec<_> = evs
+                .iter()
+                .map(|e| courier_schemas::Event {
+                    at_ms: e.at_ms + shift,
+                    ..e.clone()
+                })
+                .collect();
             for chunk in evs.chunks(5000) {
                 publish(&*log, chunk).await.expect("publish");
             }
