@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{Live, await_progress, courier, ok, spawn_live, wait_for_line, write_lines};
+use common::{
+    Live, await_progress, configured, courier, kafka_config, ok, spawn_live, unique_namespace,
+    wait_for_line, write_lines,
+};
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -502,24 +505,12 @@ fn kafka() -> Option<String> {
 fn produce_and_replay_through_real_kafka_match_the_embedded_log() {
     let Some(brokers) = kafka() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let namespace = format!(
-        "cli-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let config = dir.path().join("kafka.toml");
-    std::fs::write(
-        &config,
-        format!("namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n"),
-    )
-    .unwrap();
+    let namespace = unique_namespace("cli");
+    let config = kafka_config(dir.path(), "kafka", &namespace, &brokers, "");
     let kdata = dir.path().join("kdata");
     let on_kafka = |args: &[&str]| {
-        let mut c = courier(&kdata);
-        c.arg("--config").arg(&config).args(args);
+        let mut c = configured(&kdata, &config);
+        c.args(args);
         c
     };
     let applied = ok(on_kafka(&["topics", "apply"]).output().unwrap());
@@ -663,19 +654,16 @@ fn bench_on_kafka_and_cassandra() {
     };
     let dir = tempfile::tempdir().unwrap();
     // The bench makes (and drops) a namespace of its own under this one.
-    let config = dir.path().join("distributed.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "namespace = \"cb{}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n\
-             [views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n",
-            std::process::id()
+    let config = kafka_config(
+        dir.path(),
+        "distributed",
+        &format!("cb{}", std::process::id()),
+        &brokers,
+        &format!(
+            "[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n"
         ),
-    )
-    .unwrap();
-    let out = ok(courier(&dir.path().join("data"))
-        .arg("--config")
-        .arg(&config)
+    );
+    let out = ok(configured(&dir.path().join("data"), &config)
         .args([
             "bench",
             "--messages",

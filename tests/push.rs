@@ -9,7 +9,10 @@
 
 mod common;
 
-use common::{Rng, await_progress, courier, ok, spawn_live, unique_namespace, write_lines};
+use common::{
+    Rng, await_progress, configured, courier, kafka_config, ok, spawn_live, unique_namespace,
+    write_lines,
+};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -312,24 +315,10 @@ fn notify_on_kafka_makes_exactly_one_job_per_offline_recipient() {
     };
     let dir = tempfile::tempdir().unwrap();
     let namespace = unique_namespace("notify");
-    let config = dir.path().join("kafka.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n"
-        ),
-    )
-    .unwrap();
+    let config = kafka_config(dir.path(), "kafka", &namespace, &brokers, "");
     let data = dir.path().join("data");
     let result = std::panic::catch_unwind(|| {
-        exactly_one_job_per_offline_recipient(
-            || {
-                let mut c = courier(&data);
-                c.arg("--config").arg(&config);
-                c
-            },
-            dir.path(),
-        )
+        exactly_one_job_per_offline_recipient(|| configured(&data, &config), dir.path())
     });
     // Leave the shared broker as we found it, pass or fail.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -490,11 +479,7 @@ fn push_delivers_every_job_once_or_dead_letters_it_with_the_providers_answer() {
     let data = dir.path().join("data");
     let p = provider();
     let config = push_config(dir.path(), &p.url, "");
-    let on = || {
-        let mut c = courier(&data);
-        c.arg("--config").arg(&config);
-        c
-    };
+    let on = || configured(&data, &config);
     let mut lines = push_jobs(60);
     // A job published twice (a notifier that crashed before its state write).
     lines.push(lines[7].clone());
@@ -614,11 +599,7 @@ fn push_killed_mid_batch_and_restarted_sends_nothing_twice() {
         .collect();
     let total = lines.len();
     let config = push_config(dir.path(), &p.url, "[runner]\nmax_batch = 1000\n");
-    let on = || {
-        let mut c = courier(&data);
-        c.arg("--config").arg(&config);
-        c
-    };
+    let on = || configured(&data, &config);
     ok(on()
         .args(["produce", "--file"])
         .arg(write_lines(dir.path(), "jobs.jsonl", &lines))
@@ -669,11 +650,7 @@ fn notify_killed_mid_run_then_push_delivers_every_expected_job_exactly_once() {
     let p = provider();
     p.seen.lock().unwrap().accept_all = true;
     let config = push_config(dir.path(), &p.url, "[runner]\nmax_batch = 10\n");
-    let on = || {
-        let mut c = courier(&data);
-        c.arg("--config").arg(&config);
-        c
-    };
+    let on = || configured(&data, &config);
     let at = now_ms() - 60_000;
     let lines = conversation_stream(100, 30, at + 100);
     let want: BTreeSet<String> = expected_jobs(&lines)

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    Live, Rng, await_progress, courier, ok, search_serves, spawn_live, unique_namespace,
-    write_lines,
+    Live, Rng, await_progress, configured, courier, kafka_config, ok, search_serves, spawn_live,
+    unique_namespace, write_lines,
 };
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -381,19 +381,14 @@ fn every_word_search_equals_the_model_on_kafka() {
     let file = write_lines(dir.path(), "stream.jsonl", &lines);
     let want = expected(&lines);
     let namespace = unique_namespace("search");
-    let config = dir.path().join("kafka.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n[runner]\nmax_batch = 50\n"
-        ),
-    )
-    .unwrap();
-    let cmd = || {
-        let mut c = courier(&data);
-        c.arg("--config").arg(&config);
-        c
-    };
+    let config = kafka_config(
+        dir.path(),
+        "kafka",
+        &namespace,
+        &brokers,
+        "[runner]\nmax_batch = 50\n",
+    );
+    let cmd = || configured(&data, &config);
     ok(cmd().args(["topics", "apply"]).output().unwrap());
     ok(cmd()
         .args(["produce", "--file"])

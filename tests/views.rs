@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    KillOnDrop, Live, Rng, await_progress, courier, ok, processed_so_far, spawn_live,
-    unique_namespace, write_lines,
+    KillOnDrop, Live, Rng, await_progress, configured, courier, kafka_config, ok, processed_so_far,
+    spawn_live, unique_namespace, write_lines,
 };
 
 use std::path::Path;
@@ -579,20 +579,16 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
 
     // The same stream on Kafka, views in Cassandra, in a namespace of its own.
     let namespace = unique_namespace("mp");
-    let config = dir.path().join("distributed.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n\
-             [views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n[runner]\nmax_batch = 20\n"
+    let config = kafka_config(
+        dir.path(),
+        "distributed",
+        &namespace,
+        &brokers,
+        &format!(
+            "[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n[runner]\nmax_batch = 20\n"
         ),
-    )
-    .unwrap();
-    let on = |data: &Path| {
-        let mut c = courier(data);
-        c.arg("--config").arg(&config);
-        c
-    };
+    );
+    let on = |data: &Path| configured(data, &config);
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
     ok(on(&a_dir).args(["topics", "apply"]).output().unwrap());
     ok(on(&a_dir).arg("migrate").output().unwrap());
@@ -754,21 +750,17 @@ fn on_kafka_and_cassandra_a_second_produce_changes_nothing_and_rebuilds_give_ide
     assert!(want.contains("\"unread_count\":"), "{want}");
 
     let namespace = unique_namespace("rb");
-    let config = dir.path().join("distributed.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n\
-             [views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n[runner]\nmax_batch = 50\n"
+    let config = kafka_config(
+        dir.path(),
+        "distributed",
+        &namespace,
+        &brokers,
+        &format!(
+            "[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n[runner]\nmax_batch = 50\n"
         ),
-    )
-    .unwrap();
+    );
     let data = dir.path().join("d");
-    let on = || {
-        let mut c = courier(&data);
-        c.arg("--config").arg(&config);
-        c
-    };
+    let on = || configured(&data, &config);
     let run = |prefix: &str, args: &[&str]| {
         let out = on().args(args).output().unwrap();
         assert!(

@@ -49,6 +49,17 @@ impl HandlerError {
     }
 }
 
+/// The first offset still in `tp`: where a handler whose view has no checkpoint
+/// for a partition (a new or lost store, a rebuild) starts it, whatever its group
+/// committed.
+pub async fn start_of(log: &dyn EventLog, tp: &TopicPartition) -> Result<u64, HandlerError> {
+    let (low, _) = log
+        .watermarks(&tp.topic, tp.partition)
+        .await
+        .map_err(|e| HandlerError::retryable(format!("reading the start of {tp}: {e}")))?;
+    Ok(low)
+}
+
 /// What a processor plugs into the runner. `handle` returns once the batch's effects
 /// are durable in the sink.
 #[async_trait]

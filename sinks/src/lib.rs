@@ -8,4 +8,5 @@ pub mod inbox;
 pub mod notify;
 pub mod presence;
 pub mod push;
+mod rocks;
 pub mod search;

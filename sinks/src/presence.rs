@@ -5,7 +5,9 @@ use std::path::Path;
 
 use courier_processors::presence::{PresenceRow, PresenceStore, Status};
 use courier_processors::store::StoreError;
-use rocksdb::{DB, Options, WriteBatch};
+use rocksdb::{DB, WriteBatch};
+
+use crate::rocks;
 
 const STORE: &str = "presence/rocksdb";
 
@@ -20,41 +22,18 @@ fn row_key(user: &str) -> Vec<u8> {
     k
 }
 
-fn checkpoint_key(partition: u32) -> Vec<u8> {
-    let mut k = b"cp/".to_vec();
-    k.extend_from_slice(&partition.to_be_bytes());
-    k
-}
-
 impl RocksPresenceStore {
     /// Opens (creating) the table in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let mut o = Options::default();
-        o.create_if_missing(true);
-        let db = DB::open(&o, dir)
-            .map_err(|e| StoreError::fatal(STORE, format!("opening {}: {e}", dir.display())))?;
-        Ok(RocksPresenceStore { db })
+        Ok(RocksPresenceStore {
+            db: rocks::open(dir, STORE)?,
+        })
     }
 }
 
 impl PresenceStore for RocksPresenceStore {
     fn checkpoint(&self, partition: u32) -> Result<Option<u64>, StoreError> {
-        let v = self
-            .db
-            .get(checkpoint_key(partition))
-            .map_err(|e| StoreError::retryable(STORE, e))?;
-        v.map(|v| {
-            v.as_slice()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .map_err(|_| {
-                    StoreError::fatal(
-                        STORE,
-                        format!("checkpoint of partition {partition} is corrupt"),
-                    )
-                })
-        })
-        .transpose()
+        rocks::checkpoint(&self.db, STORE, partition)
     }
 
     fn write(
@@ -74,7 +53,7 @@ impl PresenceStore for RocksPresenceStore {
         }
         // Checkpoints go in the same batch: rows and position land together or not at all.
         for (p, next) in checkpoints {
-            batch.put(checkpoint_key(*p), next.to_be_bytes());
+            batch.put(rocks::checkpoint_key(*p), next.to_be_bytes());
         }
         self.db
             .write(batch)

@@ -40,6 +40,27 @@ pub fn unique_namespace(prefix: &str) -> String {
     format!("{prefix}_{}_{nanos}", std::process::id())
 }
 
+/// `courier` pointed at `data` with the config file `config`.
+pub fn configured(data: &Path, config: &Path) -> Command {
+    let mut c = courier(data);
+    c.arg("--config").arg(config);
+    c
+}
+
+/// Writes `DIR/NAME.toml`: the Kafka log at `brokers` in the namespace
+/// `namespace`, then `more` (other sections, e.g. `[runner]`), and returns its path.
+pub fn kafka_config(dir: &Path, name: &str, namespace: &str, brokers: &str, more: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n{more}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// A child process killed and reaped on drop, so a failed assertion leaves no
 /// `courier` behind.
 pub struct KillOnDrop(pub std::process::Child);

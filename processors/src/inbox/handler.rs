@@ -201,16 +201,7 @@ impl<S: InboxStore> Handler for InboxProcessor<S> {
         for tp in tps {
             let next = match self.store.checkpoint(tp.partition).await? {
                 Some(next) => next,
-                None => {
-                    let (low, _) =
-                        self.log
-                            .watermarks(&tp.topic, tp.partition)
-                            .await
-                            .map_err(|e| {
-                                HandlerError::retryable(format!("reading the start of {tp}: {e}"))
-                            })?;
-                    low
-                }
+                None => courier_pipeline::runner::start_of(&*self.log, tp).await?,
             };
             self.checkpoints.insert(tp.partition, next);
             self.states.entry(tp.partition).or_default();

@@ -168,13 +168,7 @@ impl<S: NotifyStore, P: PresenceStore> Handler for NotifyProcessor<S, P> {
                     // No state here: rebuild it from the start of the log. Whatever
                     // the group already processed is replayed silently, so a lost or
                     // new store never sends old pushes again ("rebuilds never send").
-                    let (low, _) =
-                        self.log
-                            .watermarks(&tp.topic, tp.partition)
-                            .await
-                            .map_err(|e| {
-                                HandlerError::retryable(format!("reading the start of {tp}: {e}"))
-                            })?;
+                    let low = courier_pipeline::runner::start_of(&*self.log, tp).await?;
                     if committed.is_none() {
                         committed =
                             Some(self.log.committed(&self.group, &tp.topic).await.map_err(

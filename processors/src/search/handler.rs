@@ -152,16 +152,7 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
         for tp in tps {
             let next = match self.index.open_shard(tp.partition).await? {
                 Some(next) => next,
-                None => {
-                    let (low, _) =
-                        self.log
-                            .watermarks(&tp.topic, tp.partition)
-                            .await
-                            .map_err(|e| {
-                                HandlerError::retryable(format!("reading the start of {tp}: {e}"))
-                            })?;
-                    low
-                }
+                None => courier_pipeline::runner::start_of(&*self.log, tp).await?,
             };
             tracing::info!(processor = %self.name, partition = tp.partition, next, "search shard open");
             self.checkpoints.insert(tp.partition, next);
