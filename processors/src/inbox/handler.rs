@@ -51,6 +51,43 @@ pub struct InboxProcessor<S> {
     /// Per partition, the offset below which dead letters were already sent by
     /// the generation a rebuild replaces (empty for a live processor).
     dead_lettered: HashMap<u32, u64>,
+    /// Decodes records, remembering the header blocks it accepted.
+    decoder: replay::Decoder,
+}
+
+/// What a processor folding `courier.conversations.v1` (inbox, search, notify)
+/// does with one record of a batch.
+pub(crate) enum Triage {
+    /// Below the view's checkpoint: applied before a crash that came before the
+    /// group's commit.
+    Applied,
+    /// Cannot be applied (undecodable, or no conversation event), and why.
+    Rejected(String),
+    /// To fold into the state of this conversation.
+    Fold(Event, String),
+}
+
+/// Sorts one record: `checkpoint` is the view's next offset for its partition.
+/// `decoder` skips the schema-header check for header blocks it accepted before.
+pub(crate) fn triage(
+    r: &ConsumedRecord,
+    checkpoint: Option<u64>,
+    decoder: &mut replay::Decoder,
+) -> Triage {
+    if checkpoint.is_some_and(|cp| r.offset < cp) {
+        return Triage::Applied;
+    }
+    let event = match decoder.decode(r) {
+        Ok(e) => e,
+        Err(e) => return Triage::Rejected(e.to_string()),
+    };
+    match route(&event) {
+        Ok(c) => {
+            let c = c.to_owned();
+            Triage::Fold(event, c)
+        }
+        Err(reason) => Triage::Rejected(reason),
+    }
 }
 
 /// A conversation's state while a batch works on it.
@@ -72,6 +109,7 @@ impl<S: InboxStore> InboxProcessor<S> {
             max_cached: DEFAULT_MAX_CACHED_STATES,
             batch_seq: 0,
             dead_lettered: HashMap::new(),
+            decoder: replay::Decoder::default(),
         }
     }
 
@@ -228,28 +266,14 @@ impl<S: InboxStore> Handler for InboxProcessor<S> {
         let mut todo: Vec<(&ConsumedRecord, Event, String)> = Vec::new();
         for r in batch {
             next.insert(r.partition, r.offset + 1);
-            // Below the checkpoint: applied before a crash, after which the group's
-            // commit had not caught up with the store.
-            if self
-                .checkpoints
-                .get(&r.partition)
-                .is_some_and(|cp| r.offset < *cp)
-            {
-                continue;
-            }
-            let event = match replay::decode(r) {
-                Ok(e) => e,
-                Err(e) => {
-                    rejected.push((r, e.to_string()));
-                    continue;
-                }
-            };
-            match route(&event) {
-                Ok(c) => {
-                    let c = c.to_owned();
-                    todo.push((r, event, c));
-                }
-                Err(reason) => rejected.push((r, reason)),
+            match triage(
+                r,
+                self.checkpoints.get(&r.partition).copied(),
+                &mut self.decoder,
+            ) {
+                Triage::Applied => {}
+                Triage::Rejected(reason) => rejected.push((r, reason)),
+                Triage::Fold(event, c) => todo.push((r, event, c)),
             }
         }
 

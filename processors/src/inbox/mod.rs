@@ -74,5 +74,6 @@ pub use effects::{
 };
 pub use fold::{apply, route};
 pub use handler::InboxProcessor;
+pub(crate) use handler::{Triage, triage};
 pub use state::{ConversationState, Kind, STATE_FORMAT};
 pub use view::{MessageView, NotAMember, ViewModel};

@@ -23,7 +23,7 @@ use courier_pipeline::{ConsumedRecord, EventLog, TopicPartition, producer, repla
 use courier_schemas::Event;
 
 use super::{NotifyStore, jobs_for};
-use crate::inbox::{ConversationState, Position, STATE_FORMAT, Verdict, apply, route};
+use crate::inbox::{ConversationState, Position, STATE_FORMAT, Triage, Verdict, apply, triage};
 use crate::presence::{PresenceRow, PresenceStore, Status, fold};
 use crate::store::StoreError;
 
@@ -46,6 +46,8 @@ pub struct NotifyProcessor<S, P> {
     states: HashMap<u32, HashMap<String, ConversationState>>,
     /// Next offset of each presence partition the table holds.
     presence_next: Option<Vec<u64>>,
+    /// Decodes records, remembering the header blocks it accepted.
+    decoder: replay::Decoder,
 }
 
 impl<S: NotifyStore, P: PresenceStore> NotifyProcessor<S, P> {
@@ -61,6 +63,7 @@ impl<S: NotifyStore, P: PresenceStore> NotifyProcessor<S, P> {
             silent_below: HashMap::new(),
             states: HashMap::new(),
             presence_next: None,
+            decoder: replay::Decoder::default(),
         }
     }
 
@@ -213,21 +216,16 @@ impl<S: NotifyStore, P: PresenceStore> Handler for NotifyProcessor<S, P> {
         let mut todo: Vec<(&ConsumedRecord, Event, String)> = Vec::new();
         for r in batch {
             next.insert(r.partition, r.offset + 1);
-            if self
-                .checkpoints
-                .get(&r.partition)
-                .is_some_and(|cp| r.offset < *cp)
-            {
-                continue;
-            }
             // The inbox processor dead-letters what cannot be applied (under the
             // same dead-letter id); the notifier only makes no job of it.
-            match replay::decode(r).map_err(|e| e.to_string()).and_then(|e| {
-                let c = route(&e)?.to_owned();
-                Ok((e, c))
-            }) {
-                Ok((e, c)) => todo.push((r, e, c)),
-                Err(reason) => tracing::warn!(
+            match triage(
+                r,
+                self.checkpoints.get(&r.partition).copied(),
+                &mut self.decoder,
+            ) {
+                Triage::Applied => {}
+                Triage::Fold(e, c) => todo.push((r, e, c)),
+                Triage::Rejected(reason) => tracing::warn!(
                     processor = "notify",
                     partition = r.partition,
                     offset = r.offset,

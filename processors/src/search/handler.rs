@@ -20,7 +20,7 @@ use courier_schemas::Event;
 
 use super::index::{SearchBatch, SearchIndex, ShardWrite};
 use super::ops::{IndexOp, index_ops};
-use crate::inbox::{ConversationState, Position, STATE_FORMAT, apply, route};
+use crate::inbox::{ConversationState, Position, STATE_FORMAT, Triage, apply, triage};
 use crate::store::StoreError;
 
 /// The default processor name: metrics label and dead-letter attribution.
@@ -40,6 +40,8 @@ pub struct SearchProcessor<S> {
     /// Per partition, the offset below which the generation a rebuild replaces
     /// already sent the dead letters (empty for a live processor).
     dead_lettered: HashMap<u32, u64>,
+    /// Decodes records, remembering the header blocks it accepted.
+    decoder: replay::Decoder,
 }
 
 impl<S: SearchIndex> SearchProcessor<S> {
@@ -52,6 +54,7 @@ impl<S: SearchIndex> SearchProcessor<S> {
             checkpoints: HashMap::new(),
             states: HashMap::new(),
             dead_lettered: HashMap::new(),
+            decoder: replay::Decoder::default(),
         }
     }
 
@@ -189,26 +192,14 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
             next.insert(r.partition, (r.offset + 1, newest.max(r.timestamp_ms)));
             // Below the shard's commit: applied before a crash that came before
             // the group's commit.
-            if self
-                .checkpoints
-                .get(&r.partition)
-                .is_some_and(|cp| r.offset < *cp)
-            {
-                continue;
-            }
-            let event = match replay::decode(r) {
-                Ok(e) => e,
-                Err(e) => {
-                    rejected.push((r, e.to_string()));
-                    continue;
-                }
-            };
-            match route(&event) {
-                Ok(c) => {
-                    let c = c.to_owned();
-                    todo.push((r, event, c));
-                }
-                Err(reason) => rejected.push((r, reason)),
+            match triage(
+                r,
+                self.checkpoints.get(&r.partition).copied(),
+                &mut self.decoder,
+            ) {
+                Triage::Applied => {}
+                Triage::Rejected(reason) => rejected.push((r, reason)),
+                Triage::Fold(event, c) => todo.push((r, event, c)),
             }
         }
 
