@@ -400,8 +400,10 @@ fn provider() -> Provider {
                 match (scene, n) {
                     (2, 1) => (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), "busy"),
                     (3, 1) => {
-                        tokio::time::sleep(Duration::from_secs(3)).await;
-                        (StatusCode::GATEWAY_TIMEOUT, HeaderMap::new(), "too late")
+                        // Never answers: only the client's timeout ends this
+                        // attempt (its dropped connection cancels this handler).
+                        std::future::pending::<()>().await;
+                        unreachable!("a pending future never completes")
                     }
                     (4, 1) => {
                         let mut h = HeaderMap::new();
