@@ -142,7 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd::up::run(&config, &flags, log, args).await
         }
         Command::Token(args) => cmd::token::run(&config, args),
-        Command::Bench(args) => cmd::bench::run(&config, args).await,
+        Command::Bench(args) => cmd::bench::run(&config, cli.config.as_deref(), args).await,
     }
 }
 

@@ -681,3 +681,94 @@ fn bench_on_kafka_and_cassandra() {
     assert_eq!(v["backend"]["views"], "cassandra");
     check_bench(&v, 1000);
 }
+
+#[test]
+fn bench_rejects_instances_it_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (args, says) in [
+        (
+            &["bench", "--messages", "10", "--kill-at", "1"][..],
+            "--kill-at kills one instance of each processor and needs --instances 2",
+        ),
+        (
+            &["bench", "--messages", "10", "--instances", "0"][..],
+            "--instances must be at least 1",
+        ),
+        (
+            &["bench", "--messages", "10", "--instances", "2"][..],
+            "needs the Kafka log",
+        ),
+    ] {
+        let out = courier(&data).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} fails");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&data)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing was left: {left:?}");
+}
+
+/// Two processes per processor in one group each, and one of each SIGKILLed
+/// mid-run: the survivors take over after the session timeout and every view
+/// still shows every message exactly once.
+#[test]
+fn bench_with_two_instances_of_each_processor_survives_killing_one() {
+    let (Some(brokers), Some(cassandra)) =
+        (kafka(), courier_pipeline::testing::CASSANDRA.reachable())
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = kafka_config(
+        dir.path(),
+        "instances",
+        &format!("ci{}", std::process::id()),
+        &brokers,
+        &format!(
+            "[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n"
+        ),
+    );
+    let out = ok(configured(&data, &config)
+        .args([
+            "bench",
+            "--messages",
+            "1500",
+            "--users",
+            "200",
+            "--rate",
+            "500",
+            "--instances",
+            "2",
+            "--kill-at",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap());
+    let v = json(&out);
+    assert_eq!(v["processors_as"], "processes", "{v:#}");
+    assert_eq!(v["instances"], 2);
+    assert_eq!(
+        v["killed"]["instances"],
+        serde_json::json!(["inbox-2", "presence-2", "search-2", "notify-2"]),
+        "{v:#}"
+    );
+    check_bench(&v, 1500);
+    // Per-second p99s are there for the seconds a view showed messages.
+    let timeline = v["timeline"].as_array().unwrap();
+    assert!(
+        timeline.iter().any(|t| t["inbox_p99_ms"].is_f64()),
+        "{timeline:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&data)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "the run's directories were removed: {left:?}"
+    );
+}

@@ -17,6 +17,7 @@
 //!   commit interval), which dominates this latency; the commit is sampled
 //!   every [`SAMPLE`], so it is exact to within that.
 
+mod fleet;
 mod load;
 
 use std::collections::{HashMap, VecDeque};
@@ -42,6 +43,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::run::{Processor, ProcessorThread, run_processor};
+use fleet::Fleet;
 use load::{Shape, Workload};
 
 /// The processors of `courier up` that the load exercises (push delivery needs
@@ -99,6 +101,18 @@ pub struct Args {
     /// on a thread of its own as `courier up` runs them (to compare the two).
     #[arg(long)]
     tasks: bool,
+    /// Run N instances of each processor as child processes (`courier run P`),
+    /// members of one consumer group per processor, each with a data directory
+    /// of its own, as a deployment scales out (Kafka log only). Visibility is then
+    /// sampled every 20 ms from the groups' committed offsets and the search
+    /// shards' commits instead of observed at each commit.
+    #[arg(long, value_name = "N", conflicts_with_all = ["produce_only", "tasks"])]
+    instances: Option<usize>,
+    /// With --instances 2 or more: SIGKILL the last instance of every processor
+    /// this many seconds into the load. The group hands its partitions to the
+    /// others once its session times out (10 s).
+    #[arg(long, value_name = "SECS")]
+    kill_at: Option<f64>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -174,28 +188,47 @@ impl Recorder {
     }
 }
 
-/// Messages published but not yet in a committed search shard, and the latency
-/// of those that are.
+/// Messages published but not yet visible in one view, and the latency of those
+/// that are: visibility is learnt from a position per partition (a shard's
+/// commit, a group's committed offset) sampled every [`SAMPLE`].
 #[derive(Default)]
-struct Searchable {
+struct Pending {
     /// Per partition of courier.conversations.v1: (offset, at_ms) in offset order.
     pending: Mutex<HashMap<u32, VecDeque<(u64, i64)>>>,
+    /// Per partition, the furthest position seen: a message registered after
+    /// its position was passed (the sample came between publish and
+    /// registration) is visible already.
+    passed: Mutex<HashMap<u32, u64>>,
     latencies_us: Mutex<Vec<u64>>,
     visible: AtomicU64,
 }
 
-impl Searchable {
+impl Pending {
     fn sent(&self, partition: u32, offset: u64, at_ms: i64) {
+        if lock(&self.passed)
+            .get(&partition)
+            .is_some_and(|&n| offset < n)
+        {
+            self.found(vec![(now_us() - at_ms * 1000).max(0) as u64]);
+            return;
+        }
         lock(&self.pending)
             .entry(partition)
             .or_default()
             .push_back((offset, at_ms));
     }
 
-    /// Everything below each shard's committed next offset is searchable now.
+    /// Everything below each partition's next offset is visible now.
     fn committed(&self, next: &HashMap<u32, u64>) {
         let now = now_us();
         let mut found = Vec::new();
+        {
+            let mut passed = lock(&self.passed);
+            for (&p, &n) in next {
+                let e = passed.entry(p).or_insert(n);
+                *e = (*e).max(n);
+            }
+        }
         for (p, queue) in lock(&self.pending).iter_mut() {
             let Some(&next) = next.get(p) else { continue };
             while queue.front().is_some_and(|&(o, _)| o < next) {
@@ -204,9 +237,37 @@ impl Searchable {
                 }
             }
         }
+        self.found(found);
+    }
+
+    fn found(&self, latencies_us: Vec<u64>) {
         self.visible
-            .fetch_add(found.len() as u64, Ordering::Relaxed);
-        lock(&self.latencies_us).extend(found);
+            .fetch_add(latencies_us.len() as u64, Ordering::Relaxed);
+        lock(&self.latencies_us).extend(latencies_us);
+    }
+}
+
+/// Records each group committed, sampled (processors in child processes).
+#[derive(Default)]
+struct Groups {
+    /// Per processor: records committed on its input, and when that last grew.
+    committed: Mutex<HashMap<&'static str, (u64, Option<Instant>)>>,
+}
+
+impl Groups {
+    fn set(&self, p: Processor, records: u64) {
+        let mut c = lock(&self.committed);
+        let e = c.entry(p.name()).or_insert((0, None));
+        if records > e.0 {
+            *e = (records, Some(Instant::now()));
+        }
+    }
+
+    fn get(&self, p: Processor) -> (u64, Option<Instant>) {
+        lock(&self.committed)
+            .get(p.name())
+            .copied()
+            .unwrap_or((0, None))
     }
 }
 
@@ -267,14 +328,14 @@ struct Plan {
     duration: Option<Duration>,
 }
 
-/// Sends messages per `plan`, registering each message_sent's position for the
-/// search view.
+/// Sends messages per `plan`, registering each message_sent's position with
+/// the views measured by position.
 async fn send(
     log: Arc<dyn EventLog>,
     mut workload: Workload,
     plan: Plan,
     sent: Arc<Sent>,
-    searchable: Arc<Searchable>,
+    seen: Option<Arc<Seen>>,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
     let start_ms = now_us() / 1000;
@@ -318,7 +379,9 @@ async fn send(
             match e.kind() {
                 Some(EventKind::MessageSent) => {
                     n_sent += 1;
-                    searchable.sent(p.at.partition, p.at.offset, e.at_ms);
+                    if let Some(seen) = &seen {
+                        seen.sent(p.at.partition, p.at.offset, e.at_ms);
+                    }
                 }
                 Some(EventKind::Presence) => presence += 1,
                 _ => {}
@@ -495,9 +558,25 @@ async fn check_processors(
     Ok(())
 }
 
-pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    config: &Config,
+    config_path: Option<&Path>,
+    args: Args,
+) -> anyhow::Result<ExitCode> {
     if args.users < 2 {
         anyhow::bail!("--users must be at least 2 (a direct conversation has two members)");
+    }
+    if args.instances == Some(0) {
+        anyhow::bail!("--instances must be at least 1");
+    }
+    if args.kill_at.is_some() && args.instances.unwrap_or(1) < 2 {
+        anyhow::bail!(
+            "--kill-at kills one instance of each processor and needs --instances 2 or more \
+             (the survivors take over its partitions)"
+        );
+    }
+    if args.kill_at.is_some_and(|s| !(s >= 0.0 && s.is_finite())) {
+        anyhow::bail!("--kill-at must be a number of seconds into the load");
     }
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         anyhow::bail!("--rate must be a positive number of messages per second");
@@ -511,7 +590,9 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     };
     let ns = Namespace::create(config.clone()).await?;
     let span = tracing::info_span!("bench", namespace = %ns.config.namespace);
-    let outcome = bench(&ns.config, &args, plan).instrument(span).await;
+    let outcome = bench(&ns.config, config_path, &args, plan)
+        .instrument(span)
+        .await;
     if args.keep {
         eprintln!(
             "kept namespace {} (run courier with COURIER_NAMESPACE={} to read its views)",
@@ -532,10 +613,138 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value> {
+/// Where a run's processors are, and so how their progress is seen.
+enum Procs {
+    /// None (`--produce-only`).
+    None,
+    /// In this process: every commit is observed as it happens.
+    Here(Vec<(Processor, Running)>),
+    /// Child processes (`--instances`): positions are sampled.
+    Children(Fleet),
+}
+
+impl Procs {
+    /// Fails when the run was interrupted or a processor stopped on its own.
+    async fn check(&mut self, stop: &shutdown::Shutdown) -> anyhow::Result<()> {
+        match self {
+            Procs::Here(handles) => check_processors(handles, stop).await,
+            _ if stop.is_triggered() => anyhow::bail!("interrupted"),
+            Procs::None => Ok(()),
+            Procs::Children(fleet) => fleet.check(),
+        }
+    }
+
+    /// Stops and waits for every processor (the first error wins).
+    async fn stop(self) -> anyhow::Result<()> {
+        match self {
+            Procs::None => Ok(()),
+            Procs::Here(handles) => {
+                let mut stopped = Ok(());
+                for (p, h) in handles {
+                    let r = h.finish().await;
+                    if stopped.is_ok() {
+                        stopped = r.with_context(|| format!("processor {}", p.name()));
+                    }
+                }
+                stopped
+            }
+            Procs::Children(fleet) => {
+                fleet.stop().await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The views a run measures and what each has made visible so far.
+const VIEWS: [&str; 3] = ["inbox", "search", "push"];
+
+/// What the processors have done, however it is seen.
+struct Seen {
+    /// Processors here: their commits.
+    recorder: Arc<Recorder>,
+    /// Processors in children: their groups' committed offsets.
+    children: bool,
+    groups: Groups,
+    inbox: Pending,
+    search: Pending,
+    push: Pending,
+}
+
+impl Seen {
+    /// Records a processor has committed.
+    fn records(&self, p: Processor) -> u64 {
+        if self.children {
+            self.groups.get(p).0
+        } else {
+            self.recorder.records(p)
+        }
+    }
+
+    fn pending(&self, view: &str) -> &Pending {
+        match view {
+            "inbox" => &self.inbox,
+            "push" => &self.push,
+            _ => &self.search,
+        }
+    }
+
+    /// The processor whose commits make a view visible, when it runs here.
+    fn observed(&self, view: &str) -> Option<Processor> {
+        match view {
+            _ if self.children => None,
+            "inbox" => Some(Processor::Inbox),
+            "push" => Some(Processor::Notify),
+            _ => None,
+        }
+    }
+
+    /// Messages visible in a view.
+    fn visible(&self, view: &str) -> u64 {
+        match self.observed(view) {
+            Some(p) => self.recorder.messages(p),
+            None => self.pending(view).visible.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Latencies (µs) of the messages a view showed, from the `from`th on.
+    fn latencies_from(&self, view: &str, from: usize) -> Vec<u64> {
+        let slice = |v: &[u64]| v.get(from..).unwrap_or(&[]).to_vec();
+        match self.observed(view) {
+            Some(p) => lock(&self.recorder.tallies)
+                .get(p.name())
+                .map_or(Vec::new(), |t| slice(&t.latencies_us)),
+            None => slice(&lock(&self.pending(view).latencies_us)),
+        }
+    }
+
+    /// Registers a sent message with the views measured by position.
+    fn sent(&self, partition: u32, offset: u64, at_ms: i64) {
+        self.search.sent(partition, offset, at_ms);
+        if self.children {
+            self.inbox.sent(partition, offset, at_ms);
+            self.push.sent(partition, offset, at_ms);
+        }
+    }
+}
+
+async fn bench(
+    config: &Config,
+    config_path: Option<&Path>,
+    args: &Args,
+    plan: Plan,
+) -> anyhow::Result<Value> {
     let log = config.open_log().context("opening the run's log")?;
-    let recorder = Arc::new(Recorder::default());
-    if !observe_commits(recorder.clone()) {
+    let children = args.instances.is_some();
+    let seen = Arc::new(Seen {
+        recorder: Arc::new(Recorder::default()),
+        children,
+        groups: Groups::default(),
+        inbox: Pending::default(),
+        search: Pending::default(),
+        push: Pending::default(),
+    });
+    if !children && !observe_commits(seen.recorder.clone()) {
         anyhow::bail!("a commit observer is already installed in this process");
     }
     let conversations = args.conversations.unwrap_or(args.users).max(1);
@@ -550,22 +759,93 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
     let (trigger, stop) = shutdown::channel();
     super::run::on_signals(trigger.clone());
     let config = Arc::new(config.clone());
-    let mut handles = Vec::new();
-    if !args.produce_only {
+    // Inside the run's local root (see `Namespace::local_root`): removed with it.
+    let instances_root = config.data_dir.join(&config.namespace).join("instances");
+    let mut procs = match args.instances {
+        _ if args.produce_only => Procs::None,
+        Some(n) => Procs::Children(Fleet::spawn(
+            &config,
+            config_path,
+            &PROCESSORS,
+            n,
+            &instances_root,
+        )?),
+        None => {
+            let mut handles = Vec::new();
+            for p in PROCESSORS {
+                let (config, log, stop) = (config.clone(), log.clone(), stop.clone());
+                handles.push((p, Running::start(p, config, log, stop, args.tasks)?));
+            }
+            Procs::Here(handles)
+        }
+    };
+    // The groups whose committed offsets children are seen by.
+    let mut groups = Vec::new();
+    if children {
         for p in PROCESSORS {
-            let (config, log, stop) = (config.clone(), log.clone(), stop.clone());
-            handles.push((p, Running::start(p, config, log, stop, args.tasks)?));
+            let topic = p.topics().into_iter().next().unwrap_or_default();
+            groups.push((p, p.live_group(&config).await?, topic));
         }
     }
+    let search_root = Generations::new(config.view_dir("search"))
+        .dir(Generations::new(config.view_dir("search")).current()?);
+    let search_roots = Arc::new(Mutex::new(vec![search_root]));
     // Whatever happens in the run, the processors stop and are waited for before
     // the namespace is removed under them.
     let mut producer_abort = None;
+    let mut sampler = None;
     let driven = async {
         let mut progress = Progress {
             tty: std::io::stderr().is_terminal(),
             started: Instant::now(),
             last: Instant::now(),
         };
+        let partitions = log.partitions(courier_topics::CONVERSATIONS)?;
+        if !args.produce_only {
+            let (seen, log, mut stop, roots) =
+                (seen.clone(), log.clone(), stop.clone(), search_roots.clone());
+            let groups = groups.clone();
+            sampler = Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SAMPLE);
+                loop {
+                    tokio::select! {
+                        _ = stop.wait() => break,
+                        _ = tick.tick() => {}
+                    }
+                    let (roots, s) = (lock(&roots).clone(), seen.clone());
+                    // File reads: off the async workers. The furthest commit of a
+                    // partition among the live instances is what a query finds.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let mut next = HashMap::new();
+                        for root in roots {
+                            for (p, n) in shard_commits(&root, partitions) {
+                                let e = next.entry(p).or_insert(n);
+                                *e = (*e).max(n);
+                            }
+                        }
+                        s.search.committed(&next);
+                    })
+                    .await;
+                    for (p, group, topic) in &groups {
+                        // A failed read is retried at the next sample.
+                        let Ok(offsets) = log.committed(group, topic).await else {
+                            continue;
+                        };
+                        let next: HashMap<u32, u64> = offsets
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, o)| o.map(|o| (i as u32, o)))
+                            .collect();
+                        seen.groups.set(*p, next.values().sum());
+                        match p {
+                            Processor::Inbox => seen.inbox.committed(&next),
+                            Processor::Notify => seen.push.committed(&next),
+                            _ => {}
+                        }
+                    }
+                }
+            }));
+        }
 
         // Set-up: every conversation and the presence of who is online, applied by
         // every processor before the measured load (also their start-up).
@@ -580,9 +860,9 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
                 .await
                 .context("publishing the set-up")?;
         }
-        let ready = |r: &Recorder| {
+        let ready = |s: &Seen| {
             PROCESSORS.iter().all(|&p| {
-                r.records(p)
+                s.records(p)
                     >= if matches!(p, Processor::Presence) {
                         setup_presence
                     } else {
@@ -590,34 +870,40 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
                     }
             })
         };
+        let balanced = |procs: &Procs| match procs {
+            Procs::Children(fleet) => fleet.all_assigned(),
+            _ => true,
+        };
         if !args.produce_only {
             let deadline = Instant::now() + Duration::from_secs(args.drain_timeout);
-            while !ready(&recorder) {
-                check_processors(&mut handles, &stop).await?;
+            while !(ready(&seen) && balanced(&procs)) {
+                procs.check(&stop).await?;
                 if Instant::now() > deadline {
-                    anyhow::bail!("the processors did not apply the set-up within --drain-timeout");
+                    anyhow::bail!(
+                        "the processors did not apply the set-up{} within --drain-timeout",
+                        if balanced(&procs) { "" } else { " (or some instance holds no partition)" }
+                    );
                 }
                 if progress.due() {
                     progress.show(&format!(
                         "set-up: {setup_conversations} conversations, {setup_presence} online; applied inbox {} search {} notify {}",
-                        recorder.records(Processor::Inbox),
-                        recorder.records(Processor::Search),
-                        recorder.records(Processor::Notify),
+                        seen.records(Processor::Inbox),
+                        seen.records(Processor::Search),
+                        seen.records(Processor::Notify),
                     ));
                 }
                 tokio::time::sleep(TICK).await;
             }
         }
+        if let Procs::Children(fleet) = &procs {
+            *lock(&search_roots) = fleet.search_roots();
+        }
         let setup_records: HashMap<&str, u64> = PROCESSORS
             .iter()
-            .map(|&p| (p.name(), recorder.records(p)))
+            .map(|&p| (p.name(), seen.records(p)))
             .collect();
 
         // The measured load.
-        let search_root = Generations::new(config.view_dir("search"))
-            .dir(Generations::new(config.view_dir("search")).current()?);
-        let partitions = log.partitions(courier_topics::CONVERSATIONS)?;
-        let searchable = Arc::new(Searchable::default());
         let sent = Arc::new(Sent::default());
         let load_started = Instant::now();
         let mut producer = tokio::spawn(send(
@@ -625,53 +911,48 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
             workload,
             plan,
             sent.clone(),
-            searchable.clone(),
+            (!args.produce_only).then(|| seen.clone()),
         ));
         producer_abort = Some(producer.abort_handle());
-        let sampler = (!args.produce_only).then(|| {
-            let (searchable, root, mut stop) = (searchable.clone(), search_root.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(SAMPLE);
-                loop {
-                    tokio::select! {
-                        _ = stop.wait() => break,
-                        _ = tick.tick() => {}
-                    }
-                    let (root, s) = (root.clone(), searchable.clone());
-                    // File reads: off the async workers.
-                    let _ = tokio::task::spawn_blocking(move || {
-                        s.committed(&shard_commits(&root, partitions));
-                    })
-                    .await;
-                }
-            })
-        });
 
         let mut timeline = Vec::new();
         let mut producing = true;
         let mut drain_deadline = None;
         let mut next_sample = Duration::from_secs(1);
+        let mut shown = [0usize; 3];
+        let mut killed = None;
         loop {
             if producing && producer.is_finished() {
                 producing = false;
                 (&mut producer).await.context("the producer task")??;
                 drain_deadline = Some(Instant::now() + Duration::from_secs(args.drain_timeout));
             }
-            check_processors(&mut handles, &stop).await?;
-            let n = sent.messages.load(Ordering::Relaxed);
-            let (inbox, push, search) = (
-                recorder.messages(Processor::Inbox),
-                recorder.messages(Processor::Notify),
-                searchable.visible.load(Ordering::Relaxed),
-            );
+            procs.check(&stop).await?;
             let t = load_started.elapsed();
+            if let (Procs::Children(fleet), Some(at), None) = (&mut procs, args.kill_at, &killed)
+                && t.as_secs_f64() >= at
+            {
+                let names = fleet.kill_last().await?;
+                *lock(&search_roots) = fleet.search_roots();
+                progress.show(&format!("killed {} (SIGKILL)", names.join(", ")));
+                killed = Some(json!({"at_s": t.as_secs_f64(), "instances": names}));
+            }
+            let n = sent.messages.load(Ordering::Relaxed);
+            let [inbox, search, push] = VIEWS.map(|v| seen.visible(v));
             if t >= next_sample {
-                timeline.push(json!({
+                let mut sample = json!({
                     "t_s": next_sample.as_secs(), "sent": n, "inbox": inbox, "search": search, "push": push,
-                }));
+                });
+                // p99 of the messages each view showed during this second.
+                for (i, view) in VIEWS.iter().enumerate() {
+                    let window = seen.latencies_from(view, shown[i]);
+                    shown[i] += window.len();
+                    sample[format!("{view}_p99_ms")] = percentiles(window)["p99_ms"].clone();
+                }
+                timeline.push(sample);
                 next_sample += Duration::from_secs(1);
             }
-            let presence_done = recorder.records(Processor::Presence)
+            let presence_done = seen.records(Processor::Presence)
                 >= setup_presence + sent.presence.load(Ordering::Relaxed);
             if !producing
                 && (args.produce_only || (inbox >= n && push >= n && search >= n && presence_done))
@@ -696,21 +977,15 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
             tokio::time::sleep(TICK).await;
         }
         progress.done();
-        Ok((load_started, load_started.elapsed(), setup_records, sent, searchable, timeline, sampler))
+        Ok((load_started, load_started.elapsed(), setup_records, sent, timeline, killed))
     }
     .await;
     trigger.trigger();
     if let Some(producer) = producer_abort {
         producer.abort();
     }
-    let mut stopped = Ok(());
-    for (p, h) in handles {
-        let r = h.finish().await;
-        if stopped.is_ok() {
-            stopped = r.with_context(|| format!("processor {}", p.name()));
-        }
-    }
-    let (load_started, total, setup_records, sent, searchable, timeline, sampler) = driven?;
+    let stopped = procs.stop().await;
+    let (load_started, total, setup_records, sent, timeline, killed) = driven?;
     stopped?;
     if let Some(s) = sampler {
         let _ = s.await;
@@ -725,10 +1000,19 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
     let mut views = serde_json::Map::new();
     let mut processors = serde_json::Map::new();
     if !args.produce_only {
+        // Before the tallies are taken below.
+        for view in VIEWS {
+            views.insert(view.into(), percentiles(seen.latencies_from(view, 0)));
+        }
         for p in PROCESSORS {
-            let t = recorder.take(p);
-            let records = t.records - setup_records.get(p.name()).copied().unwrap_or(0);
-            let busy = t.last.map_or(0.0, |l| {
+            let (records, last) = if children {
+                seen.groups.get(p)
+            } else {
+                let t = seen.recorder.take(p);
+                (t.records, t.last)
+            };
+            let records = records - setup_records.get(p.name()).copied().unwrap_or(0);
+            let busy = last.map_or(0.0, |l| {
                 l.saturating_duration_since(load_started).as_secs_f64()
             });
             processors.insert(
@@ -739,14 +1023,7 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
                     "records_per_s": if busy > 0.0 { records as f64 / busy } else { 0.0 },
                 }),
             );
-            match p {
-                Processor::Inbox => views.insert("inbox".into(), percentiles(t.latencies_us)),
-                Processor::Notify => views.insert("push".into(), percentiles(t.latencies_us)),
-                _ => None,
-            };
         }
-        let search = std::mem::take(&mut *lock(&searchable.latencies_us));
-        views.insert("search".into(), percentiles(search));
     }
     Ok(json!({
         "backend": {"log": log.backend(), "views": format!("{:?}", config.views.backend).to_lowercase()},
@@ -754,7 +1031,13 @@ async fn bench(config: &Config, args: &Args, plan: Plan) -> anyhow::Result<Value
         "population": population.to_json(),
         "offered_rate": args.rate,
         "produce_only": args.produce_only,
-        "processors_as": if args.tasks { "tasks" } else { "threads" },
+        "processors_as": match (args.instances, args.tasks) {
+            (Some(_), _) => "processes",
+            (None, true) => "tasks",
+            (None, false) => "threads",
+        },
+        "instances": args.instances.unwrap_or(1),
+        "killed": killed,
         "messages": messages,
         "events": events,
         "send_s": send_s,
@@ -809,6 +1092,29 @@ fn print_human(s: &Value) {
         println!("  produce only: no processor ran");
         return;
     }
+    match s["processors_as"].as_str() {
+        Some("processes") => println!(
+            "  processors: {} processes each, one consumer group per processor (visibility sampled every {} ms)",
+            s["instances"],
+            SAMPLE.as_millis()
+        ),
+        Some(how) => println!("  processors: in this process, as {how}"),
+        None => {}
+    }
+    if let Some(k) = s["killed"].as_object() {
+        println!(
+            "  killed (SIGKILL) at {:.1} s: {}",
+            f(&k["at_s"]),
+            k["instances"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        );
+    }
     println!("  end-to-end latency, at_ms → visible (ms):");
     println!(
         "    {:<28} {:>8} {:>8} {:>8} {:>8} {:>9}",
@@ -855,6 +1161,20 @@ fn print_human(s: &Value) {
                 .unwrap_or(0)
         })
     };
+    // And the worst second's p99 (a kill shows up here).
+    let worst = |view: &str| {
+        s["timeline"].as_array().map_or(0.0, |t| {
+            t.iter()
+                .filter_map(|x| x[format!("{view}_p99_ms")].as_f64())
+                .fold(0.0, f64::max)
+        })
+    };
+    println!(
+        "  worst 1 s p99 (ms): inbox {:.0}, search {:.0}, push {:.0}",
+        worst("inbox"),
+        worst("search"),
+        worst("push")
+    );
     println!(
         "  most messages behind at a 1 s sample: inbox {}, search {}, push {} (--json: timeline)",
         behind("inbox"),

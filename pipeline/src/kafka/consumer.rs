@@ -517,15 +517,19 @@ impl GroupConsumer for KafkaConsumer {
                 })?;
             }
             // While the group completes a rebalance the coordinator answers
-            // RebalanceInProgress; the partitions are still ours (they are only
-            // revoked inside `poll`), so the commit is retried until it settles.
+            // RebalanceInProgress, or IllegalGeneration when the commit carried
+            // the generation this member just left to rejoin (cooperative
+            // rebalancing rejoins after every revocation; librdkafka learns the
+            // new generation in the background). The partitions are still ours
+            // (they are only revoked inside `poll`), so the commit is retried
+            // until the group settles.
             let deadline = Instant::now() + OP_TIMEOUT;
             loop {
                 match c.commit(&tpl, CommitMode::Sync) {
                     Ok(()) => break,
-                    Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress))
-                        if Instant::now() < deadline =>
-                    {
+                    Err(KafkaError::ConsumerCommit(
+                        RDKafkaErrorCode::RebalanceInProgress | RDKafkaErrorCode::IllegalGeneration,
+                    )) if Instant::now() < deadline => {
                         tracing::debug!(group = %group, "commit during a rebalance; retrying");
                         std::thread::sleep(Duration::from_millis(100));
                     }
