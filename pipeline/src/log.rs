@@ -102,7 +102,7 @@ impl ConsumedRecord {
 pub(crate) fn encode_block<'a>(
     out: &mut Vec<u8>,
     count: usize,
-    pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
 ) {
     if count == 0 {
         return;
@@ -110,7 +110,7 @@ pub(crate) fn encode_block<'a>(
     put_varint(out, count as u64);
     for (name, v) in pairs {
         put_varint(out, name.len() as u64);
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(name);
         put_varint(out, v.len() as u64);
         out.extend_from_slice(v);
     }
@@ -132,14 +132,21 @@ impl RecordHeaders {
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
         let pairs: Vec<_> = pairs.into_iter().collect();
         let mut out = Vec::new();
-        encode_block(&mut out, pairs.len(), pairs);
+        encode_block(
+            &mut out,
+            pairs.len(),
+            pairs.into_iter().map(|(n, v)| (n.as_bytes(), v)),
+        );
         RecordHeaders {
             raw: Bytes::from(out),
         }
     }
 
     /// A block encoded by [`encode_block`] into a buffer the caller shares with
-    /// other fields (one allocation per record instead of one per field).
+    /// other fields (one allocation per record instead of one per field). Its
+    /// names are taken as the broker has them, unchecked: one that is not UTF-8
+    /// (a foreign producer's) never matches a lookup by name and `iter` skips
+    /// it, so nothing downstream sees it as text.
     pub(crate) fn from_encoded(raw: Bytes) -> Self {
         RecordHeaders { raw }
     }
@@ -190,7 +197,7 @@ impl RecordHeaders {
 
     /// The value of the first header with this name.
     pub fn first(&self, name: &str) -> Option<&[u8]> {
-        // Compares bytes: names were checked to be UTF-8 when the block was built.
+        // Compares bytes: a name that is not UTF-8 cannot equal `name`.
         self.iter_raw()
             .find(|(n, _)| *n == name.as_bytes())
             .map(|(_, v)| v)

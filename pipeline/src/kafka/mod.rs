@@ -32,7 +32,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -129,20 +129,40 @@ impl Names {
 
 /// The last Kafka topic a reader or consumer mapped to its logical name:
 /// consecutive records are nearly always of one topic, and hashing the name for
-/// every record was ~6% of a consumer's CPU (release profile).
+/// every record was ~6% of a consumer's CPU (release profile). Names come as
+/// bytes: only a new name is checked as UTF-8 (rust-rdkafka's `topic()` checks
+/// it for every message).
 #[derive(Default)]
-pub(crate) struct TopicMemo(Option<(Box<str>, Arc<str>)>);
+pub(crate) struct TopicMemo(Option<(Box<[u8]>, Arc<str>)>);
 
 impl TopicMemo {
-    fn logical(&mut self, names: &Names, kafka_topic: &str) -> Option<Arc<str>> {
+    fn logical(&mut self, names: &Names, kafka_topic: &[u8]) -> Option<Arc<str>> {
         if let Some((kafka, logical)) = &self.0
             && **kafka == *kafka_topic
         {
             return Some(logical.clone());
         }
-        let logical = names.logical_shared(kafka_topic)?;
+        let logical = names.logical_shared(std::str::from_utf8(kafka_topic).ok()?)?;
         self.0 = Some((kafka_topic.into(), logical.clone()));
         Some(logical)
+    }
+}
+
+/// The Kafka topic name of a fetched message, as bytes.
+fn topic_name<'a>(m: &'a BorrowedMessage<'_>) -> &'a [u8] {
+    use rdkafka::bindings as rd;
+    // SAFETY: a fetched message holds a reference on its topic handle, whose
+    // name is a NUL-terminated string that lives as long as the handle.
+    unsafe {
+        let rkt = (*m.ptr()).rkt;
+        if rkt.is_null() {
+            return &[];
+        }
+        let name = rd::rd_kafka_topic_name(rkt);
+        if name.is_null() {
+            return &[];
+        }
+        std::ffi::CStr::from_ptr(name).to_bytes()
     }
 }
 
@@ -285,7 +305,7 @@ pub(crate) fn to_record(
     topics: &mut TopicMemo,
     m: &BorrowedMessage<'_>,
 ) -> Option<ConsumedRecord> {
-    let topic = topics.logical(names, m.topic())?;
+    let topic = topics.logical(names, topic_name(m))?;
     // One copy of the message into one buffer that key, value and headers then
     // view: a consumed record costs one allocation, not one per field (the consume
     // path's largest cost after librdkafka itself).
@@ -293,13 +313,7 @@ pub(crate) fn to_record(
     let mut buf = Vec::with_capacity(key.len() + value.len() + 96);
     buf.extend_from_slice(key);
     buf.extend_from_slice(value);
-    if let Some(hs) = m.headers() {
-        crate::log::encode_block(
-            &mut buf,
-            hs.count(),
-            hs.iter().map(|h| (h.key, h.value.unwrap_or_default())),
-        );
-    }
+    encode_headers(&mut buf, m);
     let buf = Bytes::from(buf);
     let value_end = key.len() + value.len();
     Some(ConsumedRecord {
@@ -311,6 +325,80 @@ pub(crate) fn to_record(
         value: buf.slice(key.len()..value_end),
         headers: RecordHeaders::from_encoded(buf.slice(value_end..)),
     })
+}
+
+/// Appends the header block of a fetched message to `out`.
+///
+/// Through librdkafka's C API rather than rust-rdkafka's `Headers`, which
+/// checks every header name as UTF-8 on every read: with three headers a record
+/// that check was the consume path's largest cost of its own. Names are copied
+/// as bytes and compared as bytes later (see `RecordHeaders::from_encoded`).
+fn encode_headers(out: &mut Vec<u8>, m: &BorrowedMessage<'_>) {
+    use rdkafka::bindings as rd;
+    let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: `m` is a live message; librdkafka parses its headers once and
+    // keeps them owned by the message, so `hdrs` stays valid while `m` is
+    // borrowed here.
+    let n = unsafe {
+        if rd::rd_kafka_message_headers(m.ptr(), &mut hdrs)
+            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            || hdrs.is_null()
+        {
+            return;
+        }
+        rd::rd_kafka_header_cnt(hdrs)
+    };
+    let start = out.len();
+    let mut written = 0;
+    crate::log::encode_block(
+        out,
+        n,
+        (0..n)
+            // SAFETY: `hdrs` is `m`'s, and `m` outlives `out`'s use of it.
+            .map_while(|i| unsafe { header_at(hdrs, i) })
+            .inspect(|_| written += 1),
+    );
+    if written != n {
+        // librdkafka refused an index below its own count (never seen): encode
+        // what it gives, so the count always matches the pairs.
+        out.truncate(start);
+        // SAFETY: as above.
+        let pairs: Vec<_> = (0..n)
+            .filter_map(|i| unsafe { header_at(hdrs, i) })
+            .collect();
+        crate::log::encode_block(out, pairs.len(), pairs);
+    }
+}
+
+/// Header `i` of a message's parsed headers, as bytes.
+///
+/// # Safety
+/// `hdrs` comes from `rd_kafka_message_headers` of a message the caller
+/// borrows for at least `'a`.
+unsafe fn header_at<'a>(
+    hdrs: *const rdkafka::bindings::rd_kafka_headers_t,
+    i: usize,
+) -> Option<(&'a [u8], &'a [u8])> {
+    use rdkafka::bindings as rd;
+    use std::ffi::{CStr, c_char, c_void};
+    let (mut name, mut value, mut size): (*const c_char, *const c_void, usize) =
+        (std::ptr::null(), std::ptr::null(), 0);
+    // SAFETY: per the contract, name and value point into the header list of
+    // a message borrowed for 'a (a NUL-terminated name, `size` bytes of value).
+    unsafe {
+        if rd::rd_kafka_header_get_all(hdrs, i, &mut name, &mut value, &mut size)
+            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            || name.is_null()
+        {
+            return None;
+        }
+        let value: &[u8] = if value.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(value.cast::<u8>(), size)
+        };
+        Some((CStr::from_ptr(name).to_bytes(), value))
+    }
 }
 
 /// The Kafka log. Cheap to clone; clones share the clients.
