@@ -147,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    courier_pipeline::alloc::tune();
     let cli = Cli::parse();
     // Long-running commands say what they do; one-shot commands only warn.
     init_tracing(

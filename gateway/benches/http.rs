@@ -184,6 +184,7 @@ fn uuid_like() -> u128 {
 }
 
 fn main() {
+    courier_pipeline::alloc::tune();
     let full = std::env::args().any(|a| a == "--bench");
     let clients = arg("--clients", if full { 16 } else { 2 });
     let secs = arg("--secs", if full { 10 } else { 1 });

@@ -206,6 +206,7 @@ fn smoke() -> bool {
 }
 
 fn main() {
+    courier_pipeline::alloc::tune();
     let (n, rounds) = if smoke() {
         (5_000, 1)
     } else {

@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing here knows about a particular processor, view
 //! store, the command line or HTTP; processors plug in through [`runner::Handler`].
 
+pub mod alloc;
 pub mod config;
 pub mod conformance;
 pub mod dead_letter;

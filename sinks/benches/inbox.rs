@@ -180,6 +180,7 @@ fn rows(batches: &[InboxBatch]) -> usize {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    courier_pipeline::alloc::tune();
     let measuring = std::env::args().any(|a| a == "--bench");
     let groups = arg("--groups", if measuring { 1_000 } else { 10 });
     let members = arg("--members", 5);

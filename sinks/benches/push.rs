@@ -140,6 +140,7 @@ fn summary(jobs: usize, secs: f64, mut lat: Vec<Duration>) -> Delivery {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    courier_pipeline::alloc::tune();
     let measuring = std::env::args().any(|a| a == "--bench");
     let messages = arg("--messages", if measuring { 20_000 } else { 200 });
     let rounds = arg("--rounds", if measuring { 3 } else { 1 });

@@ -130,6 +130,7 @@ fn raw(dir: &std::path::Path, docs: &[(u32, SearchDoc)], partitions: u32) -> f64
 }
 
 fn main() {
+    courier_pipeline::alloc::tune();
     let full = std::env::args().any(|a| a == "--bench");
     let n = arg("--messages", if full { 1_000_000 } else { 2_000 });
     let nc = arg("--conversations", if full { 100_000 } else { 200 });
