@@ -17,6 +17,7 @@
 //!   commit interval), which dominates this latency; the commit is sampled
 //!   every [`SAMPLE`], so it is exact to within that.
 
+mod baseline;
 mod load;
 
 use std::collections::{HashMap, VecDeque};
@@ -99,6 +100,11 @@ pub struct Args {
     /// on a thread of its own as `courier up` runs them (to compare the two).
     #[arg(long)]
     tasks: bool,
+    /// After the run, measure the ceilings over the same traffic on this machine
+    /// (raw log append/read or Kafka's perf tools, raw inbox store writes, raw
+    /// tantivy indexing) and report courier's figures as ratios of them.
+    #[arg(long)]
+    baselines: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -512,6 +518,7 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let ns = Namespace::create(config.clone()).await?;
     let span = tracing::info_span!("bench", namespace = %ns.config.namespace);
     let outcome = bench(&ns.config, &args, plan).instrument(span).await;
+    let outcome = baseline::merge(outcome, &ns.config, &args).await;
     if args.keep {
         eprintln!(
             "kept namespace {} (run courier with COURIER_NAMESPACE={} to read its views)",
@@ -807,6 +814,7 @@ fn print_human(s: &Value) {
     );
     if s["produce_only"].as_bool() == Some(true) {
         println!("  produce only: no processor ran");
+        baseline::print_human(s);
         return;
     }
     println!("  end-to-end latency, at_ms → visible (ms):");
@@ -867,6 +875,7 @@ fn print_human(s: &Value) {
         s["push_jobs"].as_f64().unwrap_or(0.0) / f(&s["messages"]).max(1.0),
         s["dead_letters"]
     );
+    baseline::print_human(s);
 }
 
 #[cfg(test)]

@@ -1,0 +1,499 @@
+//! `courier bench --baselines`: the ceilings of courier's figures, measured after
+//! the run on the same machine over the same traffic (regenerated from the seed),
+//! reported as ratios beside the run's own figures (issue 8, "Baselines in the
+//! same run").
+//!
+//! - log: embedded, raw RocksDB `WriteBatch` puts of the same framed records
+//!   under the same keys, one batch per append courier made when sending as fast
+//!   as it goes, then a raw iterate over them; Kafka, `kafka-producer-perf-test`
+//!   and `kafka-consumer-perf-test` on the same broker, the same number of
+//!   records of the run's mean encoded size, to a topic of their own;
+//! - inbox: the inbox fold's batches for this traffic (`runner.max_batch` records
+//!   each, in log order) written straight into a fresh store with the same store
+//!   code (RocksDB, or a fresh Cassandra keyspace); the set-up's batches are
+//!   written first, untimed;
+//! - search: raw tantivy indexing of the documents the search view adds for this
+//!   traffic (one per message, visible to the members at the send).
+//!
+//! Everything a baseline creates (directories, topic, keyspace) is removed
+//! afterwards, whatever happened.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use courier_pipeline::Config;
+use courier_pipeline::config::{Backend, ViewsBackend};
+use courier_pipeline::embedded::baseline::{Framed, RawLog, frame};
+use courier_pipeline::kafka::perf;
+use courier_pipeline::producer::{to_record, topic_for};
+use courier_processors::inbox::{BatchFold, Position};
+use courier_processors::search::{IndexOp, SearchDoc, index_ops};
+use courier_schemas::Event;
+use courier_sinks::inbox::baseline::{self as store_baseline, Written};
+use courier_sinks::inbox::cassandra::{self, CassandraSettings};
+use courier_sinks::inbox::{CassandraInboxStore, RocksInboxStore};
+use courier_sinks::search::baseline as search_baseline;
+use courier_topics::{CONVERSATIONS, Catalog, partition_for_key};
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use super::load::{Shape, Workload};
+use super::{Args, MAX_BATCH, now_us};
+
+/// With `--baselines`, measures the ceilings after a successful run and adds them
+/// to its summary as `"baselines"`; otherwise passes the outcome through.
+pub async fn merge(
+    outcome: anyhow::Result<Value>,
+    config: &Config,
+    args: &Args,
+) -> anyhow::Result<Value> {
+    let mut summary = outcome?;
+    if !args.baselines {
+        return Ok(summary);
+    }
+    let dir = config.data_dir.join(&config.namespace).join("baselines");
+    let measured = measure(config, args, &summary, &dir)
+        .instrument(tracing::info_span!("baselines"))
+        .await;
+    let removed = match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    };
+    let baselines = measured.context("measuring the baselines")?;
+    removed?;
+    summary["baselines"] = baselines;
+    Ok(summary)
+}
+
+/// An event of the regenerated traffic where the run's log put it.
+struct Placed {
+    topic: &'static str,
+    at: Position,
+    event: Event,
+}
+
+/// The run's traffic again: the set-up, then the load in the chunks of
+/// [`MAX_BATCH`] messages the producer publishes when not rate-limited.
+struct Traffic {
+    setup: Vec<Placed>,
+    load: Vec<Placed>,
+    /// Where each chunk of the load ends (exclusive).
+    chunk_ends: Vec<usize>,
+}
+
+impl Traffic {
+    fn regenerate(args: &Args, messages: u64) -> anyhow::Result<Self> {
+        let mut workload = Workload::new(Shape {
+            users: args.users,
+            conversations: args.conversations.unwrap_or(args.users).max(1),
+            zipf: args.zipf,
+            seed: args.seed,
+        });
+        let at_ms = now_us() / 1000;
+        let catalog = Catalog::builtin();
+        let mut next: HashMap<(&'static str, u32), u64> = HashMap::new();
+        let mut place = |event: Event| -> anyhow::Result<Placed> {
+            let kind = event
+                .kind()
+                .with_context(|| format!("event {} has no body", event.event_id))?;
+            let topic = topic_for(kind);
+            let partitions = catalog
+                .get(topic)
+                .with_context(|| format!("{topic} is not in the catalog"))?
+                .partitions;
+            let partition = partition_for_key(event.routing_key().as_bytes(), partitions);
+            let offset = next.entry((topic, partition)).or_default();
+            let at = Position::new(partition, *offset);
+            *offset += 1;
+            Ok(Placed { topic, at, event })
+        };
+        let setup = workload
+            .setup(at_ms)
+            .into_iter()
+            .map(&mut place)
+            .collect::<anyhow::Result<_>>()?;
+        let (mut load, mut chunk_ends, mut sent) = (Vec::new(), Vec::new(), 0);
+        let mut batch = Vec::new();
+        while sent < messages {
+            batch.clear();
+            for _ in 0..MAX_BATCH.min(messages - sent) {
+                workload.message(at_ms, &mut batch);
+                sent += 1;
+            }
+            for e in batch.drain(..) {
+                load.push(place(e)?);
+            }
+            chunk_ends.push(load.len());
+        }
+        Ok(Traffic {
+            setup,
+            load,
+            chunk_ends,
+        })
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = &[Placed]> {
+        let mut start = 0;
+        self.chunk_ends.iter().map(move |&end| {
+            let c = &self.load[start..end];
+            start = end;
+            c
+        })
+    }
+}
+
+fn per_s(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+async fn measure(config: &Config, args: &Args, run: &Value, dir: &Path) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let messages = run["messages"]
+        .as_u64()
+        .context("the run's summary has no message count")?;
+    let traffic = Traffic::regenerate(args, messages)?;
+    // The workload is deterministic per seed: anything else measures other traffic.
+    if run["events"].as_u64() != Some(traffic.load.len() as u64) {
+        anyhow::bail!(
+            "the regenerated traffic has {} events where the run sent {}: it is not the same traffic",
+            traffic.load.len(),
+            run["events"]
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    let kafka = config.log.backend == Backend::Kafka;
+    let span = tracing::info_span!("baseline", phase = "log", kafka);
+    let log = async {
+        if kafka {
+            kafka_perf(&traffic, config)
+                .await
+                .context("Kafka's perf tools")
+        } else {
+            embedded_log(&traffic, dir, config.log.fsync)
+                .await
+                .context("raw RocksDB put and iterate")
+        }
+    }
+    .instrument(span)
+    .await?;
+    let (store, docs) = store_writes(&traffic, config, dir)
+        .instrument(tracing::info_span!("baseline", phase = "store"))
+        .await
+        .context("raw view-store writes")?;
+    let search = tantivy(docs, dir)
+        .instrument(tracing::info_span!("baseline", phase = "search"))
+        .await
+        .context("raw tantivy indexing")?;
+
+    let rate_limited = run["offered_rate"].is_f64();
+    Ok(json!({
+        "rate_limited": rate_limited,
+        "messages": messages,
+        "events": traffic.load.len(),
+        "log": log,
+        "store": store,
+        "search": search,
+        "ratios": ratios(run, &log, &store, &search),
+        "elapsed_s": started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// courier's figures over their ceilings (`null` where the run has no figure,
+/// as with `--produce-only`).
+fn ratios(run: &Value, log: &Value, store: &Value, search: &Value) -> Value {
+    let ratio = |courier: Option<f64>, ceiling: &Value| -> Value {
+        match (courier, ceiling.as_f64()) {
+            (Some(c), Some(x)) if x > 0.0 => json!(c / x),
+            _ => Value::Null,
+        }
+    };
+    let processor = |p: &str| run["processors"][p]["records_per_s"].as_f64();
+    // Of the processors reading the conversations, nearly all of the load: the
+    // presence processor's few records trickle in as they are sent, so its rate
+    // says nothing about reading the log.
+    let slowest = ["inbox", "search", "notify"]
+        .into_iter()
+        .filter_map(|p| Some((p, processor(p)?)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    // The search processor's message rate: every message of the load over the
+    // time it was busy (its records also count receipts, edits and deletes).
+    let search_messages = run["processors"]["search"]["busy_s"]
+        .as_f64()
+        .filter(|&b| b > 0.0)
+        .and_then(|b| Some(run["messages"].as_f64()? / b));
+    json!({
+        "producer_vs_log_append": ratio(run["events_per_s"].as_f64(), &log["append_events_per_s"]),
+        "slowest_processor": slowest.map(|s| s.0),
+        "slowest_processor_vs_log_read": ratio(slowest.map(|s| s.1), &log["read_events_per_s"]),
+        "inbox_vs_store_writes": ratio(processor("inbox"), &store["events_per_s"]),
+        "search_messages_per_s": search_messages,
+        "search_vs_tantivy": ratio(search_messages, &search["docs_per_s"]),
+    })
+}
+
+/// Raw puts of the load's framed records, one `WriteBatch` per topic per chunk
+/// (one append each, as `publish` makes), then a raw iterate.
+async fn embedded_log(traffic: &Traffic, dir: &Path, fsync: bool) -> anyhow::Result<Value> {
+    let ids: HashMap<&str, u32> = Catalog::builtin()
+        .topics()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), i as u32))
+        .collect();
+    let mut batches: Vec<Vec<Framed>> = Vec::new();
+    for chunk in traffic.chunks() {
+        let mut by_topic: std::collections::BTreeMap<&str, Vec<Framed>> = Default::default();
+        for p in chunk {
+            by_topic.entry(p.topic).or_default().push(frame(
+                ids.get(p.topic).copied().unwrap_or(0),
+                p.at.partition,
+                p.at.offset,
+                &to_record(&p.event),
+            ));
+        }
+        batches.extend(by_topic.into_values());
+    }
+    let path = dir.join("log");
+    let (put, read) = tokio::task::spawn_blocking(move || {
+        let raw = RawLog::open(&path)?;
+        let put = raw.put(batches.iter().map(Vec::as_slice), fsync)?;
+        let read = raw.iterate(false)?;
+        anyhow::Ok((put, read))
+    })
+    .await??;
+    tracing::info!(
+        records = put.records,
+        append_s = put.secs,
+        read_s = read.secs,
+        "raw RocksDB"
+    );
+    Ok(json!({
+        "what": "raw RocksDB: WriteBatch puts of the same framed records under the same keys, then an iterate",
+        "records": put.records,
+        "record_bytes_mean": put.bytes as f64 / put.records.max(1) as f64,
+        "append_events_per_s": put.per_s(),
+        "read_events_per_s": read.per_s(),
+    }))
+}
+
+/// Kafka's producer and consumer perf tools with as many records as the load
+/// has events, of their mean encoded size, to a topic of their own with the
+/// conversations topic's partitions, deleted afterwards.
+async fn kafka_perf(traffic: &Traffic, config: &Config) -> anyhow::Result<Value> {
+    let records = traffic.load.len() as u64;
+    let bytes: usize = traffic
+        .load
+        .iter()
+        .map(|p| to_record(&p.event).value.len())
+        .sum();
+    let size = (bytes as f64 / records.max(1) as f64).round().max(1.0) as usize;
+    let partitions = Catalog::builtin()
+        .get(CONVERSATIONS)
+        .context("the catalog has no conversations topic")?
+        .partitions;
+    let brokers = config.kafka.brokers.clone();
+    let topic = format!("{}.baselines.perf", config.namespace);
+    let (produced, consumed) = tokio::task::spawn_blocking(move || {
+        perf::create_topic(&brokers, &topic, partitions)?;
+        let rates = perf::produce(&brokers, &topic, records, size)
+            .and_then(|p| Ok((p, perf::consume(&brokers, &topic, records)?)));
+        let deleted = perf::delete_topic(&brokers, &topic);
+        let rates = rates?;
+        deleted?;
+        anyhow::Ok(rates)
+    })
+    .await??;
+    tracing::info!(records, size, produced, consumed, "Kafka perf tools");
+    Ok(json!({
+        "what": "kafka-producer-perf-test (acks=all, idempotence, lz4) and kafka-consumer-perf-test on the same broker",
+        "records": records,
+        "record_bytes_mean": size,
+        "partitions": partitions,
+        "append_events_per_s": produced,
+        "read_events_per_s": consumed,
+    }))
+}
+
+/// The inbox fold's batches written into a fresh store of the run's kind; also
+/// the documents the search view adds for the load, gathered by the same fold.
+async fn store_writes(
+    traffic: &Traffic,
+    config: &Config,
+    dir: &Path,
+) -> anyhow::Result<(Value, Vec<(u32, SearchDoc)>)> {
+    let (setup, load) = (
+        conversation_events(&traffic.setup),
+        conversation_events(&traffic.load),
+    );
+    let max_batch = config.runner.max_batch;
+    let mut fold = BatchFold::new();
+    let setup_batches: Vec<_> = setup
+        .chunks(max_batch)
+        .map(|c| fold.batch(c.iter().copied(), |_, _| {}))
+        .collect();
+    let mut docs = Vec::new();
+    // Folded lazily, batch by batch as they are written (only the writes are
+    // timed), so a long run's batches are never all in memory at once.
+    let load_batches = load.chunks(max_batch).map(|c| {
+        fold.batch(c.iter().copied(), |state, outcome| {
+            for op in index_ops(state, outcome) {
+                if let IndexOp::Add(d) = op {
+                    docs.push((d.position.partition, d));
+                }
+            }
+        })
+    });
+    let (what, written) = match config.views.backend {
+        ViewsBackend::Rocksdb => {
+            let mut store = RocksInboxStore::open(&dir.join("inbox"))?;
+            store_baseline::write(&mut store, &setup_batches).await?;
+            let written = store_baseline::write(&mut store, load_batches).await?;
+            ("RocksInboxStore::write into a fresh store", written)
+        }
+        ViewsBackend::Cassandra => {
+            let settings = fresh_keyspace(config)?;
+            let written = cassandra_writes(&settings, &setup_batches, load_batches).await;
+            let dropped = cassandra::drop_keyspace(&settings)
+                .await
+                .with_context(|| format!("dropping keyspace {}", settings.keyspace));
+            let written = written?;
+            dropped?;
+            ("CassandraInboxStore::write into a fresh keyspace", written)
+        }
+    };
+    let Written {
+        batches,
+        rows,
+        elapsed,
+    } = written;
+    let secs = elapsed.as_secs_f64();
+    let events = load.len() as u64;
+    tracing::info!(batches, rows, events, secs, "raw view-store writes");
+    Ok((
+        json!({
+            "what": what,
+            "events": events,
+            "batches": batches,
+            "rows": rows,
+            "max_batch": max_batch,
+            "events_per_s": per_s(events, secs),
+            "rows_per_s": per_s(rows, secs),
+        }),
+        docs,
+    ))
+}
+
+/// The events of `courier.conversations.v1` (what the inbox processor reads).
+fn conversation_events(placed: &[Placed]) -> Vec<(Position, &Event)> {
+    placed
+        .iter()
+        .filter(|p| p.topic == CONVERSATIONS)
+        .map(|p| (p.at, &p.event))
+        .collect()
+}
+
+/// The keyspace of the run's namespace with `_raw` added to it (validated like
+/// every keyspace name).
+fn fresh_keyspace(config: &Config) -> anyhow::Result<CassandraSettings> {
+    let mut raw = config.clone();
+    raw.namespace = format!("{}_raw", config.namespace);
+    crate::cmd::inbox::cassandra_settings(&raw)
+}
+
+async fn cassandra_writes(
+    settings: &CassandraSettings,
+    setup: &[courier_processors::inbox::store::InboxBatch],
+    load: impl Iterator<Item = courier_processors::inbox::store::InboxBatch>,
+) -> anyhow::Result<Written> {
+    cassandra::migrate(settings)
+        .await
+        .with_context(|| format!("creating keyspace {}", settings.keyspace))?;
+    let mut store = CassandraInboxStore::open(settings).await?;
+    store_baseline::write(&mut store, setup).await?;
+    Ok(store_baseline::write(&mut store, load).await?)
+}
+
+/// Raw tantivy indexing of the documents, one shard per partition.
+async fn tantivy(docs: Vec<(u32, SearchDoc)>, dir: &Path) -> anyhow::Result<Value> {
+    let partitions = Catalog::builtin()
+        .get(CONVERSATIONS)
+        .context("the catalog has no conversations topic")?
+        .partitions;
+    let root: PathBuf = dir.join("search");
+    let n = docs.len() as u64;
+    let elapsed =
+        tokio::task::spawn_blocking(move || search_baseline::index(&root, &docs, partitions))
+            .await??;
+    let secs = elapsed.as_secs_f64();
+    tracing::info!(docs = n, secs, "raw tantivy");
+    Ok(json!({
+        "what": "raw tantivy: the same documents added to one index per partition, one commit per shard",
+        "docs": n,
+        "shards": partitions,
+        "docs_per_s": per_s(n, secs),
+    }))
+}
+
+/// The baselines in the human summary, after the run's figures.
+pub fn print_human(s: &Value) {
+    let b = &s["baselines"];
+    if b.is_null() {
+        return;
+    }
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let r = |v: &Value| v.as_f64().map_or("—".to_string(), |x| format!("{x:.2}"));
+    let (log, store, search, ratios) = (&b["log"], &b["store"], &b["search"], &b["ratios"]);
+    let kafka = s["backend"]["log"].as_str() == Some("kafka");
+    println!("  baselines over the same traffic (ratio = courier's rate ÷ the ceiling's):");
+    println!(
+        "    {:<44} {:>10.0} events/s; producer {:>8.0} events/s: ratio {}",
+        if kafka {
+            "log append: kafka-producer-perf-test"
+        } else {
+            "log append: raw RocksDB WriteBatch puts"
+        },
+        f(&log["append_events_per_s"]),
+        f(&s["events_per_s"]),
+        r(&ratios["producer_vs_log_append"])
+    );
+    let slowest = ratios["slowest_processor"].as_str().unwrap_or("none");
+    println!(
+        "    {:<44} {:>10.0} events/s; slowest processor ({slowest}) {:>8.0} records/s: ratio {}",
+        if kafka {
+            "log read: kafka-consumer-perf-test"
+        } else {
+            "log read: raw RocksDB iterate"
+        },
+        f(&log["read_events_per_s"]),
+        f(&s["processors"][slowest]["records_per_s"]),
+        r(&ratios["slowest_processor_vs_log_read"])
+    );
+    println!(
+        "    {:<44} {:>10.0} events/s ({:.0} rows/s); inbox processor {:>8.0} records/s: ratio {}",
+        format!(
+            "inbox: raw {} writes",
+            s["backend"]["views"].as_str().unwrap_or("store")
+        ),
+        f(&store["events_per_s"]),
+        f(&store["rows_per_s"]),
+        f(&s["processors"]["inbox"]["records_per_s"]),
+        r(&ratios["inbox_vs_store_writes"])
+    );
+    println!(
+        "    {:<44} {:>10.0} docs/s; search processor {:>8.0} messages/s: ratio {}",
+        "search: raw tantivy indexing",
+        f(&search["docs_per_s"]),
+        f(&ratios["search_messages_per_s"]),
+        r(&ratios["search_vs_tantivy"])
+    );
+    if b["rate_limited"].as_bool() == Some(true) {
+        println!(
+            "    note: the run was rate-limited (--rate): courier ran below its capacity, so these ratios are not fractions of the ceilings"
+        );
+    }
+}
