@@ -703,7 +703,7 @@ fn bench_measures_every_message_in_every_view_and_leaves_nothing_behind() {
     for line in [
         "log append: raw RocksDB WriteBatch puts",
         "log read: raw RocksDB iterate",
-        "inbox: raw rocksdb writes",
+        "inbox: raw rocksdb store writes",
         "search: raw tantivy indexing",
         "the run was rate-limited (--rate)",
     ] {

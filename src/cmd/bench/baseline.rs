@@ -445,52 +445,74 @@ pub fn print_human(s: &Value) {
     if b.is_null() {
         return;
     }
-    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
-    let r = |v: &Value| v.as_f64().map_or("—".to_string(), |x| format!("{x:.2}"));
-    let (log, store, search, ratios) = (&b["log"], &b["store"], &b["search"], &b["ratios"]);
+    let rate = |v: &Value| v.as_f64().map_or("—".to_string(), |x| format!("{x:.0}"));
+    let (log, ratios) = (&b["log"], &b["ratios"]);
     let kafka = s["backend"]["log"].as_str() == Some("kafka");
-    println!("  baselines over the same traffic (ratio = courier's rate ÷ the ceiling's):");
-    println!(
-        "    {:<44} {:>10.0} events/s; producer {:>8.0} events/s: ratio {}",
-        if kafka {
-            "log append: kafka-producer-perf-test"
-        } else {
-            "log append: raw RocksDB WriteBatch puts"
-        },
-        f(&log["append_events_per_s"]),
-        f(&s["events_per_s"]),
-        r(&ratios["producer_vs_log_append"])
-    );
     let slowest = ratios["slowest_processor"].as_str().unwrap_or("none");
-    println!(
-        "    {:<44} {:>10.0} events/s; slowest processor ({slowest}) {:>8.0} records/s: ratio {}",
-        if kafka {
-            "log read: kafka-consumer-perf-test"
-        } else {
-            "log read: raw RocksDB iterate"
-        },
-        f(&log["read_events_per_s"]),
-        f(&s["processors"][slowest]["records_per_s"]),
-        r(&ratios["slowest_processor_vs_log_read"])
-    );
-    println!(
-        "    {:<44} {:>10.0} events/s ({:.0} rows/s); inbox processor {:>8.0} records/s: ratio {}",
-        format!(
-            "inbox: raw {} writes",
-            s["backend"]["views"].as_str().unwrap_or("store")
+    let views = s["backend"]["views"].as_str().unwrap_or("store");
+    // (ceiling, its rate, courier's figure, its rate, ratio key)
+    let rows = [
+        (
+            if kafka {
+                "log append: kafka-producer-perf-test".to_string()
+            } else {
+                "log append: raw RocksDB WriteBatch puts".to_string()
+            },
+            format!("{} events/s", rate(&log["append_events_per_s"])),
+            "producer".to_string(),
+            format!("{} events/s", rate(&s["events_per_s"])),
+            "producer_vs_log_append",
         ),
-        f(&store["events_per_s"]),
-        f(&store["rows_per_s"]),
-        f(&s["processors"]["inbox"]["records_per_s"]),
-        r(&ratios["inbox_vs_store_writes"])
-    );
+        (
+            if kafka {
+                "log read: kafka-consumer-perf-test".to_string()
+            } else {
+                "log read: raw RocksDB iterate".to_string()
+            },
+            format!("{} events/s", rate(&log["read_events_per_s"])),
+            format!("slowest processor ({slowest})"),
+            format!(
+                "{} records/s",
+                rate(&s["processors"][slowest]["records_per_s"])
+            ),
+            "slowest_processor_vs_log_read",
+        ),
+        (
+            format!("inbox: raw {views} store writes"),
+            format!("{} events/s", rate(&b["store"]["events_per_s"])),
+            "inbox processor".to_string(),
+            format!(
+                "{} records/s",
+                rate(&s["processors"]["inbox"]["records_per_s"])
+            ),
+            "inbox_vs_store_writes",
+        ),
+        (
+            "search: raw tantivy indexing".to_string(),
+            format!("{} docs/s", rate(&b["search"]["docs_per_s"])),
+            "search processor".to_string(),
+            format!("{} messages/s", rate(&ratios["search_messages_per_s"])),
+            "search_vs_tantivy",
+        ),
+    ];
     println!(
-        "    {:<44} {:>10.0} docs/s; search processor {:>8.0} messages/s: ratio {}",
-        "search: raw tantivy indexing",
-        f(&search["docs_per_s"]),
-        f(&ratios["search_messages_per_s"]),
-        r(&ratios["search_vs_tantivy"])
+        "  ceilings over the same traffic on this machine (ratio = courier's rate ÷ the ceiling's):"
     );
+    for (ceiling, ceiling_rate, courier, courier_rate, key) in rows {
+        // Two significant digits: a debug build or a rate-limited run gives
+        // ratios far below 0.01, which "0.00" would hide.
+        let ratio = ratios[key].as_f64().map_or("—".to_string(), |x| {
+            let digits = if x > 0.0 && x < 0.1 {
+                ((-x.log10()).ceil() as usize + 1).min(8)
+            } else {
+                2
+            };
+            format!("{x:.digits$}")
+        });
+        println!(
+            "    {ceiling:<40} {ceiling_rate:>18} | {courier:<28} {courier_rate:>18} | ratio {ratio}"
+        );
+    }
     if b["rate_limited"].as_bool() == Some(true) {
         println!(
             "    note: the run was rate-limited (--rate): courier ran below its capacity, so these ratios are not fractions of the ceilings"
