@@ -646,7 +646,10 @@ fn check_baselines(v: &Value, rate_limited: bool) {
         &["ratios", "producer_vs_log_append"],
         &["ratios", "slowest_processor_vs_log_read"],
         &["ratios", "inbox_vs_store_writes"],
-        &["ratios", "search_messages_per_s"],
+        &["courier", "producer_events_per_s"],
+        &["courier", "slowest_processor_records_per_s"],
+        &["courier", "inbox_records_per_s"],
+        &["courier", "search_messages_per_s"],
         &["ratios", "search_vs_tantivy"],
     ] {
         rate(path);
@@ -662,7 +665,8 @@ fn check_baselines(v: &Value, rate_limited: bool) {
     );
     assert_eq!(b["search"]["docs"], v["messages"], "{b:#}");
     assert!(
-        ["inbox", "search", "notify"].contains(&b["ratios"]["slowest_processor"].as_str().unwrap())
+        ["inbox", "search", "notify"]
+            .contains(&b["courier"]["slowest_processor"].as_str().unwrap())
     );
     assert_eq!(b["rate_limited"], rate_limited);
 }

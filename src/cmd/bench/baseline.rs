@@ -86,13 +86,9 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn regenerate(args: &Args, messages: u64) -> anyhow::Result<Self> {
-        let mut workload = Workload::new(Shape {
-            users: args.users,
-            conversations: args.conversations.unwrap_or(args.users).max(1),
-            zipf: args.zipf,
-            seed: args.seed,
-        });
+    /// The traffic of `messages` messages of the population `shape`.
+    fn regenerate(shape: Shape, messages: u64) -> anyhow::Result<Self> {
+        let mut workload = Workload::new(shape);
         let at_ms = now_us() / 1000;
         let catalog = Catalog::builtin();
         let mut next: HashMap<(&'static str, u32), u64> = HashMap::new();
@@ -155,7 +151,13 @@ async fn measure(config: &Config, args: &Args, run: &Value, dir: &Path) -> anyho
     let messages = run["messages"]
         .as_u64()
         .context("the run's summary has no message count")?;
-    let traffic = Traffic::regenerate(args, messages)?;
+    let shape = Shape {
+        users: args.users,
+        conversations: args.conversations.unwrap_or(args.users).max(1),
+        zipf: args.zipf,
+        seed: args.seed,
+    };
+    let traffic = Traffic::regenerate(shape, messages)?;
     // The workload is deterministic per seed: anything else measures other traffic.
     if run["events"].as_u64() != Some(traffic.load.len() as u64) {
         anyhow::bail!(
@@ -191,6 +193,7 @@ async fn measure(config: &Config, args: &Args, run: &Value, dir: &Path) -> anyho
         .context("raw tantivy indexing")?;
 
     let rate_limited = run["offered_rate"].is_f64();
+    let (courier, ratios) = compare(run, &log, &store, &search);
     Ok(json!({
         "rate_limited": rate_limited,
         "messages": messages,
@@ -198,20 +201,15 @@ async fn measure(config: &Config, args: &Args, run: &Value, dir: &Path) -> anyho
         "log": log,
         "store": store,
         "search": search,
-        "ratios": ratios(run, &log, &store, &search),
+        "courier": courier,
+        "ratios": ratios,
         "elapsed_s": started.elapsed().as_secs_f64(),
     }))
 }
 
-/// courier's figures over their ceilings (`null` where the run has no figure,
-/// as with `--produce-only`).
-fn ratios(run: &Value, log: &Value, store: &Value, search: &Value) -> Value {
-    let ratio = |courier: Option<f64>, ceiling: &Value| -> Value {
-        match (courier, ceiling.as_f64()) {
-            (Some(c), Some(x)) if x > 0.0 => json!(c / x),
-            _ => Value::Null,
-        }
-    };
+/// The run's figures each ceiling bounds (`"courier"`), and each over its
+/// ceiling (`"ratios"`); `null` where the run has no figure (`--produce-only`).
+fn compare(run: &Value, log: &Value, store: &Value, search: &Value) -> (Value, Value) {
     let processor = |p: &str| run["processors"][p]["records_per_s"].as_f64();
     // Of the processors reading the conversations, nearly all of the load: the
     // presence processor's few records trickle in as they are sent, so its rate
@@ -220,20 +218,35 @@ fn ratios(run: &Value, log: &Value, store: &Value, search: &Value) -> Value {
         .into_iter()
         .filter_map(|p| Some((p, processor(p)?)))
         .min_by(|a, b| a.1.total_cmp(&b.1));
-    // The search processor's message rate: every message of the load over the
-    // time it was busy (its records also count receipts, edits and deletes).
+    // The search processor's message rate, to compare with documents: every
+    // message of the load over the time it was busy (its records also count
+    // receipts, edits and deletes).
     let search_messages = run["processors"]["search"]["busy_s"]
         .as_f64()
         .filter(|&b| b > 0.0)
         .and_then(|b| Some(run["messages"].as_f64()? / b));
-    json!({
-        "producer_vs_log_append": ratio(run["events_per_s"].as_f64(), &log["append_events_per_s"]),
-        "slowest_processor": slowest.map(|s| s.0),
-        "slowest_processor_vs_log_read": ratio(slowest.map(|s| s.1), &log["read_events_per_s"]),
-        "inbox_vs_store_writes": ratio(processor("inbox"), &store["events_per_s"]),
-        "search_messages_per_s": search_messages,
-        "search_vs_tantivy": ratio(search_messages, &search["docs_per_s"]),
-    })
+    let producer = run["events_per_s"].as_f64();
+    let ratio = |courier: Option<f64>, ceiling: &Value| -> Value {
+        match (courier, ceiling.as_f64()) {
+            (Some(c), Some(x)) if x > 0.0 => json!(c / x),
+            _ => Value::Null,
+        }
+    };
+    (
+        json!({
+            "producer_events_per_s": producer,
+            "slowest_processor": slowest.map(|s| s.0),
+            "slowest_processor_records_per_s": slowest.map(|s| s.1),
+            "inbox_records_per_s": processor("inbox"),
+            "search_messages_per_s": search_messages,
+        }),
+        json!({
+            "producer_vs_log_append": ratio(producer, &log["append_events_per_s"]),
+            "slowest_processor_vs_log_read": ratio(slowest.map(|s| s.1), &log["read_events_per_s"]),
+            "inbox_vs_store_writes": ratio(processor("inbox"), &store["events_per_s"]),
+            "search_vs_tantivy": ratio(search_messages, &search["docs_per_s"]),
+        }),
+    )
 }
 
 /// Raw puts of the load's framed records, one `WriteBatch` per topic per chunk
@@ -446,9 +459,9 @@ pub fn print_human(s: &Value) {
         return;
     }
     let rate = |v: &Value| v.as_f64().map_or("—".to_string(), |x| format!("{x:.0}"));
-    let (log, ratios) = (&b["log"], &b["ratios"]);
+    let (log, courier, ratios) = (&b["log"], &b["courier"], &b["ratios"]);
     let kafka = s["backend"]["log"].as_str() == Some("kafka");
-    let slowest = ratios["slowest_processor"].as_str().unwrap_or("none");
+    let slowest = courier["slowest_processor"].as_str().unwrap_or("none");
     let views = s["backend"]["views"].as_str().unwrap_or("store");
     // (ceiling, its rate, courier's figure, its rate, ratio key)
     let rows = [
@@ -460,7 +473,7 @@ pub fn print_human(s: &Value) {
             },
             format!("{} events/s", rate(&log["append_events_per_s"])),
             "producer".to_string(),
-            format!("{} events/s", rate(&s["events_per_s"])),
+            format!("{} events/s", rate(&courier["producer_events_per_s"])),
             "producer_vs_log_append",
         ),
         (
@@ -473,7 +486,7 @@ pub fn print_human(s: &Value) {
             format!("slowest processor ({slowest})"),
             format!(
                 "{} records/s",
-                rate(&s["processors"][slowest]["records_per_s"])
+                rate(&courier["slowest_processor_records_per_s"])
             ),
             "slowest_processor_vs_log_read",
         ),
@@ -481,17 +494,14 @@ pub fn print_human(s: &Value) {
             format!("inbox: raw {views} store writes"),
             format!("{} events/s", rate(&b["store"]["events_per_s"])),
             "inbox processor".to_string(),
-            format!(
-                "{} records/s",
-                rate(&s["processors"]["inbox"]["records_per_s"])
-            ),
+            format!("{} records/s", rate(&courier["inbox_records_per_s"])),
             "inbox_vs_store_writes",
         ),
         (
             "search: raw tantivy indexing".to_string(),
             format!("{} docs/s", rate(&b["search"]["docs_per_s"])),
             "search processor".to_string(),
-            format!("{} messages/s", rate(&ratios["search_messages_per_s"])),
+            format!("{} messages/s", rate(&courier["search_messages_per_s"])),
             "search_vs_tantivy",
         ),
     ];
@@ -517,5 +527,107 @@ pub fn print_human(s: &Value) {
         println!(
             "    note: the run was rate-limited (--rate): courier ran below its capacity, so these ratios are not fractions of the ceilings"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use courier_pipeline::producer::publish;
+    use courier_pipeline::{EmbeddedLog, EventLog};
+
+    use super::*;
+
+    /// Where the embedded log puts the regenerated traffic when it is published
+    /// as the run publishes it: every placement must be the log's own, or the
+    /// raw baseline writes other keys and the fold other positions.
+    #[tokio::test]
+    async fn the_regenerated_traffic_is_placed_where_the_log_puts_it() {
+        let shape = Shape {
+            users: 60,
+            conversations: 40,
+            zipf: 1.0,
+            seed: 3,
+        };
+        let traffic = Traffic::regenerate(shape, 2500).unwrap();
+        assert_eq!(
+            traffic.chunk_ends.len(),
+            3,
+            "chunks of {MAX_BATCH} messages"
+        );
+        assert_eq!(traffic.chunk_ends.last(), Some(&traffic.load.len()));
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(
+            EmbeddedLog::open(dir.path(), Catalog::builtin(), Default::default()).unwrap(),
+        );
+        let setup: Vec<Event> = traffic.setup.iter().map(|p| p.event.clone()).collect();
+        let mut published = publish(&*log, &setup).await.unwrap();
+        for chunk in traffic.chunks() {
+            let events: Vec<Event> = chunk.iter().map(|p| p.event.clone()).collect();
+            published.extend(publish(&*log, &events).await.unwrap());
+        }
+        let placed = traffic.setup.iter().chain(&traffic.load);
+        assert_eq!(published.len(), traffic.setup.len() + traffic.load.len());
+        for (p, want) in placed.zip(&published) {
+            assert_eq!(p.topic, want.topic, "{}", p.event.event_id);
+            assert_eq!(
+                (p.at.partition, p.at.offset),
+                (want.at.partition, want.at.offset),
+                "{}",
+                p.event.event_id
+            );
+        }
+        // The same seed, the same traffic.
+        let again = Traffic::regenerate(shape, 2500).unwrap();
+        let ids = |t: &Traffic| -> Vec<String> {
+            t.load.iter().map(|p| p.event.event_id.clone()).collect()
+        };
+        assert_eq!(ids(&again), ids(&traffic));
+    }
+
+    #[test]
+    fn ratios_put_each_figure_over_its_ceiling() {
+        let run = json!({
+            "messages": 1000,
+            "events_per_s": 5000.0,
+            "processors": {
+                "inbox": {"records_per_s": 2000.0, "busy_s": 1.0},
+                "search": {"records_per_s": 1500.0, "busy_s": 2.0},
+                "notify": {"records_per_s": 3000.0, "busy_s": 1.0},
+                "presence": {"records_per_s": 10.0, "busy_s": 1.0},
+            },
+        });
+        let (courier, ratios) = compare(
+            &run,
+            &json!({"append_events_per_s": 10000.0, "read_events_per_s": 30000.0}),
+            &json!({"events_per_s": 8000.0}),
+            &json!({"docs_per_s": 2000.0}),
+        );
+        assert_eq!(
+            courier["slowest_processor"], "search",
+            "presence is not a reader of the load"
+        );
+        assert_eq!(courier["search_messages_per_s"], 500.0);
+        assert_eq!(
+            ratios,
+            json!({
+                "producer_vs_log_append": 0.5,
+                "slowest_processor_vs_log_read": 0.05,
+                "inbox_vs_store_writes": 0.25,
+                "search_vs_tantivy": 0.25,
+            })
+        );
+        // --produce-only: no processor figure, no ratio of one.
+        let (courier, ratios) = compare(
+            &json!({"messages": 1000, "events_per_s": 5000.0, "processors": {}}),
+            &json!({"append_events_per_s": 10000.0, "read_events_per_s": 30000.0}),
+            &json!({"events_per_s": 8000.0}),
+            &json!({"docs_per_s": 2000.0}),
+        );
+        assert_eq!(courier["slowest_processor"], Value::Null);
+        assert_eq!(ratios["producer_vs_log_append"], 0.5);
+        assert_eq!(ratios["inbox_vs_store_writes"], Value::Null);
+        assert_eq!(ratios["search_vs_tantivy"], Value::Null);
     }
 }
