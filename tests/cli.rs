@@ -621,15 +621,98 @@ fn check_bench(v: &Value, messages: u64) {
     }
 }
 
+/// The `"baselines"` of a `courier bench --baselines --json` summary: every
+/// ceiling measured over the run's traffic, every ratio present.
+fn check_baselines(v: &Value, rate_limited: bool) {
+    let b = &v["baselines"];
+    let rate = |path: &[&str]| {
+        let x = path.iter().fold(b, |x, k| &x[k]);
+        let r = x
+            .as_f64()
+            .unwrap_or_else(|| panic!("baselines.{}: {b:#}", path.join(".")));
+        assert!(
+            r > 0.0 && r.is_finite(),
+            "baselines.{} = {r}",
+            path.join(".")
+        );
+        r
+    };
+    for path in [
+        &["log", "append_events_per_s"][..],
+        &["log", "read_events_per_s"],
+        &["store", "events_per_s"],
+        &["store", "rows_per_s"],
+        &["search", "docs_per_s"],
+        &["ratios", "producer_vs_log_append"],
+        &["ratios", "slowest_processor_vs_log_read"],
+        &["ratios", "inbox_vs_store_writes"],
+        &["courier", "producer_events_per_s"],
+        &["courier", "slowest_processor_records_per_s"],
+        &["courier", "inbox_records_per_s"],
+        &["courier", "search_messages_per_s"],
+        &["ratios", "search_vs_tantivy"],
+    ] {
+        rate(path);
+    }
+    // The same traffic: every event of the load, the conversations' share of it
+    // through the store, one document per message (all of them text).
+    assert_eq!(b["log"]["records"], v["events"], "{b:#}");
+    let presence = v["processors"]["presence"]["records"].as_u64().unwrap();
+    assert_eq!(
+        b["store"]["events"].as_u64().unwrap(),
+        v["events"].as_u64().unwrap() - presence,
+        "{b:#}"
+    );
+    assert_eq!(b["search"]["docs"], v["messages"], "{b:#}");
+    assert!(
+        ["inbox", "search", "notify"]
+            .contains(&b["courier"]["slowest_processor"].as_str().unwrap())
+    );
+    assert_eq!(b["rate_limited"], rate_limited);
+}
+
 #[test]
 fn bench_measures_every_message_in_every_view_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = ok(courier(&data)
-        .args(["bench", "--messages", "2000", "--users", "300", "--json"])
+        .args([
+            "bench",
+            "--messages",
+            "2000",
+            "--users",
+            "300",
+            "--baselines",
+            "--json",
+        ])
         .output()
         .unwrap());
-    check_bench(&json(&out), 2000);
+    let v = json(&out);
+    check_bench(&v, 2000);
+    check_baselines(&v, false);
+    // The human summary says which ceiling is which.
+    let human = ok(courier(&data)
+        .args([
+            "bench",
+            "--messages",
+            "300",
+            "--users",
+            "50",
+            "--rate",
+            "2000",
+            "--baselines",
+        ])
+        .output()
+        .unwrap());
+    for line in [
+        "log append: raw RocksDB WriteBatch puts",
+        "log read: raw RocksDB iterate",
+        "inbox: raw rocksdb store writes",
+        "search: raw tantivy indexing",
+        "the run was rate-limited (--rate)",
+    ] {
+        assert!(human.contains(line), "{line:?} in {human}");
+    }
     let baseline = json(&ok(courier(&data)
         .args(["bench", "--messages", "2000", "--produce-only", "--json"])
         .output()
@@ -654,10 +737,11 @@ fn bench_on_kafka_and_cassandra() {
     };
     let dir = tempfile::tempdir().unwrap();
     // The bench makes (and drops) a namespace of its own under this one.
+    let namespace = format!("cb{}", std::process::id());
     let config = kafka_config(
         dir.path(),
         "distributed",
-        &format!("cb{}", std::process::id()),
+        &namespace,
         &brokers,
         &format!(
             "[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n"
@@ -672,6 +756,7 @@ fn bench_on_kafka_and_cassandra() {
             "200",
             "--rate",
             "1000",
+            "--baselines",
             "--json",
         ])
         .output()
@@ -680,6 +765,34 @@ fn bench_on_kafka_and_cassandra() {
     assert_eq!(v["backend"]["log"], "kafka");
     assert_eq!(v["backend"]["views"], "cassandra");
     check_bench(&v, 1000);
+    check_baselines(&v, true);
+    for (ceiling, what) in [("log", "kafka-producer-perf-test"), ("store", "Cassandra")] {
+        let said = v["baselines"][ceiling]["what"].as_str().unwrap();
+        assert!(said.contains(what), "{ceiling}: {said}");
+    }
+
+    // Nothing left behind on the shared servers: no topic (the run's nor the
+    // perf tools') and no keyspace (the run's nor the raw writes') of the namespace.
+    let topics =
+        courier_pipeline::kafka::perf::run(&["topics", "--bootstrap-server", &brokers, "--list"])
+            .unwrap();
+    let left: Vec<&str> = topics
+        .lines()
+        .filter(|t| t.starts_with(&namespace))
+        .collect();
+    assert!(left.is_empty(), "topics left: {left:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let keyspaces: Vec<String> = rt.block_on(async {
+        use courier_sinks::inbox::cassandra;
+        let session = cassandra::connect(&cassandra::CassandraSettings::new(&cassandra, "system"))
+            .await
+            .unwrap();
+        let all = cassandra::keyspaces(&session).await.unwrap();
+        all.into_iter()
+            .filter(|k| k.starts_with(&namespace))
+            .collect()
+    });
+    assert!(keyspaces.is_empty(), "keyspaces left: {keyspaces:?}");
 }
 
 #[test]

@@ -22,6 +22,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use courier_pipeline::kafka::perf;
 use courier_pipeline::producer::{publish, to_record};
 use courier_pipeline::replay::{Replay, ReplaySpec};
 use courier_pipeline::{ConsumerEvent, EventLog, KafkaLog, KafkaSettings, Position, testing};
@@ -50,60 +51,6 @@ fn events(n: usize) -> Vec<courier_schemas::Event> {
             .expect("valid event")
         })
         .collect()
-}
-
-fn perf_tool(args: &[&str]) -> String {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../compose/local/kafka-perf.sh"
-    );
-    let out = Command::new(script)
-        .args(args)
-        .output()
-        .expect("run kafka-perf.sh");
-    assert!(
-        out.status.success(),
-        "kafka-perf.sh {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `… records sent, 123456.7 records/sec (…)` → 123456.7
-fn producer_rate(out: &str) -> f64 {
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.contains("records sent"))
-        .expect("perf summary");
-    let before = line.split(" records/sec").next().expect("rate");
-    before
-        .rsplit(", ")
-        .next()
-        .and_then(|v| v.trim().parse().ok())
-        .expect("parse rate")
-}
-
-/// The CSV line after the header; column `nMsg.sec`.
-fn consumer_rate(out: &str) -> f64 {
-    let mut lines = out.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .find(|l| l.contains("nMsg.sec"))
-        .expect("header")
-        .split(',')
-        .map(str::trim)
-        .collect();
-    let values: Vec<&str> = lines
-        .next()
-        .expect("values")
-        .split(',')
-        .map(str::trim)
-        .collect();
-    let i = header
-        .iter()
-        .position(|h| *h == "nMsg.sec")
-        .expect("nMsg.sec column");
-    values[i].parse().expect("parse rate")
 }
 
 /// Rates of courier and of the reference tool, one pair per round.
@@ -174,18 +121,7 @@ fn main() {
 
     let rounds = if smoke() { 1 } else { arg("--rounds", 3) };
     let perf_topic = format!("{ns}.perf");
-    perf_tool(&[
-        "topics",
-        "--bootstrap-server",
-        &brokers,
-        "--create",
-        "--topic",
-        &perf_topic,
-        "--partitions",
-        "12",
-        "--replication-factor",
-        "1",
-    ]);
+    perf::create_topic(&brokers, &perf_topic, 12).expect("create the perf tools' topic");
     // Each pair runs back to back, `rounds` times: the cores are shared with the
     // broker and the JVM, and a single pair swings by 2-3x between runs; medians of
     // alternating pairs are what the ratios use.
@@ -214,24 +150,9 @@ fn main() {
         });
         let courier = n as f64 / started.elapsed().as_secs_f64();
         // Kafka's producer perf tool, same size, same durability and compression.
-        let out = perf_tool(&[
-            "producer",
-            "--topic",
-            &perf_topic,
-            "--num-records",
-            &n.to_string(),
-            "--record-size",
-            &size.to_string(),
-            "--throughput",
-            "-1",
-            "--producer-props",
-            &format!("bootstrap.servers={brokers}"),
-            "acks=all",
-            "enable.idempotence=true",
-            "compression.type=lz4",
-            "linger.ms=5",
-        ]);
-        produce.push("produce", round, courier, producer_rate(&out));
+        let reference =
+            perf::produce(&brokers, &perf_topic, n as u64, size).expect("producer perf tool");
+        produce.push("produce", round, courier, reference);
     }
     for round in 0..rounds {
         // courier consume: one member of a fresh group reading n records. The timer
@@ -256,18 +177,8 @@ fn main() {
             (n as f64 / started.elapsed().as_secs_f64(), c)
         });
         rt.block_on(c.close()).expect("close");
-        let out = perf_tool(&[
-            "consumer",
-            "--bootstrap-server",
-            &brokers,
-            "--topic",
-            &perf_topic,
-            "--num-records",
-            &n.to_string(),
-            "--timeout",
-            "60000",
-        ]);
-        consume.push("consume", round, courier, consumer_rate(&out));
+        let reference = perf::consume(&brokers, &perf_topic, n as u64).expect("consumer perf tool");
+        consume.push("consume", round, courier, reference);
     }
     // courier replay --format json vs kcat -C -e of the same topic (all rounds'
     // records: both read everything).
@@ -329,12 +240,5 @@ fn main() {
     .expect("log");
     rt.block_on(kafka.delete_namespace())
         .expect("delete namespace topics");
-    perf_tool(&[
-        "topics",
-        "--bootstrap-server",
-        &brokers,
-        "--delete",
-        "--topic",
-        &perf_topic,
-    ]);
+    perf::delete_topic(&brokers, &perf_topic).expect("delete the perf tools' topic");
 }

@@ -23,13 +23,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use courier_pipeline::embedded::{EmbeddedOptions, codec, db_options, records_cf_options};
+use courier_pipeline::embedded::EmbeddedOptions;
+use courier_pipeline::embedded::baseline::{Framed, RawLog, frame};
 use courier_pipeline::producer::to_record;
 use courier_pipeline::replay::{Replay, ReplaySpec};
 use courier_pipeline::{EmbeddedLog, EventLog, Position, Record};
 use courier_schemas::json;
 use courier_topics::{CONVERSATIONS, Catalog};
-use rocksdb::{ColumnFamilyDescriptor, DB, ReadOptions, WriteBatch, WriteOptions};
 
 // The courier binary's allocator (see src/main.rs): measure what it runs.
 #[global_allocator]
@@ -79,82 +79,15 @@ struct Sample {
     bytes: u64,
 }
 
-fn raw_put(dir: &std::path::Path, framed: &[([u8; 16], Vec<u8>)]) -> Sample {
-    let db = DB::open_cf_descriptors(
-        &db_options(),
-        dir,
-        vec![ColumnFamilyDescriptor::new("records", records_cf_options())],
-    )
-    .expect("open raw db");
-    let cf = db.cf_handle("records").expect("cf");
-    let wo = WriteOptions::default();
-    let started = Instant::now();
-    let mut bytes = 0u64;
-    for chunk in framed.chunks(BATCH) {
-        let mut b = WriteBatch::default();
-        for (k, v) in chunk {
-            b.put_cf(cf, k, v);
-            bytes += v.len() as u64;
-        }
-        db.write_opt(b, &wo).expect("write");
-    }
-    Sample {
-        secs: started.elapsed().as_secs_f64(),
-        bytes,
-    }
-}
-
-fn raw_iterate(dir: &std::path::Path) -> Sample {
-    let db = DB::open_cf_descriptors(
-        &db_options(),
-        dir,
-        vec![ColumnFamilyDescriptor::new("records", records_cf_options())],
-    )
-    .expect("open raw db");
-    let cf = db.cf_handle("records").expect("cf");
+/// Opens the raw database in `dir` and, after the same pause every read phase
+/// gets, iterates over it (see `RawLog::iterate`).
+fn raw_iterate(dir: &std::path::Path, decode: bool) -> Sample {
+    let raw = RawLog::open(dir).expect("open raw db");
     settle();
-    let started = Instant::now();
-    let mut bytes = 0u64;
-    let mut it = db.raw_iterator_cf_opt(cf, ReadOptions::default());
-    it.seek_to_first();
-    while let Some(v) = it.value() {
-        bytes += v.len() as u64;
-        it.next();
-    }
+    let s = raw.iterate(decode).expect("iterate");
     Sample {
-        secs: started.elapsed().as_secs_f64(),
-        bytes,
-    }
-}
-
-/// The same iteration, plus what any replay must do with each value: unframe it and
-/// protobuf-decode the event — single-threaded, no merge, no headers check. This is
-/// the ceiling for "replay with decoding".
-fn raw_iterate_decode(dir: &std::path::Path) -> Sample {
-    let db = DB::open_cf_descriptors(
-        &db_options(),
-        dir,
-        vec![ColumnFamilyDescriptor::new("records", records_cf_options())],
-    )
-    .expect("open raw db");
-    let cf = db.cf_handle("records").expect("cf");
-    settle();
-    let started = Instant::now();
-    let mut bytes = 0u64;
-    let mut count = 0u64;
-    let mut it = db.raw_iterator_cf_opt(cf, ReadOptions::default());
-    it.seek_to_first();
-    while let Some(v) = it.value() {
-        bytes += v.len() as u64;
-        let framed = codec::decode_record(v).expect("framed record");
-        let event = courier_schemas::decode(framed.value).expect("event");
-        count += u64::from(!event.event_id.is_empty());
-        it.next();
-    }
-    assert!(count > 0);
-    Sample {
-        secs: started.elapsed().as_secs_f64(),
-        bytes,
+        secs: s.secs,
+        bytes: s.bytes,
     }
 }
 
@@ -219,14 +152,10 @@ fn main() {
     let recs = records(n);
     // The bytes courier stores for each record, under the keys it uses, so the raw
     // baseline writes exactly what the log writes.
-    let framed: Vec<([u8; 16], Vec<u8>)> = recs
+    let framed: Vec<Framed> = recs
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let mut buf = Vec::new();
-            codec::encode_record(&mut buf, r.timestamp_ms, &r.key, &r.headers, &r.value);
-            (codec::record_key(0, (i % 12) as u32, i as u64), buf)
-        })
+        .map(|(i, r)| frame(0, (i % 12) as u32, i as u64, r))
         .collect();
     let framed_bytes: u64 = framed.iter().map(|(_, v)| v.len() as u64).sum();
     let payload_bytes: u64 = recs.iter().map(|r| r.value.len() as u64).sum();
@@ -240,7 +169,9 @@ fn main() {
     for round in 0..rounds {
         let raw_dir = tempfile::tempdir().expect("tempdir");
         let log_dir = tempfile::tempdir().expect("tempdir");
-        let s = raw_put(raw_dir.path(), &framed);
+        let s = RawLog::open(raw_dir.path())
+            .and_then(|raw| raw.put(framed.chunks(BATCH), false))
+            .expect("raw put");
         put.push(s.secs);
         let log = EmbeddedLog::open(
             log_dir.path(),
@@ -250,10 +181,10 @@ fn main() {
         .expect("open log");
         let a = runtime.block_on(courier_append(&log, &recs));
         app.push(a.secs);
-        let s = raw_iterate(raw_dir.path());
+        let s = raw_iterate(raw_dir.path(), false);
         assert!(s.bytes == framed_bytes);
         iter.push(s.secs);
-        let s = raw_iterate_decode(raw_dir.path());
+        let s = raw_iterate(raw_dir.path(), true);
         assert!(s.bytes == framed_bytes);
         iter_dec.push(s.secs);
         // Reopen the log as the baseline reopens its database, so both read the same

@@ -38,7 +38,7 @@ use courier_processors::inbox::{ConversationState, InboxRow};
 use courier_processors::store::StoreError;
 use courier_schemas::{Event, json};
 use courier_sinks::inbox::cassandra::{self, CassandraSettings};
-use courier_sinks::inbox::{CassandraInboxStore, RocksInboxStore};
+use courier_sinks::inbox::{CassandraInboxStore, RocksInboxStore, baseline};
 use courier_topics::Catalog;
 
 fn arg(name: &str, default: usize) -> usize {
@@ -157,25 +157,19 @@ async fn fold<S: InboxStore>(
 
 /// Events/s of writing `batches` straight into `store` (the same events counted).
 async fn raw<S: InboxStore>(mut store: S, batches: &[InboxBatch], events: usize) -> f64 {
-    let t = Instant::now();
-    for b in batches {
-        store.write(b).await.unwrap();
-    }
-    events as f64 / t.elapsed().as_secs_f64()
+    let written = baseline::write(&mut store, batches).await.unwrap();
+    events as f64 / written.elapsed.as_secs_f64()
 }
 
-fn report(what: &str, rows: usize, batches: usize, courier: f64, baseline: f64) {
+fn report(what: &str, rows: u64, batches: usize, courier: f64, baseline: f64) {
     println!(
         "{what}: {rows} rows in {batches} batches | baseline raw store writes {baseline:.0} events/s | courier run inbox {courier:.0} events/s | ratio {:.2}",
         courier / baseline
     );
 }
 
-fn rows(batches: &[InboxBatch]) -> usize {
-    batches
-        .iter()
-        .map(|b| b.messages.len() + b.participants.len() + b.inbox.len() + b.states.len())
-        .sum()
+fn rows(batches: &[InboxBatch]) -> u64 {
+    batches.iter().map(baseline::rows).sum()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +235,7 @@ async fn main() {
         let raw_ks = CassandraSettings::new(&contact, format!("{namespace}_r{r}"));
         cassandra::migrate(&views).await.unwrap();
         cassandra::migrate(&raw_ks).await.unwrap();
-        keyspaces.extend([views.keyspace.clone(), raw_ks.keyspace.clone()]);
+        keyspaces.extend([views.clone(), raw_ks.clone()]);
         let store = CassandraInboxStore::open(&views).await.unwrap();
         let dyn_log: Arc<dyn EventLog> = log.clone();
         let group = format!("bench.inbox.{r}");
@@ -254,13 +248,7 @@ async fn main() {
 
     // Leave the shared servers as we found them.
     log.delete_namespace().await.unwrap();
-    let session = cassandra::connect(&CassandraSettings::new(&contact, "system"))
-        .await
-        .unwrap();
     for ks in keyspaces {
-        session
-            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
-            .await
-            .unwrap();
+        cassandra::drop_keyspace(&ks).await.unwrap();
     }
 }

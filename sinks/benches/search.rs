@@ -28,9 +28,8 @@ use courier_pipeline::{EmbeddedLog, EventLog, producer};
 use courier_processors::inbox::Position;
 use courier_processors::search::{SearchDoc, SearchProcessor};
 use courier_schemas::json;
-use courier_sinks::search::{Fields, SearchShards, TantivySearchIndex, WRITER_MEMORY, shard_dir};
+use courier_sinks::search::{SearchShards, TantivySearchIndex, baseline};
 use courier_topics::{CONVERSATIONS, Catalog, partition_for_key};
-use tantivy::Index;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -107,28 +106,6 @@ fn cpu_secs() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn raw(dir: &std::path::Path, docs: &[(u32, SearchDoc)], partitions: u32) -> f64 {
-    let fields = Fields::new();
-    let mut writers = Vec::new();
-    for p in 0..partitions {
-        let d = shard_dir(dir, p);
-        std::fs::create_dir_all(&d).unwrap();
-        let index = Index::create_in_dir(&d, fields.schema.clone()).unwrap();
-        let w: tantivy::IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY).unwrap();
-        writers.push(w);
-    }
-    let started = Instant::now();
-    for (p, d) in docs {
-        writers[*p as usize]
-            .add_document(fields.message_doc(d))
-            .unwrap();
-    }
-    for w in &mut writers {
-        w.commit().unwrap();
-    }
-    started.elapsed().as_secs_f64()
-}
-
 fn main() {
     courier_pipeline::alloc::tune();
     let full = std::env::args().any(|a| a == "--bench");
@@ -169,7 +146,9 @@ fn main() {
         })
         .collect();
     let cpu = cpu_secs();
-    let raw_secs = raw(&tmp.path().join("raw"), &docs, partitions);
+    let raw_secs = baseline::index(&tmp.path().join("raw"), &docs, partitions)
+        .unwrap()
+        .as_secs_f64();
     let raw_cpu = cpu_secs() - cpu;
     drop(docs);
 

@@ -17,6 +17,7 @@
 //!   commit interval), which dominates this latency; the commit is sampled
 //!   every [`SAMPLE`], so it is exact to within that.
 
+mod baseline;
 mod fleet;
 mod load;
 
@@ -113,6 +114,11 @@ pub struct Args {
     /// others once its session times out (10 s).
     #[arg(long, value_name = "SECS")]
     kill_at: Option<f64>,
+    /// After the run, measure the ceilings over the same traffic on this machine
+    /// (raw log append/read or Kafka's perf tools, raw inbox store writes, raw
+    /// tantivy indexing) and report courier's figures as ratios of them.
+    #[arg(long)]
+    baselines: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -593,6 +599,7 @@ pub async fn run(
     let outcome = bench(&ns.config, config_path, &args, plan)
         .instrument(span)
         .await;
+    let outcome = baseline::merge(outcome, &ns.config, &args).await;
     if args.keep {
         eprintln!(
             "kept namespace {} (run courier with COURIER_NAMESPACE={} to read its views)",
@@ -1090,6 +1097,7 @@ fn print_human(s: &Value) {
     );
     if s["produce_only"].as_bool() == Some(true) {
         println!("  produce only: no processor ran");
+        baseline::print_human(s);
         return;
     }
     match s["processors_as"].as_str() {
@@ -1187,6 +1195,7 @@ fn print_human(s: &Value) {
         s["push_jobs"].as_f64().unwrap_or(0.0) / f(&s["messages"]).max(1.0),
         s["dead_letters"]
     );
+    baseline::print_human(s);
 }
 
 #[cfg(test)]

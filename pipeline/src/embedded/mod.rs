@@ -11,6 +11,7 @@
 //! by producers, consumer groups and replays, which wait on a change signal rather
 //! than polling the disk.
 
+pub mod baseline;
 pub mod codec;
 mod group;
 

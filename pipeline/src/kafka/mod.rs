@@ -19,6 +19,7 @@
 
 mod admin;
 mod consumer;
+pub mod perf;
 mod reader;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

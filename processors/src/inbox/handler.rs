@@ -22,10 +22,11 @@ use courier_pipeline::runner::{Handler, HandlerError};
 use courier_pipeline::{ConsumedRecord, EventLog, TopicPartition, dead_letter, replay};
 use courier_schemas::Event;
 
-use super::effects::{InboxUpdate, MessageRow, ParticipantRow, Position};
+use super::batch::Coalesced;
+use super::effects::Position;
 use super::fold::{apply, route};
 use super::state::{ConversationState, STATE_FORMAT};
-use super::store::{InboxBatch, InboxStore, Versioned};
+use super::store::InboxStore;
 use crate::store::StoreError;
 
 /// How many conversation states the cache holds at most by default.
@@ -278,12 +279,7 @@ impl<S: InboxStore> Handler for InboxProcessor<S> {
         }
 
         let mut work = self.take_states(&todo).await?;
-        // Coalesced rows: applying in log order and overwriting by key leaves the
-        // latest position's row. BTreeMaps keep the write order deterministic.
-        let mut messages: BTreeMap<(String, String), Versioned<MessageRow>> = BTreeMap::new();
-        let mut participants: BTreeMap<(String, String), Versioned<ParticipantRow>> =
-            BTreeMap::new();
-        let mut inbox: BTreeMap<(String, String), Versioned<InboxUpdate>> = BTreeMap::new();
+        let mut rows = Coalesced::default();
         for (r, event, c) in &todo {
             let w = work
                 .get_mut(c)
@@ -293,19 +289,7 @@ impl<S: InboxStore> Handler for InboxProcessor<S> {
             if let Some(reason) = outcome.rejection() {
                 rejected.push((r, reason.to_owned()));
             }
-            let version = outcome.position;
-            for row in outcome.effects.messages {
-                let key = (row.conversation_id.clone(), row.message_id.clone());
-                messages.insert(key, Versioned { version, row });
-            }
-            for row in outcome.effects.participants {
-                let key = (row.conversation_id.clone(), row.user_id.clone());
-                participants.insert(key, Versioned { version, row });
-            }
-            for row in outcome.effects.inbox {
-                let key = (row.user_id.clone(), row.row.conversation_id.clone());
-                inbox.insert(key, Versioned { version, row });
-            }
+            rows.add(outcome);
         }
 
         // Dead letters before the views: if the write then fails, the retry sends
@@ -332,13 +316,7 @@ impl<S: InboxStore> Handler for InboxProcessor<S> {
                 unchanged.push((c, w.partition, w.state));
             }
         }
-        let write = InboxBatch {
-            messages: messages.into_values().collect(),
-            participants: participants.into_values().collect(),
-            inbox: inbox.into_values().collect(),
-            states,
-            checkpoints: next.into_iter().collect(),
-        };
+        let write = rows.into_batch(states, next.into_iter().collect());
         // On error `work` is gone: the cache no longer holds these conversations,
         // so the retry reloads them as stored.
         self.store.write(&write).await?;
@@ -374,8 +352,8 @@ mod tests {
     use courier_topics::{CONVERSATIONS, Catalog, DEAD_LETTERS};
 
     use super::*;
-    use crate::inbox::store::{ConversationRows, inbox, messages};
-    use crate::inbox::{InboxRow, ViewModel};
+    use crate::inbox::store::{ConversationRows, InboxBatch, Versioned, inbox, messages};
+    use crate::inbox::{InboxRow, InboxUpdate, MessageRow, ParticipantRow, ViewModel};
 
     /// The port in memory, honouring versions like Cassandra would, and failing
     /// every `fail_every`-th write (retryably) before touching anything.

@@ -53,6 +53,7 @@
 //! - Events that are not conversation events (presence, push jobs, dead letters,
 //!   unknown types) are rejected; [`route`] says so before any state is loaded.
 
+mod batch;
 mod effects;
 mod fold;
 mod handler;
@@ -68,6 +69,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+pub use batch::BatchFold;
 pub use effects::{
     Content, Effects, Ignored, InboxRow, InboxUpdate, Media, MessageRow, Outcome, ParticipantRow,
     Position, Span, Verdict,

@@ -168,6 +168,33 @@ pub async fn migrate(
     Ok(applied)
 }
 
+/// Drops the keyspace of `settings` and everything in it, if it exists (a
+/// bench's or test's own keyspace, once done with it).
+pub async fn drop_keyspace(settings: &CassandraSettings) -> Result<(), StoreError> {
+    let ks = &settings.keyspace;
+    connect(settings)
+        .await?
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
+        .await
+        .map_err(|e| retryable(&format!("dropping keyspace {ks}"), e))?;
+    Ok(())
+}
+
+/// The names of every keyspace on the cluster.
+pub async fn keyspaces(session: &Session) -> Result<Vec<String>, StoreError> {
+    let what = "listing keyspaces";
+    session
+        .query_iter(cql::SELECT_KEYSPACES, ())
+        .await
+        .map_err(|e| retryable(what, e))?
+        .rows_stream::<(String,)>()
+        .map_err(|e| retryable(what, e))?
+        .map_ok(|(n,)| n)
+        .try_collect()
+        .await
+        .map_err(|e| retryable(what, e))
+}
+
 async fn applied_versions(session: &Session, ks: &str) -> Result<Vec<i32>, StoreError> {
     session
         .query_iter(cql::in_keyspace(cql::SELECT_MIGRATIONS, ks), ())

@@ -10,7 +10,6 @@
 //! truncates its view tables instead of dropping the keyspace.
 
 use courier_processors::store::StoreError;
-use futures::TryStreamExt;
 use scylla::client::session::Session;
 
 use super::cassandra::{self, CassandraSettings};
@@ -108,20 +107,10 @@ impl CassandraGenerations {
 
     /// Generation keyspaces that exist on the cluster (not counting 0), ascending.
     pub async fn on_cluster(&self) -> Result<Vec<u64>, StoreError> {
-        let what = "listing keyspaces";
-        let names: Vec<(String,)> = self
-            .session
-            .query_iter(cql::SELECT_KEYSPACES, ())
-            .await
-            .map_err(|e| retryable(what, e))?
-            .rows_stream::<(String,)>()
-            .map_err(|e| retryable(what, e))?
-            .try_collect()
-            .await
-            .map_err(|e| retryable(what, e))?;
-        let mut gs: Vec<u64> = names
+        let mut gs: Vec<u64> = cassandra::keyspaces(&self.session)
+            .await?
             .iter()
-            .filter_map(|(n,)| generation_of(&self.base.keyspace, n))
+            .filter_map(|n| generation_of(&self.base.keyspace, n))
             .collect();
         gs.sort_unstable();
         Ok(gs)

@@ -6,6 +6,7 @@
 //! The key layout is in `keys`. Reads are prefix scans: a user's inbox, a
 //! conversation's messages (in log order) and its participants.
 
+pub mod baseline;
 pub mod cassandra;
 pub mod cassandra_generations;
 pub mod cql;

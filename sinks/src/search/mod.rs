@@ -7,6 +7,7 @@
 //! users ([`SearchShards::search`]). Generations are the inbox's
 //! ([`crate::inbox::Generations`]).
 
+pub mod baseline;
 mod documents;
 mod metrics;
 mod query;
