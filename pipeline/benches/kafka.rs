@@ -29,6 +29,10 @@ use courier_pipeline::{ConsumerEvent, EventLog, KafkaLog, KafkaSettings, Positio
 use courier_schemas::json;
 use courier_topics::{CONVERSATIONS, Catalog};
 
+// The courier binary's allocator (see src/main.rs): measure what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -92,6 +96,7 @@ fn smoke() -> bool {
 }
 
 fn main() {
+    courier_pipeline::alloc::tune();
     let brokers = testing::KAFKA.address();
     let n = if smoke() {
         2_000

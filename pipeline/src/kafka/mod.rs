@@ -541,6 +541,14 @@ impl KafkaLog {
     }
 }
 
+/// How long librdkafka waits before fetching again for a partition whose
+/// prefetch queue was full (`queued.max.messages.kbytes` /
+/// `queued.min.messages`). Its default of 1 s left a consumer that drains the
+/// queue in a fraction of that idle for the rest: with the default a group
+/// member read ~310,000 records/s, with 20 ms ~600,000 (BENCHMARKS.md, "Kafka").
+/// The queue stays bounded by the same thresholds either way.
+pub(crate) const FETCH_QUEUE_BACKOFF: (&str, &str) = ("fetch.queue.backoff.ms", "20");
+
 /// A client config: brokers, a client id naming the role (and namespace), courier's
 /// defaults for the role, then the user's properties, which win.
 fn client_config(settings: &KafkaSettings, role: &str, defaults: &[(&str, &str)]) -> ClientConfig {

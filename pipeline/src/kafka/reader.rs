@@ -87,6 +87,7 @@ impl Readers {
                     // from the first record still there.
                     ("auto.offset.reset", "earliest"),
                     ("fetch.wait.max.ms", "100"),
+                    super::FETCH_QUEUE_BACKOFF,
                     // Many readers may exist at once: bound each one's prefetch.
                     ("queued.max.messages.kbytes", "16384"),
                 ],
