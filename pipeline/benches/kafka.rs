@@ -134,22 +134,23 @@ fn main() {
     let mut consume = Pairs::default();
     let mut replay = Pairs::default();
     for round in 0..rounds {
+        // Each round's events are later than the last round's, as in a real
+        // topic: the replay merges partitions by event time, and repeating one
+        // round's times would make it drain one partition's rounds at a time
+        // (one reader working instead of twelve). Made before the clock starts:
+        // the perf tool's records are ready-made too.
+        let shift = (round * n) as i64;
+        let round_evs: Vec<_> = evs
+            .iter()
+            .map(|e| courier_schemas::Event {
+                at_ms: e.at_ms + shift,
+                ..e.clone()
+            })
+            .collect();
         // courier produce
         let started = Instant::now();
         rt.block_on(async {
-            // Each round's events are later than the last round's, as in a real
-            // topic: the replay merges partitions by event time, and repeating
-            // one round's times would make it drain one partition's rounds at
-            // a time (one reader working instead of twelve).
-            let shift = (round * n) as i64;
-            let evs: Vec<_> = evs
-                .iter()
-                .map(|e| courier_schemas::Event {
-                    at_ms: e.at_ms + shift,
-                    ..e.clone()
-                })
-                .collect();
-            for chunk in evs.chunks(5000) {
+            for chunk in round_evs.chunks(5000) {
                 publish(&*log, chunk).await.expect("publish");
             }
         });
