@@ -18,6 +18,26 @@ use super::state::ConversationState;
 /// its conversation. Pure and deterministic: the same state and event give the
 /// same outcome and the same new state.
 pub fn apply(state: &mut ConversationState, event: &Event, position: Position) -> Outcome {
+    apply_with(state, event, position, true)
+}
+
+/// [`apply`] for a view that has no inbox: the same state and outcome, but
+/// without inbox rows (`effects.inbox` stays empty). Building a row per member
+/// per message is work the search view would throw away.
+pub fn apply_without_inbox_rows(
+    state: &mut ConversationState,
+    event: &Event,
+    position: Position,
+) -> Outcome {
+    apply_with(state, event, position, false)
+}
+
+fn apply_with(
+    state: &mut ConversationState,
+    event: &Event,
+    position: Position,
+    inbox_rows: bool,
+) -> Outcome {
     let outcome = |verdict, effects| Outcome {
         position,
         verdict,
@@ -42,6 +62,7 @@ pub fn apply(state: &mut ConversationState, event: &Event, position: Position) -
         at: position,
         at_ms: event.at_ms,
         effects: Effects::default(),
+        inbox_rows,
     };
     let result = step.dispatch(event);
     let Step { state, effects, .. } = step;
@@ -115,6 +136,8 @@ pub(super) struct Step<'a> {
     pub(super) at: Position,
     pub(super) at_ms: i64,
     pub(super) effects: Effects,
+    /// Whether to build inbox rows (not for the search view).
+    pub(super) inbox_rows: bool,
 }
 
 impl Step<'_> {
@@ -163,6 +186,9 @@ impl Step<'_> {
 
     /// Emits the inbox row of user `u` as the state now has it.
     pub(super) fn emit_inbox(&mut self, u: usize) {
+        if !self.inbox_rows {
+            return;
+        }
         let row = inbox_row(self.state, u);
         self.effects.inbox.push(InboxUpdate {
             user_id: self.state.users[u].id.clone(),

@@ -74,7 +74,7 @@ pub use effects::{
     Content, Effects, Ignored, InboxRow, InboxUpdate, Media, MessageRow, Outcome, ParticipantRow,
     Position, Span, Verdict,
 };
-pub use fold::{apply, route};
+pub use fold::{apply, apply_without_inbox_rows, route};
 pub use handler::InboxProcessor;
 pub(crate) use handler::{Triage, triage};
 pub use state::{ConversationState, Kind, STATE_FORMAT};

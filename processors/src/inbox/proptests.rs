@@ -405,4 +405,27 @@ proptest! {
         prop_assert!(once.view == chaos.view, "views differ");
         check_consistent(&once.view)?;
     }
+
+    /// The search view's fold (no inbox rows) keeps the same states and gives
+    /// the same outcomes but for the inbox rows.
+    #[test]
+    fn the_fold_without_inbox_rows_differs_only_by_them(acts in stream()) {
+        let log = log(&acts);
+        let mut with: BTreeMap<String, ConversationState> = BTreeMap::new();
+        let mut without: BTreeMap<String, ConversationState> = BTreeMap::new();
+        for (position, event) in &log {
+            let c = &event.conversation_id().unwrap_or_default().to_owned();
+            let a = with.entry(c.clone()).or_insert_with(|| ConversationState::new(c.clone()));
+            let mut full = apply(a, event, *position);
+            let b = without.entry(c.clone()).or_insert_with(|| ConversationState::new(c.clone()));
+            let lean = apply_without_inbox_rows(b, event, *position);
+            prop_assert!(lean.effects.inbox.is_empty());
+            full.effects.inbox.clear();
+            prop_assert_eq!(full, lean);
+        }
+        let json = |m: &BTreeMap<String, ConversationState>| -> BTreeMap<String, String> {
+            m.iter().map(|(c, s)| (c.clone(), serde_json::to_string(s).unwrap())).collect()
+        };
+        prop_assert_eq!(json(&with), json(&without));
+    }
 }

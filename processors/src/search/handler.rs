@@ -6,8 +6,12 @@
 //! As in the inbox handler, a batch works on states taken *out* of the cache and
 //! puts them back only once the index acknowledged the write, so a failed write
 //! leaves nothing half-applied in memory: the retry reloads what was committed.
-//! States are `Arc`s shared with the index until it commits them: a batch copies
-//! a state only when the index still holds the version it changes.
+//! The index holds no states of its own: when it commits, it reads the latest
+//! version of each state its writes changed from this processor ([`Latest`]),
+//! so the fold changes states in place and never copies one. The price: once a
+//! batch has folded, the states as they were before it are gone, so a batch may
+//! fail after its fold only where nothing deferred needs them (see
+//! `send_dead_letters`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -18,13 +22,40 @@ use courier_pipeline::runner::{Handler, HandlerError};
 use courier_pipeline::{ConsumedRecord, EventLog, TopicPartition, dead_letter, replay};
 use courier_schemas::Event;
 
-use super::index::{SearchBatch, SearchIndex, ShardWrite};
+use super::index::{LatestStates, SearchBatch, SearchIndex, ShardWrite};
 use super::ops::{IndexOp, index_ops};
-use crate::inbox::{ConversationState, Position, STATE_FORMAT, Triage, apply, triage};
+use crate::inbox::{
+    ConversationState, Position, STATE_FORMAT, Triage, apply_without_inbox_rows, triage,
+};
 use crate::store::StoreError;
 
 /// The default processor name: metrics label and dead-letter attribution.
 const PROCESSOR: &str = "search";
+
+/// Attempts at writing a batch's dead letters before the processor gives up
+/// (a fatal error: it restarts from the shards' commits), and the pause before
+/// the first retry (doubling).
+const DEAD_LETTER_ATTEMPTS: u32 = 6;
+const DEAD_LETTER_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// States by partition, then conversation.
+type Cache = HashMap<u32, HashMap<String, Arc<ConversationState>>>;
+
+/// The processor's latest states for the index: a batch's own (taken out of
+/// the cache while it runs) over the cache.
+struct Latest<'a> {
+    batch: Option<&'a HashMap<String, (u32, Arc<ConversationState>)>>,
+    cache: &'a Cache,
+}
+
+impl LatestStates for Latest<'_> {
+    fn latest(&self, partition: u32, conversation: &str) -> Option<&ConversationState> {
+        if let Some((_, s)) = self.batch.and_then(|b| b.get(conversation)) {
+            return Some(s);
+        }
+        self.cache.get(&partition)?.get(conversation).map(|s| &**s)
+    }
+}
 
 /// The search processor over an index port.
 pub struct SearchProcessor<S> {
@@ -36,7 +67,7 @@ pub struct SearchProcessor<S> {
     /// Next offset to apply per owned partition, as committed in its shard.
     checkpoints: HashMap<u32, u64>,
     /// States of conversations on owned partitions, by partition, then id.
-    states: HashMap<u32, HashMap<String, Arc<ConversationState>>>,
+    states: Cache,
     /// Per partition, the offset below which the generation a rebuild replaces
     /// already sent the dead letters (empty for a live processor).
     dead_lettered: HashMap<u32, u64>,
@@ -88,11 +119,45 @@ impl<S: SearchIndex> SearchProcessor<S> {
     /// the index deferred is committed first; if that fails, it is lost until a
     /// restart redoes it, and nothing of the cache may survive.
     async fn abandon(&mut self, e: HandlerError) -> HandlerError {
-        match self.index.flush().await {
+        let latest = Latest {
+            batch: None,
+            cache: &self.states,
+        };
+        match self.index.flush(&latest).await {
             Ok(()) => e,
             Err(f) => {
                 self.states.values_mut().for_each(HashMap::clear);
                 HandlerError::fatal(format!("{e}; then committing earlier batches: {f}"))
+            }
+        }
+    }
+
+    /// Sends a batch's dead letters, retrying a failing log here rather than
+    /// through the runner: the batch has folded by now, and a retry of the
+    /// whole batch would need the states as they were before it (see the
+    /// module doc). If every attempt fails the error is fatal.
+    async fn send_dead_letters(
+        log: &dyn EventLog,
+        name: &str,
+        rejected: &[(&ConsumedRecord, String)],
+    ) -> Result<(), HandlerError> {
+        let mut wait = DEAD_LETTER_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match dead_letter::send(log, name, rejected).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= DEAD_LETTER_ATTEMPTS => {
+                    return Err(HandlerError::fatal(format!(
+                        "writing dead letters failed {attempt} times: {e} (the processor \
+                         restarts from the shards' commits)"
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(processor = %name, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "writing dead letters failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
             }
         }
     }
@@ -104,18 +169,25 @@ impl<S: SearchIndex> SearchProcessor<S> {
     ) -> Result<HashMap<String, (u32, Arc<ConversationState>)>, HandlerError> {
         let mut work: HashMap<String, (u32, Arc<ConversationState>)> = HashMap::new();
         let mut missing: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        let mut cached: Vec<(u32, &str)> = Vec::new();
         let mut asked: HashSet<&str> = HashSet::new();
         for (r, _, c) in todo {
             if !asked.insert(c) {
                 continue;
             }
-            match self.states.get_mut(&r.partition).and_then(|m| m.remove(c)) {
-                Some(state) => {
-                    work.insert(c.clone(), (r.partition, state));
-                }
-                None => missing.entry(r.partition).or_default().push(c.clone()),
+            if self
+                .states
+                .get(&r.partition)
+                .is_some_and(|m| m.contains_key(c.as_str()))
+            {
+                cached.push((r.partition, c));
+            } else {
+                missing.entry(r.partition).or_default().push(c.clone());
             }
         }
+        // Loads first, so a failed load leaves the cache whole: the index may
+        // still need those states to commit what it deferred.
+        let mut fresh = Vec::new();
         for (partition, ids) in missing {
             let loaded = self.index.load_states(partition, &ids).await?;
             for (c, state) in ids.into_iter().zip(loaded) {
@@ -134,7 +206,15 @@ impl<S: SearchIndex> SearchProcessor<S> {
                     Some(s) => s,
                     None => ConversationState::new(c.clone()),
                 };
-                work.insert(c, (partition, Arc::new(state)));
+                fresh.push((c, partition, state));
+            }
+        }
+        for (c, partition, state) in fresh {
+            work.insert(c, (partition, Arc::new(state)));
+        }
+        for (partition, c) in cached {
+            if let Some(state) = self.states.get_mut(&partition).and_then(|m| m.remove(c)) {
+                work.insert(c.to_owned(), (partition, state));
             }
         }
         Ok(work)
@@ -169,15 +249,24 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
         // Every batch is committed before the runner polls again, so nothing of a
         // revoked partition is pending; its next owner reads the shard's commit.
         for tp in tps {
+            // Closing commits the shard's pending work, with these states.
+            let latest = Latest {
+                batch: None,
+                cache: &self.states,
+            };
+            self.index.close_shard(tp.partition, &latest).await?;
             self.checkpoints.remove(&tp.partition);
             self.states.remove(&tp.partition);
-            self.index.close_shard(tp.partition).await?;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), HandlerError> {
-        self.index.flush().await?;
+        let latest = Latest {
+            batch: None,
+            cache: &self.states,
+        };
+        self.index.flush(&latest).await?;
         Ok(())
     }
 
@@ -213,7 +302,7 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
             let (_, state) = work
                 .get_mut(c)
                 .expect("every routed conversation was taken");
-            let outcome = apply(
+            let outcome = apply_without_inbox_rows(
                 Arc::make_mut(state),
                 event,
                 Position::new(r.partition, r.offset),
@@ -237,9 +326,12 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
                 .is_none_or(|below| r.offset >= *below)
         });
         rejected.sort_by_key(|(r, _)| (r.partition, r.offset));
-        if let Err(e) = dead_letter::send(&*self.log, &self.name, &rejected).await {
-            let e = HandlerError::retryable(format!("writing dead letters: {e}"));
-            return Err(self.abandon(e).await);
+        if let Err(e) = Self::send_dead_letters(&*self.log, &self.name, &rejected).await {
+            // The fold changed the taken states in place: what the index
+            // deferred can no longer be committed as it was, so only a restart
+            // from the shards' commits redoes it.
+            self.states.values_mut().for_each(HashMap::clear);
+            return Err(e);
         }
 
         let mut shards: BTreeMap<u32, ShardWrite> = next
@@ -250,24 +342,20 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
                     ShardWrite {
                         partition,
                         ops: ops.remove(&partition).unwrap_or_default(),
-                        states: Vec::new(),
+                        changed: Vec::new(),
                         next_offset,
                         newest_record_ms,
                     },
                 )
             })
             .collect();
-        let mut unchanged = Vec::new();
-        for (c, (partition, state)) in work {
-            if changed.contains(&c) {
-                shards
-                    .get_mut(&partition)
-                    .expect("a changed state's partition is in the batch")
-                    .states
-                    .push(state);
-            } else {
-                unchanged.push((partition, c, state));
-            }
+        for c in changed {
+            let (partition, _) = work[&c];
+            shards
+                .get_mut(&partition)
+                .expect("a changed state's partition is in the batch")
+                .changed
+                .push(c);
         }
         let write = SearchBatch {
             shards: shards.into_values().collect(),
@@ -276,7 +364,11 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
         // On error the taken states are gone from the cache: the retry reloads
         // them as committed. A fatal error (deferred work lost) drops the whole
         // cache, so nothing ahead of the shards' commits survives in memory.
-        if let Err(e) = self.index.write(&write).await {
+        let latest = Latest {
+            batch: Some(&work),
+            cache: &self.states,
+        };
+        if let Err(e) = self.index.write(&write, &latest).await {
             if !e.retryable {
                 self.states.values_mut().for_each(HashMap::clear);
             }
@@ -290,14 +382,10 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
             "search batch committed"
         );
 
-        for shard in write.shards {
+        for shard in &write.shards {
             self.checkpoints.insert(shard.partition, shard.next_offset);
-            let cache = self.states.entry(shard.partition).or_default();
-            for s in shard.states {
-                cache.insert(s.conversation_id().to_owned(), s);
-            }
         }
-        for (partition, c, state) in unchanged {
+        for (c, (partition, state)) in work {
             self.states.entry(partition).or_default().insert(c, state);
         }
         Ok(())

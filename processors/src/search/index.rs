@@ -2,8 +2,6 @@
 //! `courier.conversations.v1`, each holding documents, the fold's conversation
 //! states and the shard's next offset, committed together.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 
 use super::ops::IndexOp;
@@ -17,11 +15,14 @@ pub struct ShardWrite {
     pub partition: u32,
     /// Document operations, in log order.
     pub ops: Vec<IndexOp>,
-    /// The conversation states the batch changed, as they are after it. Shared
-    /// with the processor's cache rather than copied: an index that defers its
-    /// commit holds them until then, and the fold copies a state only if it
-    /// changes it again before that (`Arc::make_mut`).
-    pub states: Vec<Arc<ConversationState>>,
+    /// The conversations whose state the batch changed. The index writes their
+    /// latest versions, read from [`LatestStates`], with the commit that covers
+    /// this write: it never holds a version of its own, so the fold changes the
+    /// processor's states in place (holding one per write made the fold copy a
+    /// state whenever it changed it again before the commit, and a state holds
+    /// every message of its conversation: a third of the processor's time at
+    /// 1,000,000 messages).
+    pub changed: Vec<String>,
     /// The offset to resume from once this write is durable.
     pub next_offset: u64,
     /// The log timestamp of the newest record of this partition in the batch:
@@ -29,6 +30,14 @@ pub struct ShardWrite {
     /// can be anyway (an index may defer its commit the longer, the further
     /// behind).
     pub newest_record_ms: i64,
+}
+
+/// The processor's conversation states, as they are after the last write it
+/// made: what an index commits for the conversations its writes changed.
+pub trait LatestStates: Sync {
+    /// The latest state of `conversation` (on `partition`); `None` if the
+    /// processor does not have it, which for a changed conversation is a bug.
+    fn latest(&self, partition: u32, conversation: &str) -> Option<&ConversationState>;
 }
 
 /// One batch, per shard.
@@ -56,8 +65,13 @@ pub trait SearchIndex: Send {
     /// committed.
     async fn open_shard(&mut self, partition: u32) -> Result<Option<u64>, StoreError>;
 
-    /// Closes the shard of `partition` (revoked); uncommitted work is dropped.
-    async fn close_shard(&mut self, partition: u32) -> Result<(), StoreError>;
+    /// Closes the shard of `partition` (revoked), committing its pending work
+    /// first so that its next owner starts from everything handled.
+    async fn close_shard(
+        &mut self,
+        partition: u32,
+        latest: &dyn LatestStates,
+    ) -> Result<(), StoreError>;
 
     /// The stored states of `conversations` (all on the open shard `partition`),
     /// in the same order; `None` for one never stored.
@@ -67,9 +81,14 @@ pub trait SearchIndex: Send {
         conversations: &[String],
     ) -> Result<Vec<Option<ConversationState>>, StoreError>;
 
-    /// Applies a batch, committing now or later (see the contract above).
-    async fn write(&mut self, batch: &SearchBatch) -> Result<(), StoreError>;
+    /// Applies a batch, committing now or later (see the contract above);
+    /// `latest` holds the batch's states too.
+    async fn write(
+        &mut self,
+        batch: &SearchBatch,
+        latest: &dyn LatestStates,
+    ) -> Result<(), StoreError>;
 
     /// Commits every shard with pending work.
-    async fn flush(&mut self) -> Result<(), StoreError>;
+    async fn flush(&mut self, latest: &dyn LatestStates) -> Result<(), StoreError>;
 }

@@ -19,5 +19,5 @@ mod index;
 mod ops;
 
 pub use handler::SearchProcessor;
-pub use index::{SearchBatch, SearchIndex, ShardWrite};
+pub use index::{LatestStates, SearchBatch, SearchIndex, ShardWrite};
 pub use ops::{IndexOp, SearchDoc, index_ops};

@@ -15,7 +15,7 @@ use courier_pipeline::{
     Position as LogPosition, Record, producer,
 };
 use courier_processors::inbox::ConversationState;
-use courier_processors::search::{SearchBatch, SearchIndex, SearchProcessor};
+use courier_processors::search::{LatestStates, SearchBatch, SearchIndex, SearchProcessor};
 use courier_processors::store::StoreError;
 use courier_schemas::json::parse_line;
 use courier_topics::{CONVERSATIONS, Catalog, DEAD_LETTERS};
@@ -210,8 +210,12 @@ impl SearchIndex for CrashingIndex {
     async fn open_shard(&mut self, partition: u32) -> Result<Option<u64>, StoreError> {
         self.inner.open_shard(partition).await
     }
-    async fn close_shard(&mut self, partition: u32) -> Result<(), StoreError> {
-        self.inner.close_shard(partition).await
+    async fn close_shard(
+        &mut self,
+        partition: u32,
+        latest: &dyn LatestStates,
+    ) -> Result<(), StoreError> {
+        self.inner.close_shard(partition, latest).await
     }
     async fn load_states(
         &mut self,
@@ -220,20 +224,24 @@ impl SearchIndex for CrashingIndex {
     ) -> Result<Vec<Option<ConversationState>>, StoreError> {
         self.inner.load_states(partition, conversations).await
     }
-    async fn flush(&mut self) -> Result<(), StoreError> {
-        self.inner.flush().await
+    async fn flush(&mut self, latest: &dyn LatestStates) -> Result<(), StoreError> {
+        self.inner.flush(latest).await
     }
-    async fn write(&mut self, batch: &SearchBatch) -> Result<(), StoreError> {
+    async fn write(
+        &mut self,
+        batch: &SearchBatch,
+        latest: &dyn LatestStates,
+    ) -> Result<(), StoreError> {
         self.writes += 1;
         if self.writes < self.crash_at || batch.shards.len() < 2 {
-            return self.inner.write(batch).await;
+            return self.inner.write(batch, latest).await;
         }
         for w in &batch.shards {
             self.inner.stage(w)?;
         }
         let first = &batch.shards[0];
         self.inner
-            .commit_shard(first.partition, first.next_offset)?;
+            .commit_shard(first.partition, first.next_offset, latest)?;
         self.crashed = true;
         Err(StoreError::fatal(
             "crash",

@@ -2,14 +2,14 @@
 //! partition of `courier.conversations.v1` (`ROOT/pNN/`), each with its own
 //! writer, committed with a payload naming the shard's next offset.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use courier_processors::inbox::ConversationState;
-use courier_processors::search::{IndexOp, SearchBatch, SearchIndex, ShardWrite};
+use courier_processors::search::{IndexOp, LatestStates, SearchBatch, SearchIndex, ShardWrite};
 use courier_processors::store::StoreError;
 use tantivy::collector::TopDocs;
 use tantivy::query::{TermQuery, TermSetQuery};
@@ -76,10 +76,10 @@ struct Shard {
     stale: bool,
     /// Staged, acknowledged to the processor, not yet committed.
     pending: Option<Pending>,
-    /// The latest version of each conversation state changed since the last
-    /// commit: written once per commit, not once per batch (a state is only
-    /// needed together with the commit that covers it).
-    dirty: HashMap<String, Arc<ConversationState>>,
+    /// The conversations whose state changed since the last commit: their
+    /// latest versions are written once per commit, read from the processor
+    /// then (a state is only needed together with the commit that covers it).
+    dirty: HashSet<String>,
 }
 
 /// A shard's work since its last commit.
@@ -125,20 +125,30 @@ impl Shard {
         fields: &Fields,
         partition: u32,
         next_offset: u64,
+        latest: &dyn LatestStates,
     ) -> Result<(), StoreError> {
         // One delete for all the replaced states, before their new versions (a
         // delete only reaches documents added before it): tantivy runs every
         // delete as a query on every segment, so one per state would cost more
         // than writing the states.
         if !self.dirty.is_empty() {
-            let keys = TermSetQuery::new(self.dirty.keys().map(|c| fields.state_key(c)));
+            let keys = TermSetQuery::new(self.dirty.iter().map(|c| fields.state_key(c)));
             self.writer
                 .delete_query(Box::new(keys))
                 .map_err(|e| err(partition, "deleting replaced states", e))?;
         }
-        for (_, s) in self.dirty.drain() {
+        for c in self.dirty.drain() {
+            let s = latest.latest(partition, &c).ok_or_else(|| {
+                StoreError::fatal(
+                    STORE,
+                    format!(
+                        "shard p{partition}: the state of conversation {c} changed but the \
+                         processor no longer has it (a bug)"
+                    ),
+                )
+            })?;
             self.writer
-                .add_document(fields.state_doc(&s)?)
+                .add_document(fields.state_doc(s)?)
                 .map_err(|e| err(partition, "adding a state", e))?;
         }
         let payload = serde_json::to_string(&Payload {
@@ -259,12 +269,10 @@ impl TantivySearchIndex {
                 }
             }
         }
-        for s in &w.states {
-            // Shares the processor's state, which copies it only if it changes
-            // it again before the commit.
-            shard
-                .dirty
-                .insert(s.conversation_id().to_owned(), Arc::clone(s));
+        for c in &w.changed {
+            if !shard.dirty.contains(c) {
+                shard.dirty.insert(c.clone());
+            }
         }
         let m = metrics();
         m.documents.with_label_values(&["upsert"]).inc_by(upserts);
@@ -272,17 +280,27 @@ impl TantivySearchIndex {
         Ok(())
     }
 
-    /// Commits what was staged on `partition` with `next_offset` in the payload.
-    pub fn commit_shard(&mut self, partition: u32, next_offset: u64) -> Result<(), StoreError> {
+    /// Commits what was staged on `partition` with `next_offset` in the payload
+    /// and the latest versions of the states it changed.
+    pub fn commit_shard(
+        &mut self,
+        partition: u32,
+        next_offset: u64,
+        latest: &dyn LatestStates,
+    ) -> Result<(), StoreError> {
         let fields = self.fields.clone();
         self.shard(partition)?
-            .commit(&fields, partition, next_offset)
+            .commit(&fields, partition, next_offset, latest)
     }
 
     /// Commits the pending work of `partitions`, side by side: a commit mostly
     /// waits (the indexing thread writes its segment, then fsyncs). Each stays
     /// atomic; the first error is returned after all have finished.
-    fn commit_all(&mut self, partitions: &[u32]) -> Result<(), StoreError> {
+    fn commit_all(
+        &mut self,
+        partitions: &[u32],
+        latest: &dyn LatestStates,
+    ) -> Result<(), StoreError> {
         if partitions.is_empty() {
             return Ok(());
         }
@@ -296,7 +314,10 @@ impl TantivySearchIndex {
                 .filter_map(|(p, shard)| {
                     let next = shard.pending.as_ref()?.next_offset;
                     let p = *p;
-                    Some((p, scope.spawn(move || shard.commit(fields, p, next))))
+                    Some((
+                        p,
+                        scope.spawn(move || shard.commit(fields, p, next, latest)),
+                    ))
                 })
                 .collect();
             handles
@@ -420,21 +441,25 @@ impl SearchIndex for TantivySearchIndex {
                 reader,
                 stale: false,
                 pending: None,
-                dirty: HashMap::new(),
+                dirty: HashSet::new(),
             },
         );
         self.owned.write().expect("owned lock").insert(partition);
         Ok(next)
     }
 
-    async fn close_shard(&mut self, partition: u32) -> Result<(), StoreError> {
+    async fn close_shard(
+        &mut self,
+        partition: u32,
+        latest: &dyn LatestStates,
+    ) -> Result<(), StoreError> {
         // The next owner starts from the commit: make it hold everything handled.
         if self
             .shards
             .get(&partition)
             .is_some_and(|s| s.pending.is_some())
         {
-            self.commit_all(&[partition]).map_err(|e| {
+            self.commit_all(&[partition], latest).map_err(|e| {
                 StoreError::fatal(
                     STORE,
                     format!("{e} (uncommitted work is redone on restart)"),
@@ -492,7 +517,11 @@ impl SearchIndex for TantivySearchIndex {
         Ok(out)
     }
 
-    async fn write(&mut self, batch: &SearchBatch) -> Result<(), StoreError> {
+    async fn write(
+        &mut self,
+        batch: &SearchBatch,
+        latest: &dyn LatestStates,
+    ) -> Result<(), StoreError> {
         // Work the processor was already told is written, and would be lost with
         // a roll back: then any failure is fatal (see the port's contract).
         let acked_pending = self.shards.values().any(|s| s.pending.is_some());
@@ -508,7 +537,7 @@ impl SearchIndex for TantivySearchIndex {
                 behind: Duration::ZERO,
             });
             pending.next_offset = w.next_offset;
-            pending.operations += w.ops.len() + w.states.len();
+            pending.operations += w.ops.len() + w.changed.len();
             pending.behind = behind(w.newest_record_ms);
         }
         let due: Vec<u32> = self
@@ -522,20 +551,20 @@ impl SearchIndex for TantivySearchIndex {
             })
             .map(|(p, _)| *p)
             .collect();
-        if let Err(e) = self.commit_all(&due) {
+        if let Err(e) = self.commit_all(&due, latest) {
             return Err(self.fail(batch, acked_pending, e));
         }
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), StoreError> {
+    async fn flush(&mut self, latest: &dyn LatestStates) -> Result<(), StoreError> {
         let pending: Vec<u32> = self
             .shards
             .iter()
             .filter(|(_, s)| s.pending.is_some())
             .map(|(p, _)| *p)
             .collect();
-        self.commit_all(&pending).map_err(|e| {
+        self.commit_all(&pending, latest).map_err(|e| {
             StoreError::fatal(
                 STORE,
                 format!("{e} (uncommitted work is redone on restart)"),
