@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use courier_pipeline::runner::{Handler, HandlerError};
+use courier_pipeline::runner::{Handler, HandlerError, backoff};
 use courier_pipeline::{ConsumedRecord, EventLog, TopicPartition, dead_letter, replay};
 use courier_schemas::Event;
 
@@ -33,10 +33,9 @@ use crate::store::StoreError;
 const PROCESSOR: &str = "search";
 
 /// Attempts at writing a batch's dead letters before the processor gives up
-/// (a fatal error: it restarts from the shards' commits), and the pause before
-/// the first retry (doubling).
+/// (a fatal error: it restarts from the shards' commits), paced by the
+/// runner's [`backoff`].
 const DEAD_LETTER_ATTEMPTS: u32 = 6;
-const DEAD_LETTER_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// States by partition, then conversation.
 type Cache = HashMap<u32, HashMap<String, Arc<ConversationState>>>;
@@ -46,6 +45,13 @@ type Cache = HashMap<u32, HashMap<String, Arc<ConversationState>>>;
 struct Latest<'a> {
     batch: Option<&'a HashMap<String, (u32, Arc<ConversationState>)>>,
     cache: &'a Cache,
+}
+
+impl<'a> Latest<'a> {
+    /// The cache alone: between batches, everything is in it.
+    fn cached(cache: &'a Cache) -> Self {
+        Latest { batch: None, cache }
+    }
 }
 
 impl LatestStates for Latest<'_> {
@@ -119,10 +125,7 @@ impl<S: SearchIndex> SearchProcessor<S> {
     /// the index deferred is committed first; if that fails, it is lost until a
     /// restart redoes it, and nothing of the cache may survive.
     async fn abandon(&mut self, e: HandlerError) -> HandlerError {
-        let latest = Latest {
-            batch: None,
-            cache: &self.states,
-        };
+        let latest = Latest::cached(&self.states);
         match self.index.flush(&latest).await {
             Ok(()) => e,
             Err(f) => {
@@ -141,7 +144,6 @@ impl<S: SearchIndex> SearchProcessor<S> {
         name: &str,
         rejected: &[(&ConsumedRecord, String)],
     ) -> Result<(), HandlerError> {
-        let mut wait = DEAD_LETTER_BACKOFF;
         let mut attempt = 1;
         loop {
             match dead_letter::send(log, name, rejected).await {
@@ -153,9 +155,9 @@ impl<S: SearchIndex> SearchProcessor<S> {
                     )));
                 }
                 Err(e) => {
+                    let wait = backoff(attempt - 1);
                     tracing::warn!(processor = %name, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "writing dead letters failed; retrying");
                     tokio::time::sleep(wait).await;
-                    wait *= 2;
                     attempt += 1;
                 }
             }
@@ -250,10 +252,7 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
         // revoked partition is pending; its next owner reads the shard's commit.
         for tp in tps {
             // Closing commits the shard's pending work, with these states.
-            let latest = Latest {
-                batch: None,
-                cache: &self.states,
-            };
+            let latest = Latest::cached(&self.states);
             self.index.close_shard(tp.partition, &latest).await?;
             self.checkpoints.remove(&tp.partition);
             self.states.remove(&tp.partition);
@@ -262,10 +261,7 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
     }
 
     async fn flush(&mut self) -> Result<(), HandlerError> {
-        let latest = Latest {
-            batch: None,
-            cache: &self.states,
-        };
+        let latest = Latest::cached(&self.states);
         self.index.flush(&latest).await?;
         Ok(())
     }
