@@ -794,8 +794,7 @@ async fn bench(
             groups.push((p, p.live_group(&config).await?, topic));
         }
     }
-    let search_root = Generations::new(config.view_dir("search"))
-        .dir(Generations::new(config.view_dir("search")).current()?);
+    let search_root = Generations::new(config.view_dir("search")).current_dir()?;
     let search_roots = Arc::new(Mutex::new(vec![search_root]));
     // Whatever happens in the run, the processors stop and are waited for before
     // the namespace is removed under them.

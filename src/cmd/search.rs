@@ -46,7 +46,7 @@ pub struct Args {
 /// beside a running `courier run search`).
 pub fn open_shards(config: &Config) -> anyhow::Result<SearchShards> {
     let generations = Generations::new(config.view_dir("search"));
-    Ok(SearchShards::open(generations.dir(generations.current()?))?)
+    Ok(SearchShards::open(generations.current_dir()?)?)
 }
 
 /// A search that failed because of what the user asked (exit code 2; HTTP 400 at

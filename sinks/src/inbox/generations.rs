@@ -45,6 +45,11 @@ impl Generations {
         })
     }
 
+    /// The directory of the current generation (what readers open).
+    pub fn current_dir(&self) -> Result<PathBuf, StoreError> {
+        Ok(self.dir(self.current()?))
+    }
+
     /// The directory of generation `g`.
     pub fn dir(&self, g: u64) -> PathBuf {
         self.root.join(format!("g{g}"))

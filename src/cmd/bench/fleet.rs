@@ -173,7 +173,8 @@ impl Fleet {
             .filter(|m| matches!(m.processor, Processor::Search) && !m.killed)
             .map(|m| {
                 let g = Generations::new(m.config.view_dir("search"));
-                g.dir(g.current().unwrap_or(0))
+                // A CURRENT that cannot be read yet: the first generation.
+                g.current_dir().unwrap_or_else(|_| g.dir(0))
             })
             .collect()
     }
