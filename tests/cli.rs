@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    Live, await_progress, configured, courier, kafka_config, ok, spawn_live, unique_namespace,
-    wait_for_line, write_lines,
+    Live, await_progress, cassandra_views, configured, courier, entries, kafka_config, ok,
+    spawn_live, unique_namespace, wait_for_line, write_lines,
 };
 
 use std::io::{BufRead, BufReader, Write};
@@ -719,9 +719,7 @@ fn bench_measures_every_message_in_every_view_and_leaves_nothing_behind() {
         .unwrap()));
     assert_eq!(baseline["messages"], 2000);
     assert_eq!(baseline["processors"], serde_json::json!({}));
-    let left: Vec<_> = std::fs::read_dir(&data)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let left = entries(&data);
     assert!(
         left.is_empty(),
         "the runs' namespaces were removed: {left:?}"
@@ -743,9 +741,7 @@ fn bench_on_kafka_and_cassandra() {
         "distributed",
         &namespace,
         &brokers,
-        &format!(
-            "[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n"
-        ),
+        &cassandra_views(&cassandra),
     );
     let out = ok(configured(&dir.path().join("data"), &config)
         .args([
@@ -818,9 +814,7 @@ fn bench_rejects_instances_it_cannot_run() {
         assert!(!out.status.success(), "{args:?} fails");
         assert!(err.contains(says), "{args:?}: {err}");
     }
-    let left: Vec<_> = std::fs::read_dir(&data)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let left = entries(&data);
     assert!(left.is_empty(), "nothing was left: {left:?}");
 }
 
@@ -841,9 +835,7 @@ fn bench_with_two_instances_of_each_processor_survives_killing_one() {
         "instances",
         &format!("ci{}", std::process::id()),
         &brokers,
-        &format!(
-            "[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n"
-        ),
+        &cassandra_views(&cassandra),
     );
     let out = ok(configured(&data, &config)
         .args([
@@ -877,9 +869,7 @@ fn bench_with_two_instances_of_each_processor_survives_killing_one() {
         timeline.iter().any(|t| t["inbox_p99_ms"].is_f64()),
         "{timeline:?}"
     );
-    let left: Vec<_> = std::fs::read_dir(&data)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let left = entries(&data);
     assert!(
         left.is_empty(),
         "the run's directories were removed: {left:?}"

@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    KillOnDrop, Live, Rng, await_progress, configured, courier, kafka_config, ok, processed_so_far,
-    spawn_live, unique_namespace, write_lines,
+    KillOnDrop, Live, Rng, await_progress, cassandra_views, configured, courier, kafka_config, ok,
+    processed_so_far, spawn_live, unique_namespace, write_lines,
 };
 
 use std::path::Path;
@@ -584,9 +584,7 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
         "distributed",
         &namespace,
         &brokers,
-        &format!(
-            "[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n[runner]\nmax_batch = 20\n"
-        ),
+        &format!("{}[runner]\nmax_batch = 20\n", cassandra_views(&cassandra)),
     );
     let on = |data: &Path| configured(data, &config);
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
@@ -755,9 +753,7 @@ fn on_kafka_and_cassandra_a_second_produce_changes_nothing_and_rebuilds_give_ide
         "distributed",
         &namespace,
         &brokers,
-        &format!(
-            "[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{cassandra}\"\n[runner]\nmax_batch = 50\n"
-        ),
+        &format!("{}[runner]\nmax_batch = 50\n", cassandra_views(&cassandra)),
     );
     let data = dir.path().join("d");
     let on = || configured(&data, &config);

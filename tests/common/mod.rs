@@ -61,6 +61,21 @@ pub fn kafka_config(dir: &Path, name: &str, namespace: &str, brokers: &str, more
     path
 }
 
+/// The `[views]` and `[cassandra]` sections putting the views in the Cassandra
+/// at `contact_points` (for [`kafka_config`]'s `more`).
+pub fn cassandra_views(contact_points: &str) -> String {
+    format!(
+        "[views]\nbackend = \"cassandra\"\n[cassandra]\ncontact_points = \"{contact_points}\"\n"
+    )
+}
+
+/// The entries of `dir` (none if it does not exist): what a run left behind.
+pub fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
 /// A child process killed and reaped on drop, so a failed assertion leaves no
 /// `courier` behind.
 pub struct KillOnDrop(pub std::process::Child);
