@@ -6,6 +6,8 @@
 //! event leaves the state as it was (but for the applied offset and, for the
 //! events listed in `state`, the remembered `event_id`).
 
+use std::fmt;
+
 use courier_schemas::proto::event::Body;
 use courier_schemas::{Event, EventKind};
 
@@ -14,6 +16,17 @@ use super::effects::{
 };
 use super::state::ConversationState;
 
+/// Names an event in its rejection reasons ("message_sent m1 in c1"), formatted
+/// only when one is rejected: formatting it for every event was a visible part
+/// of the fold's time, and nearly every event is applied.
+pub(super) struct What<F>(pub(super) F);
+
+impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> fmt::Display for What<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (self.0)(f)
+    }
+}
+
 /// Applies one event of `courier.conversations.v1` at `position` to the state of
 /// its conversation. Pure and deterministic: the same state and event give the
 /// same outcome and the same new state.
@@ -21,9 +34,10 @@ pub fn apply(state: &mut ConversationState, event: &Event, position: Position) -
     apply_with(state, event, position, true)
 }
 
-/// [`apply`] for a view that has no inbox: the same state and outcome, but
-/// without inbox rows (`effects.inbox` stays empty). Building a row per member
-/// per message is work the search view would throw away.
+/// [`apply`] for a view that has no inbox: the same outcome but without inbox
+/// rows (`effects.inbox` stays empty), and the same state but without
+/// previews, which only inbox rows show. Building a row per member per message
+/// and a preview per message is work the search view would throw away.
 pub fn apply_without_inbox_rows(
     state: &mut ConversationState,
     event: &Event,
@@ -173,7 +187,7 @@ impl Step<'_> {
     }
 
     /// The reason to reject `what` when the conversation was never created.
-    pub(super) fn require_exists(&self, what: &str) -> Result<(), String> {
+    pub(super) fn require_exists(&self, what: &dyn fmt::Display) -> Result<(), String> {
         if self.state.exists() {
             Ok(())
         } else {

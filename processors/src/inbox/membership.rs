@@ -88,7 +88,7 @@ impl Step<'_> {
     }
 
     /// The reason `actor` may not add or remove members, if any.
-    fn may_change_members(&self, what: &str, actor: &str) -> Result<(), String> {
+    fn may_change_members(&self, what: &dyn std::fmt::Display, actor: &str) -> Result<(), String> {
         self.require_exists(what)?;
         if self.state.kind == Some(Kind::Direct) {
             return Err(format!(

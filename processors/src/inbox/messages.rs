@@ -2,17 +2,20 @@
 //! to the inbox rows (last message, preview, unread counts) of those who see them.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use courier_schemas::proto::{MessageDeleted, MessageEdited, MessageSent, message_sent};
 
 use super::effects::{Content, Ignored, Media};
-use super::fold::{Change, Step, StepResult};
+use super::fold::{Change, Step, StepResult, What};
 use super::state::{MessageMeta, UserState};
 use super::view::preview;
 
 impl Step<'_> {
     pub(super) fn message_sent(&mut self, b: &MessageSent) -> StepResult {
-        let what = format!("message_sent {} in {}", b.message_id, b.conversation_id);
+        let what = What(|f: &mut fmt::Formatter<'_>| {
+            write!(f, "message_sent {} in {}", b.message_id, b.conversation_id)
+        });
         self.require_exists(&what)?;
         if b.message_id.is_empty() {
             return Err(format!("{what}: message_id is empty"));
@@ -46,9 +49,12 @@ impl Step<'_> {
             edited: false,
             deleted: false,
         });
-        self.state
-            .previews
-            .insert(i as u32, content_preview(Some(&content)));
+        // Previews only serve inbox rows: a view without them keeps none.
+        if self.inbox_rows {
+            self.state
+                .previews
+                .insert(i as u32, content_preview(Some(&content)));
+        }
         // The recipients are exactly the current members: this is where
         // "membership as of the message's position" is decided.
         let members: Vec<usize> = (0..self.state.users.len())
@@ -62,8 +68,10 @@ impl Step<'_> {
             }
         }
         // Keep only previews someone still shows, or they would pile up.
-        let shown: BTreeSet<u32> = self.state.users.iter().filter_map(|u| u.last).collect();
-        self.state.previews.retain(|k, _| shown.contains(k));
+        if !self.state.previews.is_empty() {
+            let shown: BTreeSet<u32> = self.state.users.iter().filter_map(|u| u.last).collect();
+            self.state.previews.retain(|k, _| shown.contains(k));
+        }
 
         self.emit_message(i, Some(content));
         for u in members {
@@ -73,7 +81,13 @@ impl Step<'_> {
     }
 
     pub(super) fn message_edited(&mut self, b: &MessageEdited) -> StepResult {
-        let what = format!("message_edited {} in {}", b.message_id, b.conversation_id);
+        let what = What(|f: &mut fmt::Formatter<'_>| {
+            write!(
+                f,
+                "message_edited {} in {}",
+                b.message_id, b.conversation_id
+            )
+        });
         let i = self.own_message(&what, &b.message_id, &b.editor_id)?;
         if self.state.messages[i].deleted {
             return Err(format!("{what}: the message is deleted"));
@@ -95,7 +109,13 @@ impl Step<'_> {
     }
 
     pub(super) fn message_deleted(&mut self, b: &MessageDeleted) -> StepResult {
-        let what = format!("message_deleted {} in {}", b.message_id, b.conversation_id);
+        let what = What(|f: &mut fmt::Formatter<'_>| {
+            write!(
+                f,
+                "message_deleted {} in {}",
+                b.message_id, b.conversation_id
+            )
+        });
         let i = self.own_message(&what, &b.message_id, &b.actor_id)?;
         // Before the membership check: a retry of an applied delete is harmless
         // even after its sender left (deletes' ids are not remembered).
@@ -127,7 +147,7 @@ impl Step<'_> {
     }
 
     /// The index of message `id`, if it exists and `actor` sent it; else why not.
-    fn own_message(&self, what: &str, id: &str, actor: &str) -> Result<usize, String> {
+    fn own_message(&self, what: &dyn fmt::Display, id: &str, actor: &str) -> Result<usize, String> {
         self.require_exists(what)?;
         let Some(i) = self.state.message(id) else {
             return Err(format!("{what}: there is no message {id}"));
@@ -139,7 +159,7 @@ impl Step<'_> {
         Ok(i)
     }
 
-    fn require_still_member(&self, what: &str, actor: &str) -> Result<(), String> {
+    fn require_still_member(&self, what: &dyn fmt::Display, actor: &str) -> Result<(), String> {
         if self.state.is_member(actor) {
             Ok(())
         } else {

@@ -1,16 +1,20 @@
 //! Receipts: cumulative delivered/read watermarks per (conversation, user) that
 //! never move back, and the unread count a moving read watermark lowers.
 
+use std::fmt;
+
 use courier_schemas::proto::{Receipt, ReceiptStatus};
 
 use super::effects::Ignored;
-use super::fold::{Change, Step, StepResult};
+use super::fold::{Change, Step, StepResult, What};
 use super::state::UserState;
 
 impl Step<'_> {
     pub(super) fn receipt(&mut self, b: &Receipt) -> StepResult {
         let (m, user_id) = (&b.message_id, &b.user_id);
-        let what = format!("receipt for {m} in {} by {user_id}", b.conversation_id);
+        let what = What(|f: &mut fmt::Formatter<'_>| {
+            write!(f, "receipt for {m} in {} by {user_id}", b.conversation_id)
+        });
         self.require_exists(&what)?;
         let read = match ReceiptStatus::try_from(b.status) {
             Ok(ReceiptStatus::Delivered) => false,

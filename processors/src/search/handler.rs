@@ -13,7 +13,7 @@
 //! fail after its fold only where nothing deferred needs them (see
 //! `send_dead_letters`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use courier_pipeline::runner::{Handler, HandlerError, backoff};
 use courier_pipeline::{ConsumedRecord, EventLog, TopicPartition, dead_letter, replay};
 use courier_schemas::Event;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::index::{LatestStates, SearchBatch, SearchIndex, ShardWrite};
 use super::ops::{IndexOp, index_ops};
@@ -76,7 +77,7 @@ pub struct SearchProcessor<S> {
     states: Cache,
     /// Per partition, the offset below which the generation a rebuild replaces
     /// already sent the dead letters (empty for a live processor).
-    dead_lettered: HashMap<u32, u64>,
+    dead_lettered: std::collections::HashMap<u32, u64>,
     /// Decodes records, remembering the header blocks it accepted.
     decoder: replay::Decoder,
 }
@@ -90,7 +91,7 @@ impl<S: SearchIndex> SearchProcessor<S> {
             name: PROCESSOR.to_string(),
             checkpoints: HashMap::new(),
             states: HashMap::new(),
-            dead_lettered: HashMap::new(),
+            dead_lettered: std::collections::HashMap::new(),
             decoder: replay::Decoder::default(),
         }
     }
@@ -104,7 +105,10 @@ impl<S: SearchIndex> SearchProcessor<S> {
 
     /// For a rebuild: records below these next-offsets (per partition) had their
     /// rejections dead-lettered by the generation being replaced.
-    pub fn dead_lettered_below(mut self, next_offsets: HashMap<u32, u64>) -> Self {
+    pub fn dead_lettered_below(
+        mut self,
+        next_offsets: std::collections::HashMap<u32, u64>,
+    ) -> Self {
         self.dead_lettered = next_offsets;
         self
     }
