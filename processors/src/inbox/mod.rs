@@ -54,6 +54,7 @@
 //!   unknown types) are rejected; [`route`] says so before any state is loaded.
 
 mod batch;
+mod codec;
 mod effects;
 mod fold;
 mod handler;

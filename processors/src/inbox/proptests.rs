@@ -436,4 +436,33 @@ proptest! {
         };
         prop_assert_eq!(json(&with), json(&without));
     }
+
+    /// The binary encoding of every state a stream folds to (after every event,
+    /// so states mid-way too) decodes to the same state, and no truncation of a
+    /// final one (nor one with a byte too many) decodes or panics.
+    #[test]
+    fn binary_states_round_trip_and_truncations_are_refused(acts in stream()) {
+        let log = log(&acts);
+        let mut states: BTreeMap<String, ConversationState> = BTreeMap::new();
+        for (position, event) in &log {
+            let c = &event.conversation_id().unwrap_or_default().to_owned();
+            let s = states.entry(c.clone()).or_insert_with(|| ConversationState::new(c.clone()));
+            apply(s, event, *position);
+            let mut bytes = Vec::new();
+            s.encode_into(&mut bytes);
+            let back = ConversationState::decode(&bytes).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(serde_json::to_string(&back).unwrap(), serde_json::to_string(&*s).unwrap());
+            prop_assert_eq!(back.message_index.len(), back.messages.len());
+            prop_assert_eq!(back.user_index.len(), back.users.len());
+        }
+        for s in states.values() {
+            let mut bytes = Vec::new();
+            s.encode_into(&mut bytes);
+            for cut in 0..bytes.len() {
+                prop_assert!(ConversationState::decode(&bytes[..cut]).is_err());
+            }
+            bytes.push(0);
+            prop_assert!(ConversationState::decode(&bytes).is_err());
+        }
+    }
 }

@@ -11,7 +11,8 @@ use tantivy::{TantivyDocument, Term};
 use super::STORE;
 
 /// Bumped when a shard written by another layout can no longer be read.
-pub const LAYOUT: u32 = 1;
+/// 2: states in the binary encoding instead of JSON.
+pub const LAYOUT: u32 = 2;
 
 /// The fields of every shard.
 ///
@@ -33,7 +34,7 @@ pub struct Fields {
     pub sent_at_ms: Field,
     /// One raw term per user who sees the message.
     pub visible: Field,
-    /// A conversation state, as JSON (state documents only).
+    /// A conversation state, binary encoded (state documents only).
     pub state: Field,
 }
 
@@ -92,18 +93,16 @@ impl Fields {
         doc
     }
 
-    /// The document holding a conversation's state.
-    pub fn state_doc(&self, s: &ConversationState) -> Result<TantivyDocument, StoreError> {
-        let json = serde_json::to_vec(s).map_err(|e| {
-            StoreError::fatal(
-                STORE,
-                format!("encoding the state of {}: {e}", s.conversation_id()),
-            )
-        })?;
+    /// The document holding a conversation's state, in the binary encoding
+    /// (`ConversationState::encode_into`); `buf` is scratch space, reused
+    /// across the states of a commit.
+    pub fn state_doc(&self, s: &ConversationState, buf: &mut Vec<u8>) -> TantivyDocument {
+        buf.clear();
+        s.encode_into(buf);
         let mut doc = TantivyDocument::default();
         doc.add_text(self.key, format!("s\u{1f}{}", s.conversation_id()));
-        doc.add_bytes(self.state, &json);
-        Ok(doc)
+        doc.add_bytes(self.state, buf.as_slice());
+        doc
     }
 }
 
@@ -125,6 +124,26 @@ pub struct Payload {
 }
 
 impl Payload {
+    /// The offset a commit payload says to resume from, whatever the layout of
+    /// its shard: what a rebuild needs of the generation it replaces, which an
+    /// older build may have written.
+    pub fn next_offset_of(text: &str, partition: u32) -> Result<u64, StoreError> {
+        #[derive(Deserialize)]
+        struct Any {
+            next_offset: u64,
+        }
+        serde_json::from_str::<Any>(text)
+            .map(|a| a.next_offset)
+            .map_err(|e| {
+                StoreError::fatal(
+                    STORE,
+                    format!(
+                        "shard p{partition}: the commit payload {text:?} is not courier's: {e}"
+                    ),
+                )
+            })
+    }
+
     /// Parses a commit payload, refusing another layout or partition.
     pub fn parse(text: &str, partition: u32) -> Result<Payload, StoreError> {
         let p: Payload = serde_json::from_str(text).map_err(|e| {

@@ -526,3 +526,30 @@ async fn each_conversation_state_and_message_has_one_live_document_across_commit
         }
     }
 }
+
+/// A shard an older build wrote (another layout) is refused with the way out,
+/// and a rebuild can still read where that generation had got to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_of_another_layout_is_refused_but_its_offset_is_read_for_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = super::shard_dir(dir.path(), 3);
+    std::fs::create_dir_all(&shard).unwrap();
+    let index = tantivy::Index::create_in_dir(&shard, super::Fields::new().schema).unwrap();
+    let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    let mut prepared = writer.prepare_commit().unwrap();
+    prepared.set_payload(r#"{"layout":1,"partition":3,"next_offset":7}"#);
+    prepared.commit().unwrap();
+    drop(writer);
+
+    let e = TantivySearchIndex::new(dir.path())
+        .open_shard(3)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("has layout 1, this build reads 2: rebuild search"),
+        "{e}"
+    );
+    let offsets = super::committed_offsets(dir.path()).unwrap();
+    assert_eq!(offsets.get(&3), Some(&7));
+}

@@ -61,7 +61,7 @@ pub fn committed_offsets(root: &Path) -> Result<HashMap<u32, u64>, StoreError> {
             .and_then(|i| i.load_metas())
             .map_err(|e| StoreError::fatal(STORE, format!("reading {}: {e}", dir.display())))?;
         if let Some(p) = metas.payload {
-            out.insert(partition, Payload::parse(&p, partition)?.next_offset);
+            out.insert(partition, Payload::next_offset_of(&p, partition)?);
         }
     }
     Ok(out)
@@ -137,6 +137,7 @@ impl Shard {
                 .delete_query(Box::new(keys))
                 .map_err(|e| err(partition, "deleting replaced states", e))?;
         }
+        let mut buf = Vec::new();
         for c in self.dirty.drain() {
             let s = latest.latest(partition, &c).ok_or_else(|| {
                 StoreError::fatal(
@@ -148,7 +149,7 @@ impl Shard {
                 )
             })?;
             self.writer
-                .add_document(fields.state_doc(s)?)
+                .add_document(fields.state_doc(s, &mut buf))
                 .map_err(|e| err(partition, "adding a state", e))?;
         }
         let payload = serde_json::to_string(&Payload {
@@ -506,7 +507,7 @@ impl SearchIndex for TantivySearchIndex {
                 .ok_or_else(|| {
                     StoreError::fatal(STORE, format!("shard p{partition}: state of {c} is empty"))
                 })?;
-            let state: ConversationState = serde_json::from_slice(bytes).map_err(|e| {
+            let state = ConversationState::decode(bytes).map_err(|e| {
                 StoreError::fatal(
                     STORE,
                     format!("shard p{partition}: the state of {c} is corrupt: {e}"),
