@@ -10,3 +10,4 @@ pub mod presence;
 pub mod push;
 mod rocks;
 pub mod search;
+mod states;

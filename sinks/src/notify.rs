@@ -8,7 +8,7 @@ use courier_processors::notify::NotifyStore;
 use courier_processors::store::StoreError;
 use rocksdb::{DB, WriteBatch};
 
-use crate::rocks;
+use crate::{rocks, states};
 
 const STORE: &str = "notify/rocksdb";
 
@@ -23,12 +23,40 @@ fn state_key(conversation: &str) -> Vec<u8> {
     k
 }
 
+/// The layout this build writes: 2 since states are binary (`crate::states`).
+/// A store without a marker (new, or written before markers, with JSON states)
+/// is read as it is; a newer layout is refused.
+const LAYOUT: u32 = 2;
+const LAYOUT_KEY: &[u8] = b"L";
+
 impl RocksNotifyStore {
     /// Opens (creating) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Ok(RocksNotifyStore {
-            db: rocks::open(dir, STORE)?,
-        })
+        let db = rocks::open(dir, STORE)?;
+        let marked = db
+            .get(LAYOUT_KEY)
+            .map_err(|e| StoreError::retryable(STORE, e))?;
+        match marked.as_deref().map(<[u8; 4]>::try_from) {
+            None => db
+                .put(LAYOUT_KEY, LAYOUT.to_be_bytes())
+                .map_err(|e| StoreError::retryable(STORE, e))?,
+            Some(Ok(l)) if u32::from_be_bytes(l) <= LAYOUT => {}
+            Some(Ok(l)) => {
+                return Err(StoreError::fatal(
+                    STORE,
+                    format!(
+                        "{} has layout {}; this build reads layouts up to {LAYOUT} (run a \
+                         newer courier, or rebuild the view)",
+                        dir.display(),
+                        u32::from_be_bytes(l)
+                    ),
+                ));
+            }
+            Some(Err(_)) => {
+                return Err(StoreError::fatal(STORE, "the layout marker is corrupt"));
+            }
+        }
+        Ok(RocksNotifyStore { db })
     }
 }
 
@@ -45,15 +73,7 @@ impl NotifyStore for RocksNotifyStore {
             .zip(ids)
             .map(|(v, c)| {
                 let v = v.map_err(|e| StoreError::retryable(STORE, e))?;
-                v.map(|v| {
-                    serde_json::from_slice(&v).map_err(|e| {
-                        StoreError::fatal(
-                            STORE,
-                            format!("state of conversation {c} is corrupt: {e}"),
-                        )
-                    })
-                })
-                .transpose()
+                v.map(|v| states::decode(&v, STORE, c)).transpose()
             })
             .collect()
     }
@@ -65,9 +85,7 @@ impl NotifyStore for RocksNotifyStore {
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         for s in states {
-            let v = serde_json::to_vec(s)
-                .map_err(|e| StoreError::fatal(STORE, format!("encoding a state: {e}")))?;
-            batch.put(state_key(s.conversation_id()), v);
+            batch.put(state_key(s.conversation_id()), states::encoded(s));
         }
         // States and positions land together or not at all.
         for (p, next) in checkpoints {
@@ -96,5 +114,31 @@ mod tests {
         let got = s.load_states(&["c1".into(), "c2".into()]).unwrap();
         assert_eq!(got[0].as_ref().unwrap().conversation_id(), "c1");
         assert!(got[1].is_none());
+    }
+
+    /// A store written before layout markers (JSON states) is read as it is;
+    /// one of a newer layout is refused.
+    #[test]
+    fn json_states_of_older_builds_are_read_and_newer_layouts_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = rocks::open(dir.path(), STORE).unwrap();
+            let json = serde_json::to_vec(&ConversationState::new("c1")).unwrap();
+            db.put(state_key("c1"), json).unwrap();
+        }
+        {
+            let s = RocksNotifyStore::open(dir.path()).unwrap();
+            let got = s.load_states(&["c1".into()]).unwrap();
+            assert_eq!(got[0].as_ref().unwrap().conversation_id(), "c1");
+            s.db.put(LAYOUT_KEY, 3u32.to_be_bytes()).unwrap();
+        }
+        let e = RocksNotifyStore::open(dir.path())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("has layout 3; this build reads layouts up to 2"),
+            "{e}"
+        );
     }
 }

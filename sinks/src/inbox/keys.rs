@@ -8,7 +8,7 @@
 //! | ------------ | ----------------------------------------- | -------------------------- |
 //! | layout       | `L`                                       | layout version, u32 BE     |
 //! | checkpoint   | `K` partition:u32                         | next offset, u64 BE        |
-//! | state        | `S` conversation                          | `ConversationState` (JSON) |
+//! | state        | `S` conversation                          | `ConversationState` (binary) |
 //! | message      | `M` len conversation, send offset:u64     | version + `MessageRow`     |
 //! | participant  | `P` len conversation, user                | version + `ParticipantRow` |
 //! | inbox        | `I` len user, conversation                | version + `InboxRow`       |
@@ -26,8 +26,10 @@ use serde::de::DeserializeOwned;
 
 use super::STORE;
 
-/// Bumped when the layout changes incompatibly; a store with another refuses to open.
-pub const LAYOUT: u32 = 1;
+/// Bumped when the layout changes; a store of a newer layout refuses to open.
+/// 2: states in the binary encoding (`crate::states`); a store of layout 1 is
+/// read as it is and marked 2 when a processor opens it.
+pub const LAYOUT: u32 = 2;
 
 pub const LAYOUT_KEY: &[u8] = b"L";
 const CHECKPOINT: u8 = b'K';

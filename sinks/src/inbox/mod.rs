@@ -25,6 +25,8 @@ use courier_processors::inbox::{ConversationState, InboxRow};
 use courier_processors::store::StoreError;
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch};
 
+use crate::states;
+
 const STORE: &str = "inbox/rocksdb";
 
 /// The inbox views of one generation on local disk.
@@ -44,7 +46,10 @@ impl RocksInboxStore {
         let db = DB::open(&o, dir)
             .map_err(|e| StoreError::fatal(STORE, format!("opening {}: {e}", dir.display())))?;
         let store = RocksInboxStore { db };
-        if store.check_layout(dir)?.is_none() {
+        // A new store, or one of layout 1 (JSON states, which are still read):
+        // from now on it may hold binary states, which a build of layout 1
+        // must refuse rather than call corrupt.
+        if store.check_layout(dir)? != Some(keys::LAYOUT) {
             store
                 .db
                 .put(keys::LAYOUT_KEY, keys::LAYOUT.to_be_bytes())
@@ -67,7 +72,8 @@ impl RocksInboxStore {
         Ok(Some(store))
     }
 
-    /// The stored layout version, refusing any other than ours.
+    /// The stored layout version, refusing any this build cannot read (one
+    /// newer than [`keys::LAYOUT`]; layout 1 differs only by JSON states).
     fn check_layout(&self, dir: &Path) -> Result<Option<u32>, StoreError> {
         let Some(v) = self
             .db
@@ -79,11 +85,12 @@ impl RocksInboxStore {
         let layout = <[u8; 4]>::try_from(v.as_slice())
             .map(u32::from_be_bytes)
             .map_err(|_| StoreError::fatal(STORE, "the layout marker is corrupt"))?;
-        if layout != keys::LAYOUT {
+        if !(1..=keys::LAYOUT).contains(&layout) {
             return Err(StoreError::fatal(
                 STORE,
                 format!(
-                    "{} has layout {layout}; this build reads layout {} (rebuild the view)",
+                    "{} has layout {layout}; this build reads layouts 1 to {} (run a newer \
+                     courier, or rebuild the view)",
                     dir.display(),
                     keys::LAYOUT
                 ),
@@ -133,9 +140,7 @@ impl InboxStore for RocksInboxStore {
                 let Some(v) = v.map_err(|e| StoreError::retryable(STORE, e))? else {
                     return Ok(None);
                 };
-                serde_json::from_slice(&v).map(Some).map_err(|e| {
-                    StoreError::fatal(STORE, format!("state of conversation {c} is corrupt: {e}"))
-                })
+                states::decode(&v, STORE, c).map(Some)
             })
             .collect()
     }
@@ -166,9 +171,7 @@ impl InboxStore for RocksInboxStore {
             );
         }
         for s in &batch.states {
-            let v = serde_json::to_vec(s)
-                .map_err(|e| StoreError::fatal(STORE, format!("encoding a state: {e}")))?;
-            wb.put(keys::state(s.conversation_id()), v);
+            wb.put(keys::state(s.conversation_id()), states::encoded(s));
         }
         for (p, next) in &batch.checkpoints {
             wb.put(keys::checkpoint(*p), next.to_be_bytes());

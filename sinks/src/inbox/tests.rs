@@ -53,7 +53,27 @@ fn another_layout_is_refused() {
     }
     let e = RocksInboxStore::open(dir.path()).err().unwrap().to_string();
     assert!(
-        e.contains("has layout 99; this build reads layout 1"),
+        e.contains("has layout 99; this build reads layouts 1 to 2"),
         "{e}"
+    );
+}
+
+/// A store an older build wrote (layout 1, JSON states) opens as it is: its
+/// states read back, and it is marked layout 2 before any binary state lands.
+#[tokio::test]
+async fn a_store_of_layout_1_is_read_and_marked_2() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = RocksInboxStore::open(dir.path()).unwrap();
+        s.db.put(keys::LAYOUT_KEY, 1u32.to_be_bytes()).unwrap();
+        let json = serde_json::to_vec(&ConversationState::new("c1")).unwrap();
+        s.db.put(keys::state("c1"), json).unwrap();
+    }
+    let s = RocksInboxStore::open(dir.path()).unwrap();
+    let states = s.load_states(&["c1".to_string()]).await.unwrap();
+    assert_eq!(states[0].as_ref().map(|s| s.conversation_id()), Some("c1"));
+    assert_eq!(
+        s.db.get(keys::LAYOUT_KEY).unwrap().unwrap(),
+        2u32.to_be_bytes()
     );
 }

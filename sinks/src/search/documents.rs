@@ -10,8 +10,9 @@ use tantivy::{TantivyDocument, Term};
 
 use super::STORE;
 
-/// Bumped when a shard written by another layout can no longer be read.
-/// 2: states in the binary encoding instead of JSON.
+/// Bumped when the layout of a shard changes; a shard of a newer layout is
+/// refused. 2: states in the binary encoding (`crate::states`); a shard of
+/// layout 1 (JSON states) is read as it is, and its next commit says 2.
 pub const LAYOUT: u32 = 2;
 
 /// The fields of every shard.
@@ -94,11 +95,11 @@ impl Fields {
     }
 
     /// The document holding a conversation's state, in the binary encoding
-    /// (`ConversationState::encode_into`); `buf` is scratch space, reused
-    /// across the states of a commit.
+    /// (`crate::states`); `buf` is scratch space, reused across the states of
+    /// a commit.
     pub fn state_doc(&self, s: &ConversationState, buf: &mut Vec<u8>) -> TantivyDocument {
         buf.clear();
-        s.encode_into(buf);
+        crate::states::encode(s, buf);
         let mut doc = TantivyDocument::default();
         doc.add_text(self.key, format!("s\u{1f}{}", s.conversation_id()));
         doc.add_bytes(self.state, buf.as_slice());
@@ -144,7 +145,8 @@ impl Payload {
             })
     }
 
-    /// Parses a commit payload, refusing another layout or partition.
+    /// Parses a commit payload, refusing a layout this build cannot read or
+    /// another partition.
     pub fn parse(text: &str, partition: u32) -> Result<Payload, StoreError> {
         let p: Payload = serde_json::from_str(text).map_err(|e| {
             StoreError::fatal(
@@ -152,11 +154,12 @@ impl Payload {
                 format!("shard p{partition}: the commit payload {text:?} is not courier's: {e}"),
             )
         })?;
-        if p.layout != LAYOUT {
+        if !(1..=LAYOUT).contains(&p.layout) {
             return Err(StoreError::fatal(
                 STORE,
                 format!(
-                    "shard p{partition} has layout {}, this build reads {LAYOUT}: rebuild search",
+                    "shard p{partition} has layout {}, this build reads layouts 1 to {LAYOUT}: \
+                     run a newer courier, or rebuild search",
                     p.layout
                 ),
             ));

@@ -527,29 +527,42 @@ async fn each_conversation_state_and_message_has_one_live_document_across_commit
     }
 }
 
-/// A shard an older build wrote (another layout) is refused with the way out,
-/// and a rebuild can still read where that generation had got to.
+/// A shard an older build wrote (layout 1, JSON states) is read as it is; a
+/// shard of a newer layout is refused with the way out, and a rebuild can still
+/// read where that generation had got to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shard_of_another_layout_is_refused_but_its_offset_is_read_for_a_rebuild() {
+async fn shards_of_layout_1_are_read_and_newer_ones_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let shard = super::shard_dir(dir.path(), 3);
-    std::fs::create_dir_all(&shard).unwrap();
-    let index = tantivy::Index::create_in_dir(&shard, super::Fields::new().schema).unwrap();
-    let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
-    let mut prepared = writer.prepare_commit().unwrap();
-    prepared.set_payload(r#"{"layout":1,"partition":3,"next_offset":7}"#);
-    prepared.commit().unwrap();
-    drop(writer);
+    let fields = super::Fields::new();
+    for (p, layout) in [(3u32, 1u32), (4, 3)] {
+        let shard = super::shard_dir(dir.path(), p);
+        std::fs::create_dir_all(&shard).unwrap();
+        let index = tantivy::Index::create_in_dir(&shard, fields.schema.clone()).unwrap();
+        let mut writer: tantivy::IndexWriter =
+            index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let mut doc = tantivy::TantivyDocument::default();
+        doc.add_text(fields.key, "s\u{1f}c1");
+        let json = serde_json::to_vec(&ConversationState::new("c1")).unwrap();
+        doc.add_bytes(fields.state, json.as_slice());
+        writer.add_document(doc).unwrap();
+        let mut prepared = writer.prepare_commit().unwrap();
+        prepared.set_payload(&format!(
+            r#"{{"layout":{layout},"partition":{p},"next_offset":7}}"#
+        ));
+        prepared.commit().unwrap();
+    }
 
-    let e = TantivySearchIndex::new(dir.path())
-        .open_shard(3)
-        .await
-        .unwrap_err();
+    let mut index = TantivySearchIndex::new(dir.path());
+    assert_eq!(index.open_shard(3).await.unwrap(), Some(7));
+    let states = index.load_states(3, &["c1".to_string()]).await.unwrap();
+    assert_eq!(states[0].as_ref().map(|s| s.conversation_id()), Some("c1"));
+    let e = index.open_shard(4).await.unwrap_err();
     assert!(
-        e.to_string()
-            .contains("has layout 1, this build reads 2: rebuild search"),
+        e.to_string().contains(
+            "has layout 3, this build reads layouts 1 to 2: run a newer courier, or rebuild search"
+        ),
         "{e}"
     );
     let offsets = super::committed_offsets(dir.path()).unwrap();
-    assert_eq!(offsets.get(&3), Some(&7));
+    assert_eq!(offsets.get(&4), Some(&7));
 }

@@ -19,6 +19,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 use super::STORE;
 use super::documents::{Fields, LAYOUT, Payload};
 use super::metrics::metrics;
+use crate::states;
 
 /// Indexing memory per shard. tantivy needs at least 15 MB per indexing thread;
 /// one thread per shard, since the shards of a process already index in parallel
@@ -507,12 +508,7 @@ impl SearchIndex for TantivySearchIndex {
                 .ok_or_else(|| {
                     StoreError::fatal(STORE, format!("shard p{partition}: state of {c} is empty"))
                 })?;
-            let state = ConversationState::decode(bytes).map_err(|e| {
-                StoreError::fatal(
-                    STORE,
-                    format!("shard p{partition}: the state of {c} is corrupt: {e}"),
-                )
-            })?;
+            let state = states::decode(bytes, STORE, c)?;
             out.push(Some(state));
         }
         Ok(out)
