@@ -58,16 +58,13 @@ impl ConversationState {
             option(out, u.last.map(u64::from));
         }
         varint(out, self.messages.len() as u64);
-        let (mut offset, mut at_ms) = (0u64, 0i64);
-        for m in &self.messages {
-            string(out, &m.id);
-            varint(
-                out,
-                (u64::from(m.sender) << 2) | (u64::from(m.edited) << 1) | u64::from(m.deleted),
-            );
-            varint(out, zigzag(m.offset.wrapping_sub(offset) as i64));
-            varint(out, zigzag(m.at_ms.wrapping_sub(at_ms)));
-            (offset, at_ms) = (m.offset, m.at_ms);
+        // The messages the fold keeps encoded, then any it has not caught up
+        // with (a state not yet folded since it was read as JSON).
+        let cached = self.encoded.flags_at.len();
+        out.extend_from_slice(&self.encoded.bytes);
+        for i in cached..self.messages.len() {
+            let previous = i.checked_sub(1).map(|p| &self.messages[p]);
+            encode_message(out, previous, &self.messages[i]);
         }
         varint(out, self.previews.len() as u64);
         for (i, p) in &self.previews {
@@ -131,9 +128,12 @@ impl ConversationState {
         }
         let messages = r.count("messages")?;
         s.messages.reserve(messages);
+        s.encoded.flags_at.reserve(messages);
+        let section = r.at;
         let (mut offset, mut at_ms) = (0u64, 0i64);
         for _ in 0..messages {
             let id = r.string("a message id")?;
+            s.encoded.flags_at.push((r.at - section) as u32);
             let packed = r.varint("a message's sender and flags")?;
             let sender = u32::try_from(packed >> 2)
                 .ok()
@@ -150,6 +150,8 @@ impl ConversationState {
                 deleted: packed & 1 != 0,
             });
         }
+        // Read as written, so these bytes are the messages' encoding.
+        s.encoded.bytes = r.bytes[section..r.at].to_vec();
         if let Some(u) = s
             .users
             .iter()
@@ -177,6 +179,66 @@ impl ConversationState {
         s.ensure_indexes();
         Ok(s)
     }
+}
+
+/// The encoding of the first messages of a state, kept by the fold as it
+/// appends and flags messages, so that writing a state copies it in one piece.
+/// A state holds every message of its conversation and the stores rewrite a
+/// state whenever a batch changes it: encoding each message again every time
+/// was a quarter of the inbox and notify processors' time at 11,600 msg/s.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EncodedMessages {
+    /// Messages `0..flags_at.len()`, encoded as in the module doc.
+    bytes: Vec<u8>,
+    /// Where each one's sender-and-flags varint is in `bytes`.
+    flags_at: Vec<u32>,
+}
+
+impl EncodedMessages {
+    /// Rewrites message `i`'s flags in place. The varint of `sender << 2 |
+    /// flags` has the same length whatever the flags (its length changes only
+    /// at multiples of 128, which are multiples of 4), so nothing moves.
+    pub(super) fn reflag(&mut self, i: usize, m: &MessageMeta) {
+        let Some(&at) = self.flags_at.get(i) else {
+            return;
+        };
+        let mut patch = Vec::with_capacity(10);
+        varint(&mut patch, packed(m));
+        let at = at as usize;
+        self.bytes[at..at + patch.len()].copy_from_slice(&patch);
+    }
+}
+
+impl ConversationState {
+    /// Encodes the messages the cache does not cover yet.
+    pub(super) fn encode_new_messages(&mut self) {
+        let e = &mut self.encoded;
+        for i in e.flags_at.len()..self.messages.len() {
+            let m = &self.messages[i];
+            string(&mut e.bytes, &m.id);
+            e.flags_at.push((e.bytes.len()) as u32);
+            let previous = i.checked_sub(1).map(|p| &self.messages[p]);
+            deltas(&mut e.bytes, previous, m);
+        }
+    }
+}
+
+fn packed(m: &MessageMeta) -> u64 {
+    (u64::from(m.sender) << 2) | (u64::from(m.edited) << 1) | u64::from(m.deleted)
+}
+
+/// A message after its id: sender and flags, then its offset and `at_ms` as
+/// deltas from the `previous` message's.
+fn deltas(out: &mut Vec<u8>, previous: Option<&MessageMeta>, m: &MessageMeta) {
+    let (offset, at_ms) = previous.map_or((0, 0), |p| (p.offset, p.at_ms));
+    varint(out, packed(m));
+    varint(out, zigzag(m.offset.wrapping_sub(offset) as i64));
+    varint(out, zigzag(m.at_ms.wrapping_sub(at_ms)));
+}
+
+fn encode_message(out: &mut Vec<u8>, previous: Option<&MessageMeta>, m: &MessageMeta) {
+    string(out, &m.id);
+    deltas(out, previous, m);
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {

@@ -94,7 +94,7 @@ impl Step<'_> {
         }
         self.require_still_member(&what, &b.editor_id)?;
 
-        self.state.messages[i].edited = true;
+        self.state.flag_message(i, true, false);
         let content = Content::Text(b.text.clone());
         if let Some(p) = self.state.previews.get_mut(&(i as u32)) {
             *p = content_preview(Some(&content));
@@ -124,8 +124,8 @@ impl Step<'_> {
         }
         self.require_still_member(&what, &b.actor_id)?;
 
-        let meta = &mut self.state.messages[i];
-        meta.deleted = true;
+        self.state.flag_message(i, false, true);
+        let meta = &self.state.messages[i];
         let (offset, sender) = (meta.offset, meta.sender as usize);
         if let Some(p) = self.state.previews.get_mut(&(i as u32)) {
             *p = content_preview(None);

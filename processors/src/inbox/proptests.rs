@@ -438,8 +438,9 @@ proptest! {
     }
 
     /// The binary encoding of every state a stream folds to (after every event,
-    /// so states mid-way too) decodes to the same state, and no truncation of a
-    /// final one (nor one with a byte too many) decodes or panics.
+    /// so states mid-way too) is what encoding it afresh gives, decodes to the
+    /// same state, and no truncation of a final one (nor one with a byte too
+    /// many) decodes or panics.
     #[test]
     fn binary_states_round_trip_and_truncations_are_refused(acts in stream()) {
         let log = log(&acts);
@@ -450,7 +451,18 @@ proptest! {
             apply(s, event, *position);
             let mut bytes = Vec::new();
             s.encode_into(&mut bytes);
+            // The fold keeps the messages' encoding as it goes: it must be what
+            // encoding them afresh gives.
+            let mut fresh = s.clone();
+            fresh.encoded = Default::default();
+            let mut afresh = Vec::new();
+            fresh.encode_into(&mut afresh);
+            prop_assert_eq!(&bytes, &afresh);
             let back = ConversationState::decode(&bytes).map_err(TestCaseError::fail)?;
+            // And a state read back keeps encoding as it was written.
+            let mut again = Vec::new();
+            back.encode_into(&mut again);
+            prop_assert_eq!(&bytes, &again);
             prop_assert_eq!(serde_json::to_string(&back).unwrap(), serde_json::to_string(&*s).unwrap());
             prop_assert_eq!(back.message_index.len(), back.messages.len());
             prop_assert_eq!(back.user_index.len(), back.users.len());

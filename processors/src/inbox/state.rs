@@ -22,6 +22,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use serde::{Deserialize, Serialize};
 
+use super::codec::EncodedMessages;
 use super::effects::{ParticipantRow, Span};
 
 /// Bumped when a stored state can no longer be read by this code.
@@ -62,6 +63,10 @@ pub struct ConversationState {
     /// `user_id` → index in `users`; rebuilt after deserialization.
     #[serde(skip)]
     pub(super) user_index: HashMap<String, u32>,
+    /// The binary encoding of the first messages, kept up to date as they
+    /// change (see `codec`); caught up by `ensure_indexes`.
+    #[serde(skip)]
+    pub(super) encoded: EncodedMessages,
 }
 
 /// Direct or group.
@@ -147,6 +152,7 @@ impl ConversationState {
             seen_event_ids: BTreeSet::new(),
             message_index: HashMap::new(),
             user_index: HashMap::new(),
+            encoded: EncodedMessages::default(),
         }
     }
 
@@ -228,8 +234,9 @@ impl ConversationState {
         }
     }
 
-    /// Rebuilds the lookup maps that serialization leaves out. Cheap when they are
-    /// in step: both collections only ever grow, so equal lengths mean up to date.
+    /// Rebuilds the lookup maps and the messages' encoding that serialization
+    /// leaves out. Cheap when they are in step: the collections only ever grow,
+    /// so equal lengths mean up to date.
     pub(super) fn ensure_indexes(&mut self) {
         if self.message_index.len() != self.messages.len() {
             self.message_index = self
@@ -247,6 +254,7 @@ impl ConversationState {
                 .map(|(i, u)| (u.id.clone(), i as u32))
                 .collect();
         }
+        self.encode_new_messages();
     }
 
     pub(super) fn user(&self, id: &str) -> Option<usize> {
@@ -284,6 +292,15 @@ impl ConversationState {
         let i = self.messages.len();
         self.message_index.insert(meta.id.clone(), i as u32);
         self.messages.push(meta);
+        self.encode_new_messages();
         i
+    }
+
+    /// Marks message `i` edited or deleted, in the state and its encoding.
+    pub(super) fn flag_message(&mut self, i: usize, edited: bool, deleted: bool) {
+        let m = &mut self.messages[i];
+        m.edited |= edited;
+        m.deleted |= deleted;
+        self.encoded.reflag(i, m);
     }
 }
