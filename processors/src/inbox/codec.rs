@@ -128,12 +128,9 @@ impl ConversationState {
         }
         let messages = r.count("messages")?;
         s.messages.reserve(messages);
-        s.encoded.flags_at.reserve(messages);
-        let section = r.at;
         let (mut offset, mut at_ms) = (0u64, 0i64);
         for _ in 0..messages {
             let id = r.string("a message id")?;
-            s.encoded.flags_at.push((r.at - section) as u32);
             let packed = r.varint("a message's sender and flags")?;
             let sender = u32::try_from(packed >> 2)
                 .ok()
@@ -150,8 +147,6 @@ impl ConversationState {
                 deleted: packed & 1 != 0,
             });
         }
-        // Read as written, so these bytes are the messages' encoding.
-        s.encoded.bytes = r.bytes[section..r.at].to_vec();
         if let Some(u) = s
             .users
             .iter()
@@ -176,6 +171,8 @@ impl ConversationState {
         if r.at != r.bytes.len() {
             return Err(r.error(&format!("{} bytes after the state", r.bytes.len() - r.at)));
         }
+        // Encodes the messages again rather than keeping the bytes read: once
+        // per load, and the kept encoding is then canonical whatever was read.
         s.ensure_indexes();
         Ok(s)
     }
@@ -214,11 +211,9 @@ impl ConversationState {
     pub(super) fn encode_new_messages(&mut self) {
         let e = &mut self.encoded;
         for i in e.flags_at.len()..self.messages.len() {
-            let m = &self.messages[i];
-            string(&mut e.bytes, &m.id);
-            e.flags_at.push((e.bytes.len()) as u32);
             let previous = i.checked_sub(1).map(|p| &self.messages[p]);
-            deltas(&mut e.bytes, previous, m);
+            let at = encode_message(&mut e.bytes, previous, &self.messages[i]);
+            e.flags_at.push(at as u32);
         }
     }
 }
@@ -227,18 +222,17 @@ fn packed(m: &MessageMeta) -> u64 {
     (u64::from(m.sender) << 2) | (u64::from(m.edited) << 1) | u64::from(m.deleted)
 }
 
-/// A message after its id: sender and flags, then its offset and `at_ms` as
-/// deltas from the `previous` message's.
-fn deltas(out: &mut Vec<u8>, previous: Option<&MessageMeta>, m: &MessageMeta) {
+/// Appends message `m`: its id, sender and flags, then its offset and `at_ms`
+/// as deltas from the `previous` message's. Returns where its sender-and-flags
+/// varint starts in `out`.
+fn encode_message(out: &mut Vec<u8>, previous: Option<&MessageMeta>, m: &MessageMeta) -> usize {
     let (offset, at_ms) = previous.map_or((0, 0), |p| (p.offset, p.at_ms));
+    string(out, &m.id);
+    let flags_at = out.len();
     varint(out, packed(m));
     varint(out, zigzag(m.offset.wrapping_sub(offset) as i64));
     varint(out, zigzag(m.at_ms.wrapping_sub(at_ms)));
-}
-
-fn encode_message(out: &mut Vec<u8>, previous: Option<&MessageMeta>, m: &MessageMeta) {
-    string(out, &m.id);
-    deltas(out, previous, m);
+    flags_at
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
