@@ -12,17 +12,11 @@
 
 use courier_processors::inbox::ConversationState;
 use courier_processors::store::StoreError;
+use rocksdb::{DB, WriteBatch};
 
 /// Appends the stored form of `s` to `out`.
 pub(crate) fn encode(s: &ConversationState, out: &mut Vec<u8>) {
     s.encode_into(out);
-}
-
-/// The stored form of `s`, in a buffer of its own.
-pub(crate) fn encoded(s: &ConversationState) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    encode(s, &mut out);
-    out
 }
 
 /// Reads a state written by [`encode`], or as JSON by an older build; `store`
@@ -37,12 +31,83 @@ pub(crate) fn decode(
     } else {
         ConversationState::decode(bytes)
     };
-    decoded.map_err(|e| {
-        StoreError::fatal(
-            store,
-            format!("the state of conversation {conversation} is corrupt: {e}"),
-        )
-    })
+    decoded.map_err(|e| corrupt(store, conversation, &e))
+}
+
+/// Where a RocksDB store keeps states in parts: the key of a conversation's
+/// head, and of its chunk `k`.
+pub(crate) struct PartKeys {
+    pub head: fn(&str) -> Vec<u8>,
+    pub chunk: fn(&str, u32) -> Vec<u8>,
+}
+
+/// Adds to `batch` the head of `s` and the chunks of its messages that changed
+/// since it was last stored ([`ConversationState::encode_parts`]): a busy
+/// conversation's state holds thousands of messages, and a batch that adds one
+/// rewrites one chunk instead of all of them.
+pub(crate) fn put_parts(batch: &mut WriteBatch, keys: &PartKeys, s: &ConversationState) {
+    let mut head = Vec::with_capacity(256);
+    let chunks = s.encode_parts(&mut head);
+    let c = s.conversation_id();
+    batch.put((keys.head)(c), head);
+    for (k, bytes) in chunks {
+        batch.put((keys.chunk)(c, k), bytes);
+    }
+}
+
+/// The states of `ids` (`None` for one never stored), whether stored in parts
+/// by [`put_parts`] or whole by an older build.
+pub(crate) fn load_parts(
+    db: &DB,
+    store: &'static str,
+    keys: &PartKeys,
+    ids: &[String],
+) -> Result<Vec<Option<ConversationState>>, StoreError> {
+    let heads = db.multi_get(ids.iter().map(|c| (keys.head)(c)));
+    let mut heads_and_chunks = Vec::with_capacity(ids.len());
+    let mut chunk_keys = Vec::new();
+    for (c, head) in ids.iter().zip(heads) {
+        let head = head.map_err(|e| StoreError::retryable(store, e))?;
+        let chunks = match &head {
+            Some(h) => ConversationState::chunks_of(h).map_err(|e| corrupt(store, c, &e))?,
+            None => None,
+        };
+        for k in 0..chunks.unwrap_or(0) {
+            chunk_keys.push((keys.chunk)(c, k));
+        }
+        heads_and_chunks.push((head, chunks));
+    }
+    let mut found = db.multi_get(&chunk_keys).into_iter();
+    ids.iter()
+        .zip(heads_and_chunks)
+        .map(|(c, (head, chunks))| {
+            let Some(head) = head else {
+                return Ok(None);
+            };
+            let Some(n) = chunks else {
+                return decode(&head, store, c).map(Some);
+            };
+            let mut all = Vec::with_capacity(n as usize);
+            for k in 0..n {
+                let chunk = found
+                    .next()
+                    .expect("a result per chunk key")
+                    .map_err(|e| StoreError::retryable(store, e))?
+                    .ok_or_else(|| corrupt(store, c, &format!("chunk {k} of {n} is missing")))?;
+                all.push(chunk);
+            }
+            ConversationState::decode_parts(&head, &all)
+                .map(Some)
+                .map_err(|e| corrupt(store, c, &e))
+        })
+        .collect()
+}
+
+fn corrupt(store: &'static str, conversation: &str, e: &str) -> StoreError {
+    StoreError::fatal(
+        store,
+        format!("the state of conversation {conversation} is corrupt: {e}"),
+    )
 }
 
 #[cfg(test)]
@@ -53,7 +118,9 @@ mod tests {
     fn a_state_reads_back_from_binary_and_from_the_json_of_older_builds() {
         let s = ConversationState::new("c1");
         let json = serde_json::to_vec(&s).unwrap();
-        for bytes in [encoded(&s), json] {
+        let mut binary = Vec::new();
+        encode(&s, &mut binary);
+        for bytes in [binary, json] {
             let back = decode(&bytes, "test", "c1").unwrap();
             assert_eq!(back.conversation_id(), "c1");
             assert_eq!(back.format(), s.format());

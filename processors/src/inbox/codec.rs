@@ -20,10 +20,21 @@
 //! | seen_event_ids: count, each str
 //! ```
 //!
+//! A store that rewrites states often keeps them in parts instead
+//! ([`ConversationState::encode_parts`]): a head, `0xC6 | message count`
+//! followed by the above without its magic byte and with no message bytes,
+//! and the messages' bytes in chunks of [`CHUNK`] messages under keys of
+//! their own. A batch then rewrites the head and the chunks from the first
+//! message changed since the last write on (usually the last chunk: messages
+//! are appended, and edits and deletes are mostly of recent ones), not the
+//! whole conversation.
+//!
 //! Decoding checks everything it relies on (lengths against what is left,
 //! indexes against the collections they point into, UTF-8, no trailing bytes),
 //! so a corrupt state is an error naming what is wrong, never a panic or a
 //! state that breaks the fold later.
+
+use std::borrow::Cow;
 
 use super::effects::Span;
 use super::state::{ConversationState, Kind, MessageMeta, UserState};
@@ -31,10 +42,108 @@ use super::state::{ConversationState, Kind, MessageMeta, UserState};
 /// The first byte of every encoding: never `{`, so it cannot be taken for JSON.
 const MAGIC: u8 = 0xC5;
 
+/// The first byte of the head of a state stored in parts
+/// ([`ConversationState::encode_parts`]).
+const MAGIC_PARTS: u8 = 0xC6;
+
+/// Messages per chunk of a state stored in parts (3 in this crate's tests, so
+/// that their conversations of a few messages span several chunks).
+#[cfg(not(test))]
+pub const CHUNK: usize = 256;
+#[cfg(test)]
+pub const CHUNK: usize = 3;
+
 impl ConversationState {
     /// Appends this state's binary encoding to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(MAGIC);
+        self.encode_body(out, true);
+    }
+
+    /// For a store that keeps a state in parts, so that a batch rewrites only
+    /// what changed of a conversation's messages: appends to `head` everything
+    /// but the messages' bytes (`0xC6`, the message count, then the body of
+    /// [`Self::encode_into`] with no message bytes), and returns the chunks of
+    /// [`CHUNK`] messages that changed since [`Self::mark_written`] (index,
+    /// bytes). A chunk's bytes depend only on its own messages and the one
+    /// before it, which never change but for flags.
+    pub fn encode_parts(&self, head: &mut Vec<u8>) -> Vec<(u32, Vec<u8>)> {
+        head.push(MAGIC_PARTS);
+        varint(head, self.messages.len() as u64);
+        self.encode_body(head, false);
+        let first = self.encoded.written / CHUNK;
+        let chunks = self.messages.len().div_ceil(CHUNK);
+        if self.encoded.written >= self.messages.len() {
+            return Vec::new();
+        }
+        // The kept encoding, unless the fold has not caught up with the
+        // messages (a state read whole, never folded since): then a copy.
+        let all = if self.encoded.starts.len() == self.messages.len() {
+            Cow::Borrowed(&self.encoded)
+        } else {
+            let mut all = self.encoded.clone();
+            all.extend(&self.messages);
+            Cow::Owned(all)
+        };
+        (first..chunks)
+            .map(|k| {
+                let from = all.starts[k * CHUNK] as usize;
+                let to = all
+                    .starts
+                    .get((k + 1) * CHUNK)
+                    .map_or(all.bytes.len(), |&t| t as usize);
+                (k as u32, all.bytes[from..to].to_vec())
+            })
+            .collect()
+    }
+
+    /// After a store holds what [`Self::encode_parts`] gave: only chunks
+    /// changed from now on need writing.
+    pub fn mark_written(&mut self) {
+        self.encoded.written = self.messages.len();
+    }
+
+    /// How many chunks a state stored in parts has, from its head; `None` for a
+    /// state stored whole (binary or JSON).
+    pub fn chunks_of(head: &[u8]) -> Result<Option<u32>, String> {
+        if head.first() != Some(&MAGIC_PARTS) {
+            return Ok(None);
+        }
+        let mut r = Reader { bytes: head, at: 1 };
+        let n = r.varint("the message count")?;
+        u32::try_from(n.div_ceil(CHUNK as u64))
+            .map(Some)
+            .map_err(|_| r.error("a message count over 32 bits of chunks"))
+    }
+
+    /// Decodes a state stored in parts: its head and all its chunks, in order.
+    /// The state knows its messages are stored, so only what changes from now
+    /// on is written again.
+    pub fn decode_parts(head: &[u8], chunks: &[Vec<u8>]) -> Result<ConversationState, String> {
+        let mut r = Reader { bytes: head, at: 0 };
+        if r.byte("the magic byte")? != MAGIC_PARTS {
+            return Err("not the head of a state stored in parts (wrong first byte)".into());
+        }
+        let n = r.varint("the message count")?;
+        let messages = chunks.concat();
+        let mut m = Reader {
+            bytes: &messages,
+            at: 0,
+        };
+        let mut s = Self::decode_body(&mut r, Some((n, &mut m)))
+            .map_err(|e| format!("{e} (of the head)"))?;
+        if m.at != m.bytes.len() {
+            return Err(m.error(&format!(
+                "{} bytes after the messages (of the chunks)",
+                m.bytes.len() - m.at
+            )));
+        }
+        s.encoded.written = s.messages.len();
+        Ok(s)
+    }
+
+    /// Everything after the first byte; the messages' bytes only if `inline`.
+    fn encode_body(&self, out: &mut Vec<u8>, inline: bool) {
         varint(out, u64::from(self.format));
         string(out, &self.conversation_id);
         option(out, self.applied);
@@ -58,13 +167,15 @@ impl ConversationState {
             option(out, u.last.map(u64::from));
         }
         varint(out, self.messages.len() as u64);
-        // The messages the fold keeps encoded, then any it has not caught up
-        // with (a state not yet folded since it was read as JSON).
-        let cached = self.encoded.flags_at.len();
-        out.extend_from_slice(&self.encoded.bytes);
-        for i in cached..self.messages.len() {
-            let previous = i.checked_sub(1).map(|p| &self.messages[p]);
-            encode_message(out, previous, &self.messages[i]);
+        if inline {
+            // The messages the fold keeps encoded, then any it has not caught
+            // up with (a state not yet folded since it was read as JSON).
+            let cached = self.encoded.starts.len();
+            out.extend_from_slice(&self.encoded.bytes);
+            for i in cached..self.messages.len() {
+                let previous = i.checked_sub(1).map(|p| &self.messages[p]);
+                encode_message(out, previous, &self.messages[i]);
+            }
         }
         varint(out, self.previews.len() as u64);
         for (i, p) in &self.previews {
@@ -84,6 +195,15 @@ impl ConversationState {
         if r.byte("the magic byte")? != MAGIC {
             return Err("not a binary conversation state (wrong first byte)".into());
         }
+        Self::decode_body(&mut r, None)
+    }
+
+    /// Decodes what [`Self::encode_body`] wrote; with `parts`, the messages
+    /// (as many as it says) are read from its reader instead of `r`.
+    fn decode_body<'a>(
+        r: &mut Reader<'a>,
+        mut parts: Option<(u64, &mut Reader<'a>)>,
+    ) -> Result<ConversationState, String> {
         let format = u32::try_from(r.varint("the format")?)
             .map_err(|_| "the format does not fit 32 bits".to_string())?;
         let mut s = ConversationState::new(r.string("the conversation id")?);
@@ -126,18 +246,30 @@ impl ConversationState {
                 .transpose()?;
             s.users.push(user);
         }
-        let messages = r.count("messages")?;
+        let messages = match &mut parts {
+            None => r.count("messages")?,
+            Some((n, m)) => {
+                if r.varint("the message count")? != *n {
+                    return Err(r.error("the two message counts differ"));
+                }
+                m.count_of(*n, "messages")?
+            }
+        };
         s.messages.reserve(messages);
+        let m: &mut Reader<'a> = match parts {
+            None => &mut *r,
+            Some((_, m)) => m,
+        };
         let (mut offset, mut at_ms) = (0u64, 0i64);
         for _ in 0..messages {
-            let id = r.string("a message id")?;
-            let packed = r.varint("a message's sender and flags")?;
+            let id = m.string("a message id")?;
+            let packed = m.varint("a message's sender and flags")?;
             let sender = u32::try_from(packed >> 2)
                 .ok()
                 .filter(|&u| (u as usize) < s.users.len())
-                .ok_or_else(|| r.error(&format!("message {id}'s sender is not a user")))?;
-            offset = offset.wrapping_add(unzigzag(r.varint("a message offset")?) as u64);
-            at_ms = at_ms.wrapping_add(unzigzag(r.varint("a message's at_ms")?));
+                .ok_or_else(|| m.error(&format!("message {id}'s sender is not a user")))?;
+            offset = offset.wrapping_add(unzigzag(m.varint("a message offset")?) as u64);
+            at_ms = at_ms.wrapping_add(unzigzag(m.varint("a message's at_ms")?));
             s.messages.push(MessageMeta {
                 id,
                 sender,
@@ -185,23 +317,38 @@ impl ConversationState {
 /// was a quarter of the inbox and notify processors' time at 11,600 msg/s.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct EncodedMessages {
-    /// Messages `0..flags_at.len()`, encoded as in the module doc.
+    /// Messages `0..starts.len()`, encoded as in the module doc.
     bytes: Vec<u8>,
-    /// Where each one's sender-and-flags varint is in `bytes`.
-    flags_at: Vec<u32>,
+    /// Where each one starts in `bytes`.
+    starts: Vec<u32>,
+    /// Messages `0..written` are in the store as they are now, in chunks
+    /// ([`ConversationState::encode_parts`]); only later chunks need writing.
+    written: usize,
 }
 
 impl EncodedMessages {
+    /// Encodes `messages` past those already encoded.
+    fn extend(&mut self, messages: &[MessageMeta]) {
+        for i in self.starts.len()..messages.len() {
+            self.starts.push(self.bytes.len() as u32);
+            let previous = i.checked_sub(1).map(|p| &messages[p]);
+            encode_message(&mut self.bytes, previous, &messages[i]);
+        }
+    }
+
     /// Rewrites message `i`'s flags in place. The varint of `sender << 2 |
     /// flags` has the same length whatever the flags (its length changes only
     /// at multiples of 128, which are multiples of 4), so nothing moves.
     pub(super) fn reflag(&mut self, i: usize, m: &MessageMeta) {
-        let Some(&at) = self.flags_at.get(i) else {
+        self.written = self.written.min(i);
+        let Some(&start) = self.starts.get(i) else {
             return;
         };
         let mut patch = Vec::with_capacity(10);
+        varint(&mut patch, m.id.len() as u64);
+        let at = start as usize + patch.len() + m.id.len();
+        patch.clear();
         varint(&mut patch, packed(m));
-        let at = at as usize;
         self.bytes[at..at + patch.len()].copy_from_slice(&patch);
     }
 }
@@ -209,12 +356,7 @@ impl EncodedMessages {
 impl ConversationState {
     /// Encodes the messages the cache does not cover yet.
     pub(super) fn encode_new_messages(&mut self) {
-        let e = &mut self.encoded;
-        for i in e.flags_at.len()..self.messages.len() {
-            let previous = i.checked_sub(1).map(|p| &self.messages[p]);
-            let at = encode_message(&mut e.bytes, previous, &self.messages[i]);
-            e.flags_at.push(at as u32);
-        }
+        self.encoded.extend(&self.messages);
     }
 }
 
@@ -223,16 +365,13 @@ fn packed(m: &MessageMeta) -> u64 {
 }
 
 /// Appends message `m`: its id, sender and flags, then its offset and `at_ms`
-/// as deltas from the `previous` message's. Returns where its sender-and-flags
-/// varint starts in `out`.
-fn encode_message(out: &mut Vec<u8>, previous: Option<&MessageMeta>, m: &MessageMeta) -> usize {
+/// as deltas from the `previous` message's.
+fn encode_message(out: &mut Vec<u8>, previous: Option<&MessageMeta>, m: &MessageMeta) {
     let (offset, at_ms) = previous.map_or((0, 0), |p| (p.offset, p.at_ms));
     string(out, &m.id);
-    let flags_at = out.len();
     varint(out, packed(m));
     varint(out, zigzag(m.offset.wrapping_sub(offset) as i64));
     varint(out, zigzag(m.at_ms.wrapping_sub(at_ms)));
-    flags_at
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -304,6 +443,11 @@ impl Reader<'_> {
     /// A count of elements, each at least a byte long.
     fn count(&mut self, what: &str) -> Result<usize, String> {
         let n = self.varint(what)?;
+        self.count_of(n, what)
+    }
+
+    /// `n` elements of at least a byte each, if that many bytes are left.
+    fn count_of(&self, n: u64, what: &str) -> Result<usize, String> {
         if n > (self.bytes.len() - self.at) as u64 {
             return Err(self.error(&format!("{n} {what}, more than the bytes left")));
         }

@@ -322,10 +322,15 @@ impl<S: InboxStore> Handler for InboxProcessor<S> {
         self.store.write(&write).await?;
 
         self.checkpoints.extend(write.checkpoints.iter().copied());
+        // Stored: a store that keeps states in parts writes only what changes
+        // from here on.
         let back = changed
             .into_iter()
             .zip(write.states)
-            .map(|((c, p), s)| (c, p, s));
+            .map(|((c, p), mut s)| {
+                s.mark_written();
+                (c, p, s)
+            });
         self.batch_seq += 1;
         let seq = self.batch_seq;
         for (c, partition, state) in unchanged.into_iter().chain(back) {

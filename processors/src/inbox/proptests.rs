@@ -437,6 +437,41 @@ proptest! {
         prop_assert_eq!(json(&with), json(&without));
     }
 
+    /// A store that keeps states in parts, writing after every event only the
+    /// head and the chunks that changed, reads back the state as it is, through
+    /// edits and deletes of messages in chunks written long before.
+    #[test]
+    fn states_stored_in_parts_read_back_as_they_are(acts in stream()) {
+        let log = log(&acts);
+        let mut states: BTreeMap<String, ConversationState> = BTreeMap::new();
+        let mut stored: BTreeMap<String, (Vec<u8>, BTreeMap<u32, Vec<u8>>)> = BTreeMap::new();
+        for (position, event) in &log {
+            let c = &event.conversation_id().unwrap_or_default().to_owned();
+            let s = states.entry(c.clone()).or_insert_with(|| ConversationState::new(c.clone()));
+            apply(s, event, *position);
+            let (head, chunks) = stored.entry(c.clone()).or_default();
+            head.clear();
+            for (k, bytes) in s.encode_parts(head) {
+                chunks.insert(k, bytes);
+            }
+            s.mark_written();
+            let n = ConversationState::chunks_of(head).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(n, Some(chunks.len() as u32));
+            prop_assert!(chunks.keys().copied().eq(0..chunks.len() as u32));
+            let all: Vec<Vec<u8>> = chunks.values().cloned().collect();
+            let mut back = ConversationState::decode_parts(head, &all).map_err(TestCaseError::fail)?;
+            let (mut want, mut got) = (Vec::new(), Vec::new());
+            s.encode_into(&mut want);
+            back.encode_into(&mut got);
+            prop_assert_eq!(&want, &got);
+            // Read back, it has nothing to write until it changes.
+            let mut again = Vec::new();
+            prop_assert!(back.encode_parts(&mut again).is_empty());
+            prop_assert_eq!(&again, &*head);
+            back.mark_written();
+        }
+    }
+
     /// The binary encoding of every state a stream folds to (after every event,
     /// so states mid-way too) is what encoding it afresh gives, decodes to the
     /// same state, and no truncation of a final one (nor one with a byte too

@@ -329,7 +329,12 @@ impl<S: NotifyStore, P: PresenceStore> Handler for NotifyProcessor<S, P> {
             "batch written"
         );
         self.checkpoints.extend(checkpoints.iter().copied());
-        let back = placed.into_iter().zip(states).map(|((c, p), s)| (c, p, s));
+        // Stored: a store that keeps states in parts writes only what changes
+        // from here on.
+        let back = placed.into_iter().zip(states).map(|((c, p), mut s)| {
+            s.mark_written();
+            (c, p, s)
+        });
         for (c, p, s) in unchanged.into_iter().chain(back) {
             self.states.entry(p).or_default().insert(c, s);
         }

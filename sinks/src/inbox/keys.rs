@@ -8,7 +8,8 @@
 //! | ------------ | ----------------------------------------- | -------------------------- |
 //! | layout       | `L`                                       | layout version, u32 BE     |
 //! | checkpoint   | `K` partition:u32                         | next offset, u64 BE        |
-//! | state        | `S` conversation                          | `ConversationState` (binary) |
+//! | state        | `S` conversation                          | head of a `ConversationState` stored in parts (`crate::states`) |
+//! | state chunk  | `C` len conversation, chunk:u32           | 256 messages of that state |
 //! | message      | `M` len conversation, send offset:u64     | version + `MessageRow`     |
 //! | participant  | `P` len conversation, user                | version + `ParticipantRow` |
 //! | inbox        | `I` len user, conversation                | version + `InboxRow`       |
@@ -27,13 +28,15 @@ use serde::de::DeserializeOwned;
 use super::STORE;
 
 /// Bumped when the layout changes; a store of a newer layout refuses to open.
-/// 2: states in the binary encoding (`crate::states`); a store of layout 1 is
-/// read as it is and marked 2 when a processor opens it.
+/// 2: states in the binary encoding, in parts (`crate::states`); a store of
+/// layout 1 (JSON states) is read as it is and marked 2 when a processor opens
+/// it.
 pub const LAYOUT: u32 = 2;
 
 pub const LAYOUT_KEY: &[u8] = b"L";
 const CHECKPOINT: u8 = b'K';
 const STATE: u8 = b'S';
+const STATE_CHUNK: u8 = b'C';
 const MESSAGE: u8 = b'M';
 const PARTICIPANT: u8 = b'P';
 const INBOX: u8 = b'I';
@@ -57,6 +60,19 @@ pub fn state(conversation: &str) -> Vec<u8> {
     k.extend_from_slice(conversation.as_bytes());
     k
 }
+
+/// Chunk `chunk` of a conversation's state stored in parts.
+pub fn state_chunk(conversation: &str, chunk: u32) -> Vec<u8> {
+    let mut k = with_len(STATE_CHUNK, conversation, 4);
+    k.extend_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+/// Where the inbox store keeps states, in parts (`crate::states`).
+pub const STATE_PARTS: crate::states::PartKeys = crate::states::PartKeys {
+    head: state,
+    chunk: state_chunk,
+};
 
 /// Prefix of every message row of a conversation.
 pub fn messages_of(conversation: &str) -> Vec<u8> {

@@ -130,19 +130,7 @@ impl InboxStore for RocksInboxStore {
         &self,
         conversations: &[String],
     ) -> Result<Vec<Option<ConversationState>>, StoreError> {
-        let found = self
-            .db
-            .multi_get(conversations.iter().map(|c| keys::state(c)));
-        conversations
-            .iter()
-            .zip(found)
-            .map(|(c, v)| {
-                let Some(v) = v.map_err(|e| StoreError::retryable(STORE, e))? else {
-                    return Ok(None);
-                };
-                states::decode(&v, STORE, c).map(Some)
-            })
-            .collect()
+        states::load_parts(&self.db, STORE, &keys::STATE_PARTS, conversations)
     }
 
     async fn write(&mut self, batch: &InboxBatch) -> Result<(), StoreError> {
@@ -171,7 +159,7 @@ impl InboxStore for RocksInboxStore {
             );
         }
         for s in &batch.states {
-            wb.put(keys::state(s.conversation_id()), states::encoded(s));
+            states::put_parts(&mut wb, &keys::STATE_PARTS, s);
         }
         for (p, next) in &batch.checkpoints {
             wb.put(keys::checkpoint(*p), next.to_be_bytes());
