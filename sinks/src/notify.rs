@@ -142,7 +142,7 @@ mod tests {
             assert!(outcome.rejection().is_none(), "{line}");
         };
         fold(&mut s, r#"{"type":"conversation_created","event_id":"e0","conversation_id":"c1","kind":"group","creator_id":"u1","member_ids":["u1","u2"],"title":"","at_ms":1}"#.to_string());
-        let mut stored_chunks = |store: &mut RocksNotifyStore, s: &mut ConversationState| {
+        let stored_chunks = |store: &mut RocksNotifyStore, s: &mut ConversationState| {
             let next = s.applied_offset().map_or(0, |o| o + 1);
             store.write(std::slice::from_ref(s), &[(0, next)]).unwrap();
             s.mark_written();

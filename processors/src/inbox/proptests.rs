@@ -444,7 +444,9 @@ proptest! {
     fn states_stored_in_parts_read_back_as_they_are(acts in stream()) {
         let log = log(&acts);
         let mut states: BTreeMap<String, ConversationState> = BTreeMap::new();
-        let mut stored: BTreeMap<String, (Vec<u8>, BTreeMap<u32, Vec<u8>>)> = BTreeMap::new();
+        // Per conversation: the head, and the chunks by index.
+        type Parts = (Vec<u8>, BTreeMap<u32, Vec<u8>>);
+        let mut stored: BTreeMap<String, Parts> = BTreeMap::new();
         for (position, event) in &log {
             let c = &event.conversation_id().unwrap_or_default().to_owned();
             let s = states.entry(c.clone()).or_insert_with(|| ConversationState::new(c.clone()));
