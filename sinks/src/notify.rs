@@ -44,35 +44,12 @@ const STATE_PARTS: states::PartKeys = states::PartKeys {
 /// A store without a marker (new, or written before markers, with JSON states)
 /// is read as it is; a newer layout is refused.
 const LAYOUT: u32 = 2;
-const LAYOUT_KEY: &[u8] = b"L";
 
 impl RocksNotifyStore {
     /// Opens (creating) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = rocks::open(dir, STORE)?;
-        let marked = db
-            .get(LAYOUT_KEY)
-            .map_err(|e| StoreError::retryable(STORE, e))?;
-        match marked.as_deref().map(<[u8; 4]>::try_from) {
-            None => db
-                .put(LAYOUT_KEY, LAYOUT.to_be_bytes())
-                .map_err(|e| StoreError::retryable(STORE, e))?,
-            Some(Ok(l)) if u32::from_be_bytes(l) <= LAYOUT => {}
-            Some(Ok(l)) => {
-                return Err(StoreError::fatal(
-                    STORE,
-                    format!(
-                        "{} has layout {}; this build reads layouts up to {LAYOUT} (run a \
-                         newer courier, or rebuild the view)",
-                        dir.display(),
-                        u32::from_be_bytes(l)
-                    ),
-                ));
-            }
-            Some(Err(_)) => {
-                return Err(StoreError::fatal(STORE, "the layout marker is corrupt"));
-            }
-        }
+        rocks::mark_layout(&db, STORE, dir, LAYOUT)?;
         Ok(RocksNotifyStore { db })
     }
 }
@@ -216,7 +193,7 @@ mod tests {
             let s = RocksNotifyStore::open(dir.path()).unwrap();
             let got = s.load_states(&["c1".into()]).unwrap();
             assert_eq!(got[0].as_ref().unwrap().conversation_id(), "c1");
-            s.db.put(LAYOUT_KEY, 3u32.to_be_bytes()).unwrap();
+            s.db.put(rocks::LAYOUT_KEY, 3u32.to_be_bytes()).unwrap();
         }
         let e = RocksNotifyStore::open(dir.path())
             .err()

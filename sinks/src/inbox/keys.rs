@@ -33,7 +33,6 @@ use super::STORE;
 /// it.
 pub const LAYOUT: u32 = 2;
 
-pub const LAYOUT_KEY: &[u8] = b"L";
 const CHECKPOINT: u8 = b'K';
 const STATE: u8 = b'S';
 const STATE_CHUNK: u8 = b'C';

@@ -45,17 +45,9 @@ impl RocksInboxStore {
         o.create_if_missing(true);
         let db = DB::open(&o, dir)
             .map_err(|e| StoreError::fatal(STORE, format!("opening {}: {e}", dir.display())))?;
-        let store = RocksInboxStore { db };
-        // A new store, or one of layout 1 (JSON states, which are still read):
-        // from now on it may hold binary states, which a build of layout 1
-        // must refuse rather than call corrupt.
-        if store.check_layout(dir)? != Some(keys::LAYOUT) {
-            store
-                .db
-                .put(keys::LAYOUT_KEY, keys::LAYOUT.to_be_bytes())
-                .map_err(|e| StoreError::retryable(STORE, e))?;
-        }
-        Ok(store)
+        // A store of layout 1 (JSON states) is read as it is.
+        crate::rocks::mark_layout(&db, STORE, dir, keys::LAYOUT)?;
+        Ok(RocksInboxStore { db })
     }
 
     /// Opens the store in `dir` for queries, beside a processor that may be
@@ -67,36 +59,8 @@ impl RocksInboxStore {
         }
         let db = DB::open_for_read_only(&Options::default(), dir, false)
             .map_err(|e| StoreError::fatal(STORE, format!("opening {}: {e}", dir.display())))?;
-        let store = RocksInboxStore { db };
-        store.check_layout(dir)?;
-        Ok(Some(store))
-    }
-
-    /// The stored layout version, refusing any this build cannot read (one
-    /// newer than [`keys::LAYOUT`]; layout 1 differs only by JSON states).
-    fn check_layout(&self, dir: &Path) -> Result<Option<u32>, StoreError> {
-        let Some(v) = self
-            .db
-            .get(keys::LAYOUT_KEY)
-            .map_err(|e| StoreError::retryable(STORE, e))?
-        else {
-            return Ok(None);
-        };
-        let layout = <[u8; 4]>::try_from(v.as_slice())
-            .map(u32::from_be_bytes)
-            .map_err(|_| StoreError::fatal(STORE, "the layout marker is corrupt"))?;
-        if !(1..=keys::LAYOUT).contains(&layout) {
-            return Err(StoreError::fatal(
-                STORE,
-                format!(
-                    "{} has layout {layout}; this build reads layouts 1 to {} (run a newer \
-                     courier, or rebuild the view)",
-                    dir.display(),
-                    keys::LAYOUT
-                ),
-            ));
-        }
-        Ok(Some(layout))
+        crate::rocks::stored_layout(&db, STORE, dir, keys::LAYOUT)?;
+        Ok(Some(RocksInboxStore { db }))
     }
 
     /// The rows under a prefix, in key order.

@@ -49,11 +49,12 @@ fn another_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = RocksInboxStore::open(dir.path()).unwrap();
-        s.db.put(keys::LAYOUT_KEY, 99u32.to_be_bytes()).unwrap();
+        s.db.put(crate::rocks::LAYOUT_KEY, 99u32.to_be_bytes())
+            .unwrap();
     }
     let e = RocksInboxStore::open(dir.path()).err().unwrap().to_string();
     assert!(
-        e.contains("has layout 99; this build reads layouts 1 to 2"),
+        e.contains("has layout 99; this build reads layouts up to 2"),
         "{e}"
     );
 }
@@ -65,7 +66,8 @@ async fn a_store_of_layout_1_is_read_and_marked_2() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = RocksInboxStore::open(dir.path()).unwrap();
-        s.db.put(keys::LAYOUT_KEY, 1u32.to_be_bytes()).unwrap();
+        s.db.put(crate::rocks::LAYOUT_KEY, 1u32.to_be_bytes())
+            .unwrap();
         let json = serde_json::to_vec(&ConversationState::new("c1")).unwrap();
         s.db.put(keys::state("c1"), json).unwrap();
     }
@@ -73,7 +75,7 @@ async fn a_store_of_layout_1_is_read_and_marked_2() {
     let states = s.load_states(&["c1".to_string()]).await.unwrap();
     assert_eq!(states[0].as_ref().map(|s| s.conversation_id()), Some("c1"));
     assert_eq!(
-        s.db.get(keys::LAYOUT_KEY).unwrap().unwrap(),
+        s.db.get(crate::rocks::LAYOUT_KEY).unwrap().unwrap(),
         2u32.to_be_bytes()
     );
 }
