@@ -824,3 +824,92 @@ fn a_gateway_alone_searches_through_a_distributed_search_instance() {
     assert!(gone.body.contains(&serves), "names the peer: {}", gone.body);
     assert!(up.stop().success());
 }
+
+/// Kafka and Cassandra of compose/local, if both answer: the config text of a
+/// namespace of its own (views in Cassandra), and what to clean up after.
+fn distributed(prefix: &str) -> Option<(String, String, String, String)> {
+    let brokers = courier_pipeline::testing::KAFKA.reachable()?;
+    let cassandra = courier_pipeline::testing::CASSANDRA.reachable()?;
+    let namespace = common::unique_namespace(prefix);
+    let config = format!(
+        "namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n{}",
+        common::cassandra_views(&cassandra)
+    );
+    Some((config, brokers, cassandra, namespace))
+}
+
+/// Applies the topics and the Cassandra schema of `config` for `data`.
+fn migrate(data: &Path, config: &str) {
+    let p = data.with_extension("toml");
+    std::fs::write(&p, config).unwrap();
+    for args in [&["topics", "apply"][..], &["migrate"][..]] {
+        common::ok(
+            common::courier(data)
+                .arg("--config")
+                .arg(&p)
+                .args(args)
+                .output()
+                .unwrap(),
+        );
+    }
+}
+
+/// Issue: `GET /v1/search` with 10,000 nested parentheses overflowed a worker's
+/// stack and aborted `courier up`, gateway and processors with it.
+#[test]
+fn on_kafka_and_cassandra_a_deeply_nested_search_is_a_400_and_the_process_lives() {
+    let Some((config, brokers, cassandra, namespace)) = distributed("deep") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    migrate(&data, &config);
+    let up = Up::start(&data, Some(&config));
+    let a = &up.addr;
+    let bob = token(&data, Some(&config), "bob");
+    let nested = format!("{}hello{}", "%28".repeat(10_000), "%29".repeat(10_000));
+    let r = http(
+        a,
+        "GET",
+        &format!("/v1/search?q={nested}"),
+        Some(&bob),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("nest"), "{}", r.body);
+    let long = "hello+".repeat(400);
+    let r = http(
+        a,
+        "GET",
+        &format!("/v1/search?q={long}"),
+        Some(&bob),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("bytes"), "{}", r.body);
+    // Still serving, and the same bound on the command line.
+    assert_eq!(http(a, "GET", "/healthz", None, None, &[]).status, 200);
+    let r = http(a, "GET", "/v1/search?q=hello", Some(&bob), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = common::courier(&data)
+        .arg("--config")
+        .arg(data.with_extension("toml"))
+        .args(["search", "bob"])
+        .arg(format!("{}hello{}", "(".repeat(10_000), ")".repeat(10_000)))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nest"),
+        "{out:?}"
+    );
+    assert!(up.stop().success());
+    common::drop_distributed(
+        &data.with_extension("toml"),
+        &brokers,
+        &cassandra,
+        &namespace,
+    );
+}

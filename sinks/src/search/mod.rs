@@ -17,7 +17,7 @@ mod writer;
 mod tests;
 
 pub use documents::{Fields, LAYOUT, Payload};
-pub use query::{SearchError, SearchHit, SearchShards, merge};
+pub use query::{MAX_QUERY_BYTES, MAX_QUERY_DEPTH, SearchError, SearchHit, SearchShards, merge};
 pub use writer::{TantivySearchIndex, WRITER_MEMORY, committed_offsets, shard_dir};
 
 /// The store name in errors.

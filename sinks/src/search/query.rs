@@ -36,6 +36,15 @@ pub struct SearchHit {
     pub snippet: String,
 }
 
+/// Longest query accepted, in bytes. Far beyond what anyone types into a search
+/// box, and a bound on the work one request can ask of the parser.
+pub const MAX_QUERY_BYTES: usize = 1024;
+
+/// Deepest nesting of parentheses accepted. tantivy's parser recurses once per
+/// level with no bound of its own: 10,000 levels overflowed a worker thread's
+/// stack and aborted the whole process.
+pub const MAX_QUERY_DEPTH: usize = 16;
+
 /// Why a search failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -154,6 +163,7 @@ impl SearchShards {
             query: query.to_string(),
             reason,
         };
+        check_bounds(query).map_err(malformed)?;
         let (rest, prefixes) = split_prefixes(query);
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !rest.trim().is_empty() || prefixes.is_empty() {
@@ -331,6 +341,36 @@ pub fn merge(mut hits: Vec<SearchHit>, limit: usize) -> Vec<SearchHit> {
     hits.retain(|h| seen.insert((h.conversation_id.clone(), h.message_id.clone())));
     hits.truncate(limit);
     hits
+}
+
+/// Refuses a query too long or too deeply nested for the parser to be handed
+/// safely (see [`MAX_QUERY_BYTES`], [`MAX_QUERY_DEPTH`]). Parentheses inside
+/// quotes are words, not nesting.
+fn check_bounds(query: &str) -> Result<(), String> {
+    let (mut depth, mut deepest, mut quoted) = (0usize, 0usize, false);
+    for c in query.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_QUERY_DEPTH {
+        return Err(format!(
+            "parentheses nest {deepest} deep; at most {MAX_QUERY_DEPTH} levels are accepted"
+        ));
+    }
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(format!(
+            "the query is {} bytes long; at most {MAX_QUERY_BYTES} are accepted",
+            query.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Takes the bare prefix words (`stand*`, `-stand*`, `+stand*`) out of a query

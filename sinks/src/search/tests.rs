@@ -195,6 +195,66 @@ async fn search_follows_visibility_edits_deletes_and_never_indexes_ciphertext() 
     ));
 }
 
+/// Queries past the bounds are refused with a reason, and every query within them
+/// parses (or is refused) on a stack smaller than a tokio worker's: before the
+/// bounds, 10,000 nested parentheses overflowed the stack and aborted the process.
+#[test]
+fn overlong_and_overnested_queries_are_refused_and_none_within_bounds_overflows() {
+    use super::{MAX_QUERY_BYTES, MAX_QUERY_DEPTH};
+    let dir = tempfile::tempdir().unwrap();
+    let shards = SearchShards::open(dir.path()).unwrap();
+    let nested = |n: usize| format!("{}hello{}", "(".repeat(n), ")".repeat(n));
+    let refused = |q: &str, says: &str| match shards.search("u1", q, 10, None) {
+        Err(SearchError::MalformedQuery { reason, .. }) => {
+            assert!(reason.contains(says), "{reason}")
+        }
+        other => panic!("{} bytes gave {other:?}", q.len()),
+    };
+    refused(&nested(10_000), "nest");
+    refused(&nested(MAX_QUERY_DEPTH + 1), "nest");
+    refused(&"hello ".repeat(MAX_QUERY_BYTES), "bytes");
+    // Parentheses in quotes are text, not nesting.
+    assert!(shards.parse(&format!("\"{}\"", "(".repeat(100))).is_ok());
+
+    let fill = |unit: &str, tail: &str| {
+        let mut q = unit.repeat((MAX_QUERY_BYTES - tail.len()) / unit.len());
+        q.push_str(tail);
+        q
+    };
+    let within = [
+        nested(MAX_QUERY_DEPTH),
+        fill("NOT ", "hello"),
+        fill("-", "hello"),
+        fill("+", "hello"),
+        fill("hello AND ", "hello"),
+        fill("a OR ", "b"),
+        fill("(a) ", ""),
+        fill("\"", ""),
+        fill("*", ""),
+        fill("a* ", ""),
+        fill("text:", "x"),
+        fill("\\", ""),
+        fill("[", ""),
+        fill("{", ""),
+        fill("^2 ", ""),
+        fill("~", ""),
+    ];
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            for q in &within {
+                assert!(q.len() <= MAX_QUERY_BYTES);
+                match shards.parse(q) {
+                    Ok(_) | Err(SearchError::MalformedQuery { .. }) => {}
+                    Err(e) => panic!("{q:?}: {e}"),
+                }
+            }
+        })
+        .unwrap()
+        .join()
+        .expect("parsing within the bounds finishes on a small stack");
+}
+
 /// Delegates to the tantivy index, but its `crash_at`-th write stages every shard,
 /// commits only the first, and fails for good: what a process killed in the
 /// middle of a multi-shard batch leaves on disk once its writers are dropped.
