@@ -854,6 +854,97 @@ fn migrate(data: &Path, config: &str) {
     }
 }
 
+/// A client sends with its own `message_id`; `courier up` is killed before the
+/// answer reaches it (here: right after); the client retries against the
+/// restarted process and must get the first answer again, not a 409.
+fn a_send_retried_after_a_kill_gets_its_first_answer(data: &Path, config: Option<&str>) {
+    let up = Up::start(data, config);
+    let alice = token(data, config, "alice");
+    let bob = token(data, config, "bob");
+    let r = http(
+        &up.addr,
+        "POST",
+        "/v1/conversations",
+        Some(&alice),
+        Some(r#"{"kind":"direct","member_ids":["bob"]}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = r.json()["conversation_id"].as_str().unwrap().to_string();
+    let send = json!({"conversation_id": c, "message_id": "m-retry", "text": "are you there?"})
+        .to_string();
+    let r = http(
+        &up.addr,
+        "POST",
+        "/v1/messages",
+        Some(&alice),
+        Some(&send),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    drop(up); // SIGKILL
+
+    let up = Up::start(data, config);
+    let a = &up.addr;
+    let r = http(a, "POST", "/v1/messages", Some(&alice), Some(&send), &[]);
+    assert_eq!(
+        (r.status, r.json()),
+        (201, json!({"message_id": "m-retry"})),
+        "the retry"
+    );
+    // Nothing was published again.
+    assert_eq!(published(a), 0);
+    // Other content under the id, or another sender: a reuse, refused.
+    let other = json!({"conversation_id": c, "message_id": "m-retry", "text": "something else"})
+        .to_string();
+    let r = http(a, "POST", "/v1/messages", Some(&alice), Some(&other), &[]);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("other content"), "{}", r.body);
+    let r = http(a, "POST", "/v1/messages", Some(&bob), Some(&send), &[]);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(published(a), 0);
+    // The message is in the history once.
+    let history = eventually("the message in bob's history", || {
+        let r = http(
+            a,
+            "GET",
+            &format!("/v1/conversations/{c}/messages"),
+            Some(&bob),
+            None,
+            &[],
+        );
+        (r.status == 200 && r.json().as_array().is_some_and(|m| !m.is_empty())).then(|| r.json())
+    });
+    let list = history.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{history}");
+    assert_eq!(list[0]["message_id"], "m-retry");
+    assert_eq!(list[0]["text"], "are you there?");
+    assert!(up.stop().success());
+}
+
+#[test]
+fn a_send_retried_after_a_kill_gets_its_first_answer_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    a_send_retried_after_a_kill_gets_its_first_answer(&dir.path().join("data"), None);
+}
+
+#[test]
+fn on_kafka_and_cassandra_a_send_retried_after_a_kill_gets_its_first_answer() {
+    let Some((config, brokers, cassandra, namespace)) = distributed("retry") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    migrate(&data, &config);
+    a_send_retried_after_a_kill_gets_its_first_answer(&data, Some(&config));
+    common::drop_distributed(
+        &data.with_extension("toml"),
+        &brokers,
+        &cassandra,
+        &namespace,
+    );
+}
+
 /// Issue: `GET /v1/search` with 10,000 nested parentheses overflowed a worker's
 /// stack and aborted `courier up`, gateway and processors with it.
 #[test]

@@ -76,6 +76,20 @@ pub enum Judgement {
     /// Valid, but it would change nothing (a repeated receipt, adding a current
     /// member): nothing is published.
     Unchanged,
+    /// A retry of a send that is already in the log (same sender, same
+    /// conversation, same `message_id`, same content): nothing is published, and
+    /// the client gets the first send's answer again.
+    AlreadySent,
+}
+
+/// What judging found under the conversation's lock, before any log read.
+enum Found {
+    Done(Result<Judgement, ApiError>),
+    /// The `message_id` is taken by a message of this sender at this offset:
+    /// a retry if its content is the same.
+    SentBefore {
+        offset: u64,
+    },
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -254,52 +268,55 @@ impl Conversations {
     /// Judges a conversation event `actor` wants to publish.
     pub async fn judge(&self, actor: &str, event: &Event) -> Result<Judgement, ApiError> {
         let conversation = event.conversation_id().unwrap_or_default().to_string();
-        self.with_state(&conversation, |state, at| {
-            let creating = matches!(event.body, Some(Body::ConversationCreated(_)));
-            if creating {
-                if state.exists() || state.applied_offset().is_some() {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::CONFLICT,
-                        format!("conversation {conversation} already exists"),
-                    ));
-                }
-            } else {
-                if !state.exists() {
-                    return Err(ApiError::not_found(format!(
-                        "conversation {conversation} does not exist"
-                    )));
-                }
-                if !state.members().contains(&actor) {
-                    return Err(ApiError::forbidden(format!(
-                        "{actor} is not a member of conversation {conversation}"
-                    )));
-                }
-            }
-            if let Some(Body::MessageSent(m)) = &event.body {
-                return if state.message_sender(&m.message_id).is_some() {
-                    Err(ApiError::new(
-                        axum::http::StatusCode::CONFLICT,
-                        format!(
-                            "message_id {} is already used in conversation {conversation}",
-                            m.message_id
-                        ),
-                    ))
-                } else {
-                    Ok(Judgement::Applies {
-                        members: state.members().iter().map(|m| m.to_string()).collect(),
-                    })
-                };
-            }
-            let mut copy = state.clone();
-            match inbox::apply(&mut copy, event, at).verdict {
-                Verdict::Applied => Ok(Judgement::Applies {
-                    members: copy.members().iter().map(|m| m.to_string()).collect(),
-                }),
-                Verdict::Ignored(_) | Verdict::Redelivered => Ok(Judgement::Unchanged),
-                Verdict::Rejected(reason) => Err(ApiError::invalid(reason)),
-            }
-        })
-        .await?
+        let found = self
+            .with_state(&conversation, |state, at| {
+                judge_state(actor, event, &conversation, state, at)
+            })
+            .await?;
+        match found {
+            Found::Done(judgement) => judgement,
+            Found::SentBefore { offset } => self.retried_send(event, &conversation, offset).await,
+        }
+    }
+
+    /// Whether the `message_sent` at `offset` of the conversation's partition is
+    /// the one `event` sends again. The state keeps no texts, so the first send is
+    /// read back from the log: a client that retries after a restart (its first
+    /// answer lost) must get that answer again, never a 409 (docs/ARCHITECTURE.md,
+    /// "Idempotency"). Only another sender or other content under the id is a 409.
+    async fn retried_send(
+        &self,
+        event: &Event,
+        conversation: &str,
+        offset: u64,
+    ) -> Result<Judgement, ApiError> {
+        let Some(Body::MessageSent(again)) = &event.body else {
+            unreachable!("only sends are judged as retries");
+        };
+        let used = |why: &str| {
+            Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!(
+                    "message_id {} is already used in conversation {conversation}{why}",
+                    again.message_id
+                ),
+            ))
+        };
+        let p = self.partition(conversation);
+        let records = self
+            .log
+            .read(CONVERSATIONS, p, offset, 1, Duration::from_secs(5))
+            .await
+            .map_err(|e| unavailable("reading the log", e))?;
+        let first = records
+            .into_iter()
+            .find(|r| r.offset == offset)
+            .and_then(|r| courier_schemas::decode(&r.value).ok());
+        match first.and_then(|e| e.body) {
+            Some(Body::MessageSent(first)) if first == *again => Ok(Judgement::AlreadySent),
+            Some(Body::MessageSent(_)) => used(" by a message with other content"),
+            _ => used(" (its first send is no longer in the log to compare with)"),
+        }
     }
 
     /// Waits until the tail has applied `offset` of partition `p`.
@@ -307,6 +324,70 @@ impl Conversations {
         let mut rx = self.parts[p as usize].applied.subscribe();
         let _ = tokio::time::timeout(APPLY_WAIT, rx.wait_for(|next| *next > offset)).await;
     }
+}
+
+/// Judges `event` against the conversation's state (see the module doc).
+fn judge_state(
+    actor: &str,
+    event: &Event,
+    conversation: &str,
+    state: &ConversationState,
+    at: Position,
+) -> Found {
+    let sent = match &event.body {
+        Some(Body::MessageSent(m)) => Some(m),
+        _ => None,
+    };
+    if matches!(event.body, Some(Body::ConversationCreated(_))) {
+        if state.exists() || state.applied_offset().is_some() {
+            return Found::Done(Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!("conversation {conversation} already exists"),
+            )));
+        }
+    } else {
+        if !state.exists() {
+            return Found::Done(Err(ApiError::not_found(format!(
+                "conversation {conversation} does not exist"
+            ))));
+        }
+        // Before the membership check: a sender who left since their first send
+        // still gets its answer again.
+        if let Some(m) = sent
+            && let Some((sender, offset)) = state.message_origin(&m.message_id)
+            && sender == actor
+        {
+            return Found::SentBefore { offset };
+        }
+        if !state.members().contains(&actor) {
+            return Found::Done(Err(ApiError::forbidden(format!(
+                "{actor} is not a member of conversation {conversation}"
+            ))));
+        }
+    }
+    if let Some(m) = sent {
+        return Found::Done(if state.message_sender(&m.message_id).is_some() {
+            Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!(
+                    "message_id {} is already used in conversation {conversation}",
+                    m.message_id
+                ),
+            ))
+        } else {
+            Ok(Judgement::Applies {
+                members: state.members().iter().map(|m| m.to_string()).collect(),
+            })
+        });
+    }
+    let mut copy = state.clone();
+    Found::Done(match inbox::apply(&mut copy, event, at).verdict {
+        Verdict::Applied => Ok(Judgement::Applies {
+            members: copy.members().iter().map(|m| m.to_string()).collect(),
+        }),
+        Verdict::Ignored(_) | Verdict::Redelivered => Ok(Judgement::Unchanged),
+        Verdict::Rejected(reason) => Err(ApiError::invalid(reason)),
+    })
 }
 
 /// Who gets an applied event live: the members of its conversation (and, for a

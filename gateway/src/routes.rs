@@ -180,6 +180,13 @@ fn event(mut fields: Value) -> Result<Event, ApiError> {
         .map_err(|e| ApiError::invalid(e.to_string()))
 }
 
+/// A client-chosen id that makes a write safe to retry without an
+/// Idempotency-Key, and what a reuse of it with other content is told.
+struct ClientId {
+    key: String,
+    conflict: String,
+}
+
 /// The write path every mutating endpoint shares: idempotency, judging, one
 /// publish, waiting for the gateway's own tail, the answer.
 async fn write(
@@ -188,9 +195,14 @@ async fn write(
     headers: &HeaderMap,
     endpoint: &str,
     fingerprint: u64,
-    fallback_key: Option<String>,
+    fallback: Option<ClientId>,
     build: impl FnOnce() -> Result<(Event, Value), ApiError>,
 ) -> Result<Response, ApiError> {
+    let (fallback_key, conflict) = match fallback {
+        Some(f) => (Some(f.key), Some(f.conflict)),
+        None => (None, None),
+    };
+    let explicit = headers.contains_key("idempotency-key");
     let key = match headers.get("idempotency-key") {
         Some(v) => {
             let k = v
@@ -206,10 +218,22 @@ async fn write(
         None => fallback_key,
     };
     let scoped = key.map(|k| format!("{user}\n{endpoint}\n{k}"));
-    if let Some(k) = &scoped
-        && let Claim::Replay(stored) = gw.idempotency.claim(k, fingerprint).await?
-    {
-        return Ok((stored.status, Json(stored.body)).into_response());
+    if let Some(k) = &scoped {
+        match gw.idempotency.claim(k, fingerprint).await {
+            Ok(Claim::Replay(stored)) => {
+                return Ok((stored.status, Json(stored.body)).into_response());
+            }
+            Ok(Claim::Fresh) => {}
+            // The key is the client's own id (a send's `message_id`), not an
+            // Idempotency-Key: another request under it is the same conflict the
+            // log would report after a restart, so it gets the same 409.
+            Err(e) => match conflict {
+                Some(message) if !explicit => {
+                    return Err(ApiError::new(StatusCode::CONFLICT, message));
+                }
+                _ => return Err(e),
+            },
+        }
     }
     let result = publish_judged(gw, user, build).await;
     match (&scoped, &result) {
@@ -238,6 +262,7 @@ async fn publish_judged(
         match gw.conversations.judge(user, &event).await? {
             Judgement::Applies { .. } => {}
             Judgement::Unchanged => return Ok((StatusCode::OK, answer)),
+            Judgement::AlreadySent => return Ok((StatusCode::CREATED, answer)),
         }
     }
     let published = courier_pipeline::producer::publish(&*gw.log, std::slice::from_ref(&event))
@@ -409,10 +434,13 @@ async fn send(
     validate::text(&req.text, gw.settings.max_text_bytes)?;
     let f = fp("messages", &req);
     // A client's message id makes a retry safe even without an Idempotency-Key.
-    let fallback = req
-        .message_id
-        .as_ref()
-        .map(|m| format!("message {}/{m}", req.conversation_id));
+    let fallback = req.message_id.as_ref().map(|m| ClientId {
+        key: format!("message {}/{m}", req.conversation_id),
+        conflict: format!(
+            "message_id {m} is already used in conversation {} by a message with other content",
+            req.conversation_id
+        ),
+    });
     write(&gw, &user, &headers, "messages", f, fallback, || {
         let id = req.message_id.clone().unwrap_or_else(new_id);
         let e = event(json!({

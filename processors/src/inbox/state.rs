@@ -212,6 +212,15 @@ impl ConversationState {
         self.users.get(m.sender as usize).map(|u| u.id.as_str())
     }
 
+    /// The sender and log offset of an applied message, if there is one with that
+    /// id: where to read its `message_sent` back from the log (texts are not kept),
+    /// e.g. to tell a client's retry of a send from a reuse of its id.
+    pub fn message_origin(&self, message_id: &str) -> Option<(&str, u64)> {
+        let m = self.messages.iter().rev().find(|m| m.id == message_id)?;
+        let sender = self.users.get(m.sender as usize)?;
+        Some((sender.id.as_str(), m.offset))
+    }
+
     /// How many messages the state remembers (it grows by one per applied message).
     pub fn message_count(&self) -> usize {
         self.messages.len()
