@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    KillOnDrop, Live, Rng, await_progress, cassandra_views, configured, courier, kafka_config, ok,
-    processed_so_far, spawn_live, unique_namespace, write_lines,
+    KillOnDrop, Live, Rng, await_progress, cassandra_views, configured, courier, drop_distributed,
+    kafka_config, ok, processed_so_far, spawn_live, unique_namespace, write_lines,
 };
 
 use std::path::Path;
@@ -691,40 +691,6 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
     });
 }
 
-/// Drops a test's Kafka namespace and every keyspace of its views (base and
-/// generations), leaving the shared servers as we found them.
-fn drop_distributed(config: &Path, brokers: &str, cassandra: &str, namespace: &str) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let log = courier_pipeline::KafkaLog::new(
-            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace.to_string()),
-            courier_topics::Catalog::builtin(),
-        )
-        .unwrap();
-        log.delete_namespace().await.unwrap();
-        let cfg = courier_pipeline::Config::load(Some(config), Vec::new()).unwrap();
-        let base = cfg.cassandra_keyspace().unwrap();
-        let settings = courier_sinks::inbox::CassandraSettings::new(cassandra, base.clone());
-        let session = courier_sinks::inbox::cassandra::connect(&settings)
-            .await
-            .unwrap();
-        let generations = courier_sinks::inbox::CassandraGenerations::connect(&settings)
-            .await
-            .unwrap();
-        for g in generations.on_cluster().await.unwrap() {
-            let ks = courier_sinks::inbox::cassandra_generations::keyspace_of(&base, g).unwrap();
-            session
-                .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
-                .await
-                .unwrap();
-        }
-        session
-            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {base}"), ())
-            .await
-            .unwrap();
-    });
-}
-
 #[test]
 fn on_kafka_and_cassandra_a_second_produce_changes_nothing_and_rebuilds_give_identical_output() {
     let (Some(brokers), Some(cassandra)) = (
@@ -883,5 +849,136 @@ fn on_kafka_and_cassandra_a_second_produce_changes_nothing_and_rebuilds_give_ide
         "after g2",
     );
 
+    drop_distributed(&config, &brokers, &cassandra, &namespace);
+}
+
+/// Issue: `run search --until-caught-up`, started right after an instance was
+/// killed, said it was caught up and exited 0 while the killed member (its
+/// session not yet ended) still held partitions nobody had processed. Here the
+/// other member is one that holds partitions and never processes them, which
+/// is the same to the group but does not depend on timing: the run must wait
+/// for those partitions, and end with the views of one clean pass.
+#[test]
+fn until_caught_up_on_kafka_and_cassandra_waits_for_partitions_another_member_holds() {
+    use courier_pipeline::{ConsumerEvent, EventLog};
+    use std::io::BufRead;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (Some(brokers), Some(cassandra)) = (
+        courier_pipeline::testing::KAFKA.reachable(),
+        courier_pipeline::testing::CASSANDRA.reachable(),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated(40, 20);
+    let file = write_lines(dir.path(), "stream.jsonl", &lines);
+    let clean = dir.path().join("clean");
+    produce(&clean, &file);
+    run_inbox(&clean);
+
+    let namespace = unique_namespace("caught");
+    let config = kafka_config(
+        dir.path(),
+        "distributed",
+        &namespace,
+        &brokers,
+        &format!("{}[runner]\nmax_batch = 20\n", cassandra_views(&cassandra)),
+    );
+    let data = dir.path().join("data");
+    let on = || configured(&data, &config);
+    ok(on().args(["topics", "apply"]).output().unwrap());
+    ok(on().arg("migrate").output().unwrap());
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+
+    // The other member: in the inbox's group, holding what it is given, never
+    // committing. It polls all along, so it takes part in rebalances.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let log = courier_pipeline::KafkaLog::new(
+        courier_pipeline::KafkaSettings::new(brokers.clone()).with_namespace(namespace.clone()),
+        courier_topics::Catalog::builtin(),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (assigned_tx, assigned) = std::sync::mpsc::channel();
+    let holder = rt.spawn({
+        let stop = stop.clone();
+        async move {
+            let mut c = log
+                .subscribe("courier.inbox", &["courier.conversations.v1".to_string()])
+                .await
+                .unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if let ConsumerEvent::Assigned(tps) =
+                    c.poll(100, Duration::from_millis(100)).await.unwrap()
+                {
+                    let _ = assigned_tx.send(tps);
+                }
+            }
+            c.close().await.unwrap();
+        }
+    });
+    let first = assigned
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the holder joins the group");
+    assert!(!first.is_empty());
+
+    let mut run = on()
+        .args(["run", "inbox", "--until-caught-up"])
+        .env("COURIER_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(run.stderr.take().unwrap()).lines();
+    // Before the fix, the run exited here, its own partitions done.
+    let waiting =
+        common::wait_for_line(&mut err, "that it waits for the holder's partitions", |l| {
+            l.contains("waiting for the group's others")
+        });
+    assert!(waiting.contains("courier.conversations.v1"), "{waiting}");
+    // The holder leaves; its partitions come to the run, which finishes them.
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(holder).unwrap();
+    std::thread::spawn(move || for _ in err {});
+    let status = run.wait().unwrap();
+    assert!(status.success(), "{status}");
+
+    let users = ids("u", 8);
+    let conversations: Vec<String> = [0, 1, 17, 39].iter().map(|c| format!("c{c}")).collect();
+    let want = snapshot(&clean, &users, &conversations);
+    assert!(want.contains("\"unread_count\":"), "{want}");
+    assert_same(
+        &snapshot_with(on, &users, &conversations),
+        &want,
+        "every partition processed before the run said it was caught up",
+    );
+    // Every partition committed to its end by the group.
+    rt.block_on(async {
+        let log = courier_pipeline::KafkaLog::new(
+            courier_pipeline::KafkaSettings::new(brokers.clone()).with_namespace(namespace.clone()),
+            courier_topics::Catalog::builtin(),
+        )
+        .unwrap();
+        let committed = log
+            .committed("courier.inbox", "courier.conversations.v1")
+            .await
+            .unwrap();
+        for (p, c) in committed.iter().enumerate() {
+            let (_, high) = log
+                .watermarks("courier.conversations.v1", p as u32)
+                .await
+                .unwrap();
+            assert!(
+                high == 0 || *c == Some(high),
+                "partition {p}: {c:?} of {high}"
+            );
+        }
+    });
+    drop(rt);
     drop_distributed(&config, &brokers, &cassandra, &namespace);
 }

@@ -189,7 +189,15 @@ pub async fn run(
         }
     }
     let mut consumer = log.subscribe(&opts.group, &opts.topics).await?;
-    let mut result = drive(&mut *consumer, handler, &opts, &targets, &mut shutdown).await;
+    let mut result = drive(
+        &*log,
+        &mut *consumer,
+        handler,
+        &opts,
+        &targets,
+        &mut shutdown,
+    )
+    .await;
     if result.is_ok()
         && let Err(e) = handler.flush().await
     {
@@ -202,6 +210,7 @@ pub async fn run(
 }
 
 async fn drive(
+    log: &dyn EventLog,
     consumer: &mut dyn GroupConsumer,
     handler: &mut dyn Handler,
     opts: &RunOptions,
@@ -212,6 +221,7 @@ async fn drive(
     let poll_timeout = Duration::from_millis(opts.runner.poll_timeout_ms);
     let mut stats = RunStats::default();
     let processor = opts.processor.as_str();
+    let mut waiting_for: Vec<TopicPartition> = Vec::new();
     loop {
         if shutdown.is_triggered() {
             tracing::info!(processor, "shutdown requested; last batch committed");
@@ -244,7 +254,10 @@ async fn drive(
             ConsumerEvent::Records(records) if records.is_empty() => {
                 // Idle: whatever a handler deferred becomes durable now.
                 handler.flush().await.map_err(failed(processor))?;
-                if opts.until_caught_up && caught_up(consumer, targets) {
+                if opts.until_caught_up
+                    && caught_up(log, &mut *consumer, &opts.group, targets, &mut waiting_for)
+                        .await?
+                {
                     tracing::info!(
                         processor,
                         records = stats.records,
@@ -266,7 +279,10 @@ async fn drive(
                     .await?;
                 stats.records += records.len() as u64;
                 stats.batches += 1;
-                if opts.until_caught_up && caught_up(consumer, targets) {
+                if opts.until_caught_up
+                    && caught_up(log, &mut *consumer, &opts.group, targets, &mut waiting_for)
+                        .await?
+                {
                     tracing::info!(
                         processor,
                         records = stats.records,
@@ -287,14 +303,56 @@ fn failed(processor: &str) -> impl Fn(HandlerError) -> RunError + '_ {
     }
 }
 
-fn caught_up(consumer: &dyn GroupConsumer, targets: &BTreeMap<TopicPartition, u64>) -> bool {
-    reached(&consumer.assignment(), |tp| consumer.position(tp), targets)
+/// Whether the *group* has caught up with every partition of its topics: those
+/// this member holds by its own position, every other one by the group's
+/// committed offset. Another member may still hold a partition it never
+/// processed, e.g. one killed a moment ago whose session has not expired: the
+/// run then waits (its session ends, the partition comes here, or a live owner
+/// commits) instead of reporting a view complete that is not. `waiting_for`
+/// remembers what was last reported, so the wait is logged once per change.
+async fn caught_up(
+    log: &dyn EventLog,
+    // `&mut`: a shared `&dyn GroupConsumer` held across the awaits below would
+    // need the consumer to be `Sync`.
+    consumer: &mut dyn GroupConsumer,
+    group: &str,
+    targets: &BTreeMap<TopicPartition, u64>,
+    waiting_for: &mut Vec<TopicPartition>,
+) -> Result<bool, LogError> {
+    let assignment = consumer.assignment();
+    if !reached(&assignment, |tp| consumer.position(tp), targets) {
+        return Ok(false);
+    }
+    let mut committed: BTreeMap<&str, Vec<Option<u64>>> = BTreeMap::new();
+    for tp in targets.keys().filter(|tp| !assignment.contains(tp)) {
+        if !committed.contains_key(tp.topic.as_str()) {
+            committed.insert(&tp.topic, log.committed(group, &tp.topic).await?);
+        }
+    }
+    let behind = elsewhere_behind(&assignment, targets, |tp| {
+        committed
+            .get(tp.topic.as_str())
+            .and_then(|c| c.get(tp.partition as usize).copied().flatten())
+    });
+    if behind.is_empty() {
+        return Ok(true);
+    }
+    if *waiting_for != behind {
+        tracing::info!(
+            group,
+            partitions = ?behind,
+            "caught up with this member's partitions; waiting for the group's others (held by another member, perhaps one that died and whose session has not ended)"
+        );
+        *waiting_for = behind;
+    }
+    Ok(false)
 }
 
 /// Whether every assigned partition's position reached its target. With nothing
 /// assigned yet — on Kafka the first polls can come back empty before the group's
 /// first assignment — only an empty log counts as caught up: otherwise a run would
-/// "catch up" having applied nothing.
+/// "catch up" having applied nothing. (Partitions held elsewhere: see
+/// [`elsewhere_behind`].)
 fn reached(
     assignment: &[TopicPartition],
     position: impl Fn(&TopicPartition) -> Option<u64>,
@@ -307,6 +365,21 @@ fn reached(
         let target = targets.get(tp).copied().unwrap_or(0);
         position(tp).is_some_and(|pos| pos >= target)
     })
+}
+
+/// The partitions this member does not hold whose committed offset is short of
+/// their target (an empty partition needs nothing).
+fn elsewhere_behind(
+    assignment: &[TopicPartition],
+    targets: &BTreeMap<TopicPartition, u64>,
+    committed: impl Fn(&TopicPartition) -> Option<u64>,
+) -> Vec<TopicPartition> {
+    targets
+        .iter()
+        .filter(|(tp, end)| **end > 0 && !assignment.contains(tp))
+        .filter(|(tp, end)| committed(tp).is_none_or(|c| c < **end))
+        .map(|(tp, _)| tp.clone())
+        .collect()
 }
 
 async fn process_batch(
@@ -402,8 +475,16 @@ mod tests {
         };
         assert!(reached(&[tp(0), tp(1)], at(3, 5), &targets));
         assert!(!reached(&[tp(0), tp(1)], at(3, 4), &targets));
-        // Another member owns partition 1: this one is done with its own.
+        // Another member owns partition 1: this one is done with its own...
         assert!(reached(&[tp(0)], at(3, 0), &targets));
+        // ...but the group is done only once partition 1 is committed to its end.
+        assert_eq!(elsewhere_behind(&[tp(0)], &targets, |_| None), vec![tp(1)]);
+        assert_eq!(
+            elsewhere_behind(&[tp(0)], &targets, |_| Some(4)),
+            vec![tp(1)]
+        );
+        assert!(elsewhere_behind(&[tp(0)], &targets, |_| Some(5)).is_empty());
+        assert!(elsewhere_behind(&[tp(0), tp(1)], &targets, |_| None).is_empty());
         // No position yet (not fetched since assignment): not caught up.
         assert!(!reached(&[tp(0)], |_| None, &targets));
     }

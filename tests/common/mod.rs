@@ -219,3 +219,37 @@ impl Rng {
         ((self.0 >> 33) % n as u64) as usize
     }
 }
+
+/// Drops a test's Kafka namespace and every keyspace of its views (base and
+/// generations), leaving the shared servers as we found them.
+pub fn drop_distributed(config: &Path, brokers: &str, cassandra: &str, namespace: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let log = courier_pipeline::KafkaLog::new(
+            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace.to_string()),
+            courier_topics::Catalog::builtin(),
+        )
+        .unwrap();
+        log.delete_namespace().await.unwrap();
+        let cfg = courier_pipeline::Config::load(Some(config), Vec::new()).unwrap();
+        let base = cfg.cassandra_keyspace().unwrap();
+        let settings = courier_sinks::inbox::CassandraSettings::new(cassandra, base.clone());
+        let session = courier_sinks::inbox::cassandra::connect(&settings)
+            .await
+            .unwrap();
+        let generations = courier_sinks::inbox::CassandraGenerations::connect(&settings)
+            .await
+            .unwrap();
+        for g in generations.on_cluster().await.unwrap() {
+            let ks = courier_sinks::inbox::cassandra_generations::keyspace_of(&base, g).unwrap();
+            session
+                .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
+                .await
+                .unwrap();
+        }
+        session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {base}"), ())
+            .await
+            .unwrap();
+    });
+}
