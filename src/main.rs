@@ -113,7 +113,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Produce(args) => {
             let log = config.open_log().context("opening the log")?;
-            cmd::produce::run(&*log, args).await
+            let journals = cmd::produce::Journals {
+                dir: config.produce_dir(),
+                log_identity: config.log_identity(),
+            };
+            cmd::produce::run(&*log, journals, args).await
         }
         Command::Replay(args) => {
             let log = config.open_log().context("opening the log")?;

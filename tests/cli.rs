@@ -875,3 +875,159 @@ fn bench_with_two_instances_of_each_processor_survives_killing_one() {
         "the run's directories were removed: {left:?}"
     );
 }
+
+/// The event ids `replay TOPIC` prints.
+fn replayed_ids(mut cmd: Command, topic: &str) -> Vec<String> {
+    ok(cmd.args(["replay", topic]).output().unwrap())
+        .lines()
+        .map(|l| json(l)["event_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue: `produce` published a `conversation_created` to Kafka, then the broker
+/// refused a 3 MB message and courier said "the first 0 were written". Now an
+/// event over the log's limit fails validation on both backends (nothing is
+/// published); and when the broker refuses records midway, the report says
+/// exactly what is in the log and the same command run again publishes only the
+/// rest, each event once.
+#[test]
+fn on_kafka_produce_never_publishes_half_a_file_unsaid_and_a_rerun_publishes_the_rest_once() {
+    let Some(brokers) = kafka() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let namespace = unique_namespace("produce");
+    let config = kafka_config(dir.path(), "kafka", &namespace, &brokers, "");
+    let kdata = dir.path().join("kdata");
+    let on_kafka = |args: &[&str]| {
+        let mut c = configured(&kdata, &config);
+        c.args(args);
+        c
+    };
+    ok(on_kafka(&["topics", "apply"]).output().unwrap());
+
+    // 1. The issue's file, on both backends: refused whole before publishing.
+    let oversize = write_lines(
+        dir.path(),
+        "oversize.jsonl",
+        &[
+            r#"{"type":"conversation_created","event_id":"o1","conversation_id":"o","kind":"group","creator_id":"u0","member_ids":["u0","u1"],"title":"","at_ms":1}"#.to_string(),
+            format!(
+                r#"{{"type":"message_sent","event_id":"o2","conversation_id":"o","message_id":"m","sender_id":"u0","text":"{}","at_ms":2}}"#,
+                "x".repeat(3_000_000)
+            ),
+        ],
+    );
+    let edata = dir.path().join("edata");
+    for mut cmd in [on_kafka(&[]), courier(&edata)] {
+        let out = cmd
+            .args(["produce", "--file"])
+            .arg(&oversize)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("oversize.jsonl:2: event `o2`") && err.contains("over the log's limit"),
+            "{err}"
+        );
+        assert!(err.contains("nothing was published"), "{err}");
+    }
+    assert_eq!(
+        replayed_ids(on_kafka(&[]), "courier.conversations.v1"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        replayed_ids(courier(&edata), "courier.conversations.v1"),
+        Vec::<String>::new()
+    );
+
+    // 2. The broker refuses records midway: the conversations topic takes batches of
+    // at most 2,000 bytes, and one message of the file is ~8 KB of text that does
+    // not compress. Everything else is small.
+    let topic = format!("{namespace}.courier.conversations.v1");
+    let configs = |change: &[&str]| {
+        let mut args = vec![
+            "class",
+            "org.apache.kafka.tools.ConfigCommand",
+            "--bootstrap-server",
+            &brokers,
+            "--alter",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            &topic,
+        ];
+        args.extend_from_slice(change);
+        courier_pipeline::kafka::perf::run(&args).unwrap();
+    };
+    configs(&["--add-config", "max.message.bytes=2000"]);
+    let mut rng = common::Rng(7);
+    let noise: String = (0..8000)
+        .map(|_| (b'a' + rng.below(26) as u8) as char)
+        .collect();
+    let mut lines = stream(3, 4);
+    lines.insert(
+        lines.len() / 2,
+        format!(
+            r#"{{"type":"message_sent","event_id":"big","conversation_id":"c1","message_id":"big","sender_id":"u0","text":"{noise}","at_ms":1764000000100}}"#
+        ),
+    );
+    let file = write_lines(dir.path(), "events.jsonl", &lines);
+    let out = on_kafka(&["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the broker refused a record");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!err.contains("the first 0 were written"), "{err}");
+    let report = err
+        .lines()
+        .find(|l| l.starts_with("published by this run: "))
+        .unwrap_or_else(|| panic!("a report of what was published: {err}"));
+    let reported: usize = report
+        .rsplit(" (")
+        .next()
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {report}"));
+    let all_ids = || {
+        let mut ids = replayed_ids(on_kafka(&[]), "courier.conversations.v1");
+        ids.extend(replayed_ids(on_kafka(&[]), "courier.presence.v1"));
+        ids.sort();
+        ids
+    };
+    assert_eq!(all_ids().len(), reported, "the report is the log: {err}");
+    assert!(
+        report.contains("courier.conversations.v1["),
+        "per partition: {report}"
+    );
+    let missing_line = err
+        .lines()
+        .find(|l| l.starts_with("not published: "))
+        .unwrap_or_else(|| panic!("what was not published: {err}"));
+    let missing: usize = missing_line["not published: ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {missing_line}"));
+    assert_eq!(reported + missing, lines.len(), "{err}");
+    assert!(missing >= 1 && reported >= 1, "a failure midway: {err}");
+
+    // 3. The limit back to the broker's default; the same command publishes the rest.
+    configs(&["--delete-config", "max.message.bytes"]);
+    let again = ok(on_kafka(&["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    assert!(again.contains("published by an earlier run"), "{again}");
+    let mut want: Vec<String> = lines
+        .iter()
+        .map(|l| json(l)["event_id"].as_str().unwrap().to_string())
+        .collect();
+    want.sort();
+    assert_eq!(all_ids(), want, "every event of the file exactly once");
+    // The journal is gone: the file is in.
+    assert_eq!(
+        entries(&kdata.join(&namespace).join("produce")),
+        Vec::<std::ffi::OsString>::new()
+    );
+}

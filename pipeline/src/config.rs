@@ -652,6 +652,21 @@ impl Config {
         }
     }
 
+    /// Where `courier produce` keeps the journals of runs that failed midway
+    /// (`data_dir[/namespace]/produce`).
+    pub fn produce_dir(&self) -> PathBuf {
+        self.local_root().join("produce")
+    }
+
+    /// Names the configured log (its backend and where it is), so state kept
+    /// about one log is never applied to another.
+    pub fn log_identity(&self) -> String {
+        match self.log.backend {
+            Backend::Embedded => format!("embedded:{}", self.log_dir().display()),
+            Backend::Kafka => format!("kafka:{}/{}", self.kafka.brokers, self.namespace),
+        }
+    }
+
     /// Where the embedded log lives (`data_dir[/namespace]/log`).
     pub fn log_dir(&self) -> PathBuf {
         self.local_root().join("log")

@@ -28,6 +28,34 @@ pub struct Record {
     pub timestamp_ms: i64,
 }
 
+/// The largest record any backend accepts, in bytes of key, value and headers:
+/// librdkafka's default `message.max.bytes` (1 MB), which leaves room for the
+/// framing under the broker's default limit of 1 MiB per batch. The embedded log
+/// holds to it too, so a file that one backend takes is taken by the other.
+pub const MAX_RECORD_BYTES: usize = 1_000_000;
+
+impl Record {
+    /// Its size as [`MAX_RECORD_BYTES`] counts it.
+    pub fn size(&self) -> usize {
+        self.key.len()
+            + self.value.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+
+    /// Refuses a record larger than [`MAX_RECORD_BYTES`].
+    pub fn check_size(&self) -> Result<(), LogError> {
+        let size = self.size();
+        if size > MAX_RECORD_BYTES {
+            return Err(LogError::TooLarge { size });
+        }
+        Ok(())
+    }
+}
+
 /// Where an appended record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Appended {
@@ -374,6 +402,26 @@ pub enum LogError {
     /// The consumer was closed.
     #[error("consumer is closed")]
     Closed,
+    /// A record over [`MAX_RECORD_BYTES`]; nothing of its append was written.
+    #[error(
+        "a record of {size} bytes is over the log's limit of {MAX_RECORD_BYTES} bytes (key, value and headers)"
+    )]
+    TooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// An append failed part of the way: exactly these records (by their index in
+    /// the append) were acknowledged, the others were not written. A backend
+    /// whose appends are atomic never returns this.
+    #[error("{cause} ({} of {total} record(s) were acknowledged before the failure)", acknowledged.len())]
+    PartlyAppended {
+        /// (index in the append, where it landed) of every acknowledged record.
+        acknowledged: Vec<(usize, Appended)>,
+        /// How many records the append had.
+        total: usize,
+        /// Why the rest failed.
+        cause: Box<LogError>,
+    },
 }
 
 impl LogError {

@@ -47,7 +47,13 @@ pub struct Published {
 }
 
 /// Publishes events, one append per topic, and returns where each landed in input
-/// order. Events without a body are refused before anything is written.
+/// order. Events without a body, and events over the log's record limit
+/// ([`crate::log::MAX_RECORD_BYTES`]), are refused before anything is written.
+///
+/// When an append fails part of the way (one topic written and the next refused,
+/// or a Kafka append acknowledged in part), the error is
+/// [`LogError::PartlyAppended`] with the acknowledged events by their index in
+/// `events`, so a caller can say exactly what was published.
 pub async fn publish(log: &dyn EventLog, events: &[Event]) -> Result<Vec<Published>, LogError> {
     let mut by_topic: BTreeMap<&'static str, (Vec<usize>, Vec<Record>)> = BTreeMap::new();
     for (i, e) in events.iter().enumerate() {
@@ -57,15 +63,51 @@ pub async fn publish(log: &dyn EventLog, events: &[Event]) -> Result<Vec<Publish
                 format!("event `{}` has no body; nothing was published", e.event_id),
             )
         })?;
+        let record = to_record(e);
+        record.check_size().map_err(|err| {
+            LogError::backend(
+                "publish",
+                format!("event `{}`: {err}; nothing was published", e.event_id),
+            )
+        })?;
         let slot = by_topic.entry(topic_for(kind)).or_default();
         slot.0.push(i);
-        slot.1.push(to_record(e));
+        slot.1.push(record);
     }
     let mut out = vec![None; events.len()];
     for (topic, (idx, records)) in by_topic {
-        let appended = log.append(topic, records).await?;
-        for (i, at) in idx.into_iter().zip(appended) {
-            out[i] = Some(Published { topic, at });
+        match log.append(topic, records).await {
+            Ok(appended) => {
+                for (i, at) in idx.into_iter().zip(appended) {
+                    out[i] = Some(Published { topic, at });
+                }
+            }
+            Err(e) => {
+                let (partly, cause) = match e {
+                    LogError::PartlyAppended {
+                        acknowledged,
+                        cause,
+                        ..
+                    } => (acknowledged, cause),
+                    other => (Vec::new(), Box::new(other)),
+                };
+                for (j, at) in partly {
+                    out[idx[j]] = Some(Published { topic, at });
+                }
+                let acknowledged: Vec<(usize, Appended)> = out
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| Some((i, p.as_ref()?.at)))
+                    .collect();
+                if acknowledged.is_empty() {
+                    return Err(*cause);
+                }
+                return Err(LogError::PartlyAppended {
+                    acknowledged,
+                    total: events.len(),
+                    cause,
+                });
+            }
         }
     }
     Ok(out.into_iter().flatten().collect())

@@ -544,6 +544,10 @@ impl EventLog for EmbeddedLog {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        // The same limit as Kafka's, so a file one backend takes the other takes.
+        for r in &records {
+            r.check_size()?;
+        }
         let _timer = metrics::log_append_timer(topic);
         self.inner.append_sync(topic, records)
     }

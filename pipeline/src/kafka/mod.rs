@@ -619,15 +619,31 @@ impl EventLog for KafkaLog {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        // Before anything is sent: a record the broker would refuse must not leave
+        // the ones before it published and the caller told otherwise.
+        for r in &records {
+            r.check_size()?;
+        }
         self.ready().await?;
         let _timer = metrics::log_append_timer(topic);
         let kafka_topic = self.inner.names.topic(topic);
         let total = records.len();
         let mut out: Vec<Option<Appended>> = vec![None; total];
+        let mut first_error: Option<LogError> = None;
         let mut in_flight: VecDeque<(usize, u32, DeliveryFuture)> = VecDeque::new();
+        // Every outcome is kept, failures included: on a failure the caller learns
+        // exactly which records were acknowledged (`LogError::PartlyAppended`).
+        let mut note = |outcome: Result<(usize, Appended), LogError>,
+                        out: &mut Vec<Option<Appended>>| match outcome {
+            Ok((i, a)) => out[i] = Some(a),
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "append failed");
+                first_error.get_or_insert(e);
+            }
+        };
         // Enqueue everything (librdkafka batches and pipelines it), then wait for the
         // acknowledgements; a full local queue waits for the oldest one.
-        for (index, r) in records.iter().enumerate() {
+        'enqueue: for (index, r) in records.iter().enumerate() {
             let partition = partition_for_key(&r.key, n);
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
             for (name, value) in &r.headers {
@@ -652,45 +668,51 @@ impl EventLog for KafkaLog {
                         record = back;
                         match in_flight.pop_front() {
                             Some(oldest) => {
-                                let (i, a) = settle(topic, &kafka_topic, oldest, total).await?;
-                                out[i] = Some(a);
+                                note(settle(topic, &kafka_topic, oldest, total).await, &mut out)
                             }
                             None => tokio::time::sleep(Duration::from_millis(5)).await,
                         }
                     }
                     Err((e, _)) => {
                         tracing::warn!(topic, partition, error = %e, "append refused by the producer");
-                        return Err(LogError::backend(
-                            "append to Kafka",
-                            format!(
-                                "{kafka_topic}[{partition}] (record {} of {total} for {topic}): {e}",
-                                index + 1
-                            ),
-                        ));
+                        note(
+                            Err(LogError::backend(
+                                "append to Kafka",
+                                format!(
+                                    "{kafka_topic}[{partition}] (record {} of {total} for {topic}): {e}",
+                                    index + 1
+                                ),
+                            )),
+                            &mut out,
+                        );
+                        break 'enqueue;
                     }
                 }
             }
         }
         while let Some(next) = in_flight.pop_front() {
-            let (i, a) = settle(topic, &kafka_topic, next, total)
-                .await
-                .inspect_err(|e| {
-                    tracing::warn!(topic, error = %e, "append failed");
-                })?;
-            out[i] = Some(a);
+            note(settle(topic, &kafka_topic, next, total).await, &mut out);
         }
-        let out: Vec<Appended> = out.into_iter().flatten().collect();
-        if out.len() != total {
-            return Err(LogError::backend(
-                "append to Kafka",
-                format!(
-                    "{topic}: {} of {total} records were acknowledged",
-                    out.len()
-                ),
-            ));
+        let acknowledged: Vec<(usize, Appended)> = out
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| Some((i, (*a)?)))
+            .collect();
+        if acknowledged.len() != total {
+            let cause = first_error.unwrap_or_else(|| {
+                LogError::backend(
+                    "append to Kafka",
+                    format!("{topic}: a record went unanswered"),
+                )
+            });
+            return Err(LogError::PartlyAppended {
+                acknowledged,
+                total,
+                cause: Box::new(cause),
+            });
         }
         metrics::log_appended(topic, total);
-        Ok(out)
+        Ok(acknowledged.into_iter().map(|(_, a)| a).collect())
     }
 
     async fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {
