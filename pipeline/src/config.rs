@@ -184,8 +184,10 @@ pub struct RunnerConfig {
     /// and caught-up state, in ms.
     #[serde(default = "default_poll_ms")]
     pub poll_timeout_ms: u64,
-    /// Attempts at a failing batch (sink down) before the processor gives up and
-    /// exits non-zero, with exponential backoff and jitter between them.
+    /// Attempts at a failing batch (sink down) before the processor reports
+    /// itself stalled (`courier_processor_stalled` = 1, error logs). It keeps
+    /// retrying, with exponential backoff and jitter (at most 10 s apart), until
+    /// the sink answers or it is stopped: an outage is ridden out, not fatal.
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
 }

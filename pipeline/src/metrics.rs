@@ -35,6 +35,8 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// Records sent to dead letters, per processor.
     pub dead_letters: IntCounterVec,
+    /// 1 while a processor retries a failing sink past `runner.max_attempts`.
+    pub stalled: IntGaugeVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -97,8 +99,17 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "Records a processor could not apply and sent to dead letters.",
         &["processor"],
     )?;
+    let stalled = IntGaugeVec::new(
+        Opts::new(
+            "courier_processor_stalled",
+            "1 while the processor has retried a failing batch more than runner.max_attempts times (it keeps retrying).",
+        ),
+        &["processor"],
+    )?;
+    registry.register(Box::new(stalled.clone()))?;
     Ok(Metrics {
         registry,
+        stalled,
         log_appended,
         log_append_seconds,
         events,

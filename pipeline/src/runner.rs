@@ -236,7 +236,18 @@ async fn drive(
         match event {
             ConsumerEvent::Assigned(tps) => {
                 tracing::info!(processor, partitions = ?tps, "partitions assigned");
-                let seeks = handler.on_assigned(&tps).await.map_err(failed(processor))?;
+                let mut retry = Retry::new(processor, opts.runner.max_attempts);
+                let seeks = loop {
+                    match handler.on_assigned(&tps).await {
+                        Ok(seeks) => break seeks,
+                        Err(e) => {
+                            retry
+                                .after(e, "opening assigned partitions", shutdown)
+                                .await?
+                        }
+                    }
+                };
+                retry.recovered();
                 for (tp, offset) in seeks {
                     tracing::info!(processor, %tp, offset, "resuming from the processor's checkpoint");
                     consumer.seek(&tp, offset).await?;
@@ -249,11 +260,21 @@ async fn drive(
                         .with_label_values(&[processor, &tp.topic, &tp.partition.to_string()])
                         .set(0);
                 }
-                handler.on_revoked(&tps).await.map_err(failed(processor))?;
+                let mut retry = Retry::new(processor, opts.runner.max_attempts);
+                while let Err(e) = handler.on_revoked(&tps).await {
+                    retry
+                        .after(e, "closing revoked partitions", shutdown)
+                        .await?;
+                }
+                retry.recovered();
             }
             ConsumerEvent::Records(records) if records.is_empty() => {
                 // Idle: whatever a handler deferred becomes durable now.
-                handler.flush().await.map_err(failed(processor))?;
+                let mut retry = Retry::new(processor, opts.runner.max_attempts);
+                while let Err(e) = handler.flush().await {
+                    retry.after(e, "flush", shutdown).await?;
+                }
+                retry.recovered();
                 if opts.until_caught_up
                     && caught_up(log, &mut *consumer, &opts.group, targets, &mut waiting_for)
                         .await?
@@ -291,6 +312,78 @@ async fn drive(
                     return Ok(stats);
                 }
             }
+        }
+    }
+}
+
+/// Retries of one failing handler call. A retryable failure (a sink that is
+/// down: Cassandra restarting, a full disk) is retried with [`backoff`] for as
+/// long as it lasts, so a processor rides out an outage and resumes where it
+/// was instead of exiting (which, in `courier up`, stopped the gateway too).
+/// Past `max_attempts` the processor is reported stalled: an error log per
+/// attempt and `courier_processor_stalled` = 1 until a call succeeds. A fatal
+/// failure, or a stop request, ends the run without committing the batch.
+struct Retry<'a> {
+    processor: &'a str,
+    max_attempts: u32,
+    attempt: u32,
+}
+
+impl<'a> Retry<'a> {
+    fn new(processor: &'a str, max_attempts: u32) -> Self {
+        Retry {
+            processor,
+            max_attempts,
+            attempt: 0,
+        }
+    }
+
+    /// After a failure of `what`: `Ok` once it is time to try again, `Err` to end
+    /// the run.
+    async fn after(
+        &mut self,
+        e: HandlerError,
+        what: &str,
+        shutdown: &Shutdown,
+    ) -> Result<(), RunError> {
+        let (m, processor) = (metrics(), self.processor);
+        m.errors.with_label_values(&[processor, "handler"]).inc();
+        self.attempt += 1;
+        let attempt = self.attempt;
+        if !e.retryable || shutdown.is_triggered() {
+            tracing::error!(processor, error = %e, attempt, "{what} failed; not committed");
+            return Err(failed(processor)(e));
+        }
+        let wait = backoff(attempt - 1);
+        let retry_in_ms = wait.as_millis() as u64;
+        if attempt >= self.max_attempts {
+            m.stalled.with_label_values(&[processor]).set(1);
+            tracing::error!(processor, error = %e, attempt, retry_in_ms, "{what} keeps failing; stalled, retrying until it succeeds or the processor is stopped");
+        } else {
+            tracing::warn!(processor, error = %e, attempt, retry_in_ms, "{what} failed; retrying");
+        }
+        let mut stop = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Ok(()),
+            _ = stop.wait() => {
+                tracing::error!(processor, error = %e, attempt, "stop requested while {what} was failing; not committed");
+                Err(failed(processor)(e))
+            }
+        }
+    }
+
+    /// The call succeeded: no longer stalled.
+    fn recovered(&self) {
+        if self.attempt >= self.max_attempts {
+            metrics()
+                .stalled
+                .with_label_values(&[self.processor])
+                .set(0);
+            tracing::info!(
+                processor = self.processor,
+                attempts = self.attempt,
+                "recovered"
+            );
         }
     }
 }
@@ -392,25 +485,14 @@ async fn process_batch(
     let m = metrics();
     let processor = opts.processor.as_str();
     let started = Instant::now();
-    let mut attempt = 0;
+    let mut retry = Retry::new(processor, opts.runner.max_attempts);
     loop {
         match handler.handle(records).await {
             Ok(()) => break,
-            Err(e) => {
-                m.errors.with_label_values(&[processor, "handler"]).inc();
-                attempt += 1;
-                // A fatal error, the last attempt, or a stop request while the sink is
-                // down: give up without committing, so the batch is redelivered later.
-                if !e.retryable || attempt >= opts.runner.max_attempts || shutdown.is_triggered() {
-                    tracing::error!(processor, error = %e, attempt, "batch failed; not committed");
-                    return Err(failed(processor)(e));
-                }
-                let wait = backoff(attempt - 1);
-                tracing::warn!(processor, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "batch failed; retrying");
-                tokio::time::sleep(wait).await;
-            }
+            Err(e) => retry.after(e, "batch", shutdown).await?,
         }
     }
+    retry.recovered();
     // Next offset to read per partition: one past the last record handled.
     let mut next: BTreeMap<TopicPartition, u64> = BTreeMap::new();
     for r in records {

@@ -211,14 +211,19 @@ async fn a_failed_batch_is_not_committed() {
         "nothing committed: {committed:?}"
     );
 
-    // Retryable failures beyond max_attempts also leave the batch uncommitted.
-    let mut h = Recorder {
-        fail_times: 10,
-        ..Recorder::default()
+    // Retryable failures go on past max_attempts (a sink that is down for a while
+    // is waited for, not given up on) until the sink answers or a stop request;
+    // a stop leaves the batch uncommitted.
+    let (trigger, stop) = shutdown::channel();
+    let mut h = Stopper {
+        attempts: 0,
+        stop_at: 6,
+        trigger,
     };
-    let err = runner::run(log.clone(), &mut h, opts("g"), shutdown::Shutdown::never())
+    let err = runner::run(log.clone(), &mut h, opts("g"), stop)
         .await
         .unwrap_err();
+    assert_eq!(h.attempts, 6, "retried past max_attempts (4) until stopped");
     assert!(err.to_string().contains("the sink is down"), "{err}");
     assert!(
         log.committed("g", CONVERSATIONS)
@@ -227,6 +232,51 @@ async fn a_failed_batch_is_not_committed() {
             .iter()
             .all(Option::is_none)
     );
+    assert_eq!(
+        courier_pipeline::metrics::metrics()
+            .stalled
+            .with_label_values(&["test"])
+            .get(),
+        1,
+        "reported stalled"
+    );
+
+    // A sink down for longer than max_attempts, then back: every record applied once.
+    let mut h = Recorder {
+        fail_times: 5,
+        ..Recorder::default()
+    };
+    let stats = runner::run(log.clone(), &mut h, opts("g"), shutdown::Shutdown::never())
+        .await
+        .unwrap();
+    assert_eq!((stats.records, h.applied.len()), (9, 9));
+    assert_eq!(
+        courier_pipeline::metrics::metrics()
+            .stalled
+            .with_label_values(&["test"])
+            .get(),
+        0,
+        "recovered"
+    );
+}
+
+/// Fails every batch as a sink that is down would, and asks the run to stop at
+/// its `stop_at`-th attempt.
+struct Stopper {
+    attempts: u32,
+    stop_at: u32,
+    trigger: shutdown::ShutdownTrigger,
+}
+
+#[async_trait]
+impl Handler for Stopper {
+    async fn handle(&mut self, _batch: &[ConsumedRecord]) -> Result<(), HandlerError> {
+        self.attempts += 1;
+        if self.attempts == self.stop_at {
+            self.trigger.trigger();
+        }
+        Err(HandlerError::retryable("the sink is down"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
