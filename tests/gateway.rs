@@ -256,6 +256,12 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
 
     let health = http(a, "GET", "/healthz", None, None, &[]);
     assert_eq!(health.status, 200, "{}", health.body);
+    // Each dependency on its own: the log, the views, the processors here.
+    let h = health.json();
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["log"], json!({"backend": "embedded", "ok": true}), "{h}");
+    assert_eq!(h["views"], json!({"ok": true}), "{h}");
+    assert!(h["processors"].is_object(), "{h}");
 
     // alice opens a direct conversation with bob.
     let r = http(
@@ -298,6 +304,16 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
     });
     assert_eq!(inbox.json()[0]["unread_count"], 1);
     assert_eq!(inbox.json()[0]["last_message_preview"], "hi bob");
+    // The inbox processor has applied a batch: /healthz shows its lag.
+    let h = http(a, "GET", "/healthz", None, None, &[]).json();
+    assert_eq!(
+        (
+            h["processors"]["inbox"]["lag"].is_i64(),
+            &h["processors"]["inbox"]["stalled"]
+        ),
+        (true, &json!(false)),
+        "{h}"
+    );
     let cli = common::ok(
         common::courier(&data)
             .args(["inbox", "bob", "--json"])

@@ -103,7 +103,14 @@ pub fn document() -> Value {
                 "Messages": { "type": "array", "items": { "$ref": "#/components/schemas/Message" } },
                 "SearchHits": { "type": "array", "items": { "type": "object" }, "description": "Exactly what `courier search --json` prints." },
                 "Event": { "type": "object", "description": "One event in canonical JSON (DESIGN.md, Events)." },
-                "Health": { "type": "object", "properties": { "status": { "type": "string" }, "log": { "type": "string" } } }
+                "Health": { "type": "object", "properties": {
+                    "status": { "type": "string", "enum": ["ok", "degraded", "unavailable"] },
+                    "log": { "$ref": "#/components/schemas/Dependency" },
+                    "views": { "$ref": "#/components/schemas/Dependency" },
+                    "processors": { "type": "object", "additionalProperties": { "type": "object", "properties": {
+                        "lag": { "type": "integer" }, "stalled": { "type": "boolean" } } } } } },
+                "Dependency": { "type": "object", "required": ["ok"], "properties": {
+                    "ok": { "type": "boolean" }, "backend": { "type": "string" }, "error": { "type": "string" } } }
             }
         },
         "paths": {
@@ -130,9 +137,9 @@ pub fn document() -> Value {
                 op("WebSocket: your live events, one canonical JSON event per text frame. A client too slow to keep up gets {\"type\":\"error\"} and close code 1008.", None, ("101", "Event"), &[]),
                 json!([{ "name": "access_token", "in": "query", "required": false, "schema": { "type": "string" }, "description": "The token, for clients that cannot set headers." }])) },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
-            "/healthz": { "get": { "summary": "Liveness and log reachability", "responses": {
-                "200": { "description": "ok", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Health" } } } },
-                "503": { "description": "log unreachable", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } } } } },
+            "/healthz": { "get": { "summary": "Each dependency: the log, the views, this process's processors (lag, stalled)", "responses": {
+                "200": { "description": "ok, or degraded (views unreachable or a processor stalled)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Health" } } } },
+                "503": { "description": "the log is unreachable: no write can be accepted", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Health" } } } } } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3", "content": { "application/json": { "schema": { "type": "object" } } } } } } }
         }
     })

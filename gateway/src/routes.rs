@@ -698,10 +698,7 @@ async fn metrics_text() -> Response {
 }
 
 async fn healthz(State(gw): State<App>) -> Response {
-    match gw.log.partitions(courier_topics::CONVERSATIONS) {
-        Ok(_) => Json(json!({ "status": "ok", "log": gw.log.backend() })).into_response(),
-        Err(e) => ApiError::unavailable(format!("log: {e}")).into_response(),
-    }
+    crate::health::report(&gw).await
 }
 
 async fn openapi() -> Json<Value> {
