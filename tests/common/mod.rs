@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod views;
+
 /// The binary, pointed at `data`, with no configuration leaking in from the
 /// environment of whoever runs the tests.
 pub fn courier(data: &Path) -> Command {
