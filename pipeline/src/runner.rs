@@ -83,6 +83,21 @@ pub trait Handler: Send {
     /// effects durable.
     async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError>;
 
+    /// A batch failed with a retryable error, and the runner is about to try
+    /// again. Some stores can lose writes they had acknowledged when they fail
+    /// (a lone Cassandra node killed within its commitlog sync period forgets
+    /// the last seconds), and a handler that cached state ahead of its store
+    /// would then never write those rows again. Such a handler forgets what it
+    /// cached for `partitions` and returns where its store says each one stands,
+    /// like `on_assigned`: the runner drops the batch and reads again from
+    /// there. `None` (the default): retry the same batch as it is.
+    async fn recover(
+        &mut self,
+        _partitions: &[TopicPartition],
+    ) -> Result<Option<Vec<(TopicPartition, u64)>>, HandlerError> {
+        Ok(None)
+    }
+
     /// The log is idle (a poll found nothing) or the run is ending (caught up, or
     /// shutdown): make everything handled durable.
     /// Only a handler that keeps its own checkpoint with its view and seeks to it
@@ -295,9 +310,13 @@ async fn drive(
                     first_offset = records[0].offset,
                     partition = records[0].partition
                 );
-                process_batch(consumer, handler, opts, &records, shutdown)
+                let applied = process_batch(consumer, handler, opts, &records, shutdown)
                     .instrument(span)
                     .await?;
+                if !applied {
+                    // The handler started over from its store: read again.
+                    continue;
+                }
                 stats.records += records.len() as u64;
                 stats.batches += 1;
                 if opts.until_caught_up
@@ -481,7 +500,7 @@ async fn process_batch(
     opts: &RunOptions,
     records: &[ConsumedRecord],
     shutdown: &Shutdown,
-) -> Result<(), RunError> {
+) -> Result<bool, RunError> {
     let m = metrics();
     let processor = opts.processor.as_str();
     let started = Instant::now();
@@ -489,7 +508,38 @@ async fn process_batch(
     loop {
         match handler.handle(records).await {
             Ok(()) => break,
-            Err(e) => retry.after(e, "batch", shutdown).await?,
+            Err(e) => {
+                retry.after(e, "batch", shutdown).await?;
+                let tps = consumer.assignment();
+                let resume = loop {
+                    match handler.recover(&tps).await {
+                        Ok(resume) => break resume,
+                        Err(e) => {
+                            retry
+                                .after(e, "recovering after a failed batch", shutdown)
+                                .await?
+                        }
+                    }
+                };
+                if let Some(seeks) = resume {
+                    // Each partition from where the handler's store says, else from
+                    // the failed batch's first record (everything before it is
+                    // committed).
+                    let mut from: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+                    for r in records {
+                        from.entry(r.topic_partition()).or_insert(r.offset);
+                    }
+                    from.extend(seeks);
+                    for (tp, offset) in from {
+                        if tps.contains(&tp) {
+                            tracing::info!(processor, %tp, offset, "reading again from the store's checkpoint after a failure");
+                            consumer.seek(&tp, offset).await?;
+                        }
+                    }
+                    retry.recovered();
+                    return Ok(false);
+                }
+            }
         }
     }
     retry.recovered();
@@ -530,7 +580,7 @@ async fn process_batch(
             .with_label_values(&[processor, &tp.topic, &tp.partition.to_string()])
             .set(lag as i64);
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

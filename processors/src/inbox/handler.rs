@@ -249,6 +249,17 @@ impl<S: InboxStore> Handler for InboxProcessor<S> {
         Ok(seeks)
     }
 
+    async fn recover(
+        &mut self,
+        tps: &[TopicPartition],
+    ) -> Result<Option<Vec<(TopicPartition, u64)>>, HandlerError> {
+        // The store failed: it may also have lost what it acknowledged just
+        // before (a lone Cassandra killed within its commitlog sync period).
+        // The cache would hide that for ever, so start again from the store.
+        self.on_revoked(tps).await?;
+        self.on_assigned(tps).await.map(Some)
+    }
+
     async fn on_revoked(&mut self, tps: &[TopicPartition]) -> Result<(), HandlerError> {
         // Everything of a revoked partition is stored (batches are written before
         // the runner polls again); its next owner loads the states from the store.
