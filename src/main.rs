@@ -30,6 +30,12 @@ struct Cli {
     /// Configuration file (TOML). Without one, everything is embedded under --data.
     #[arg(long, global = true, value_name = "FILE", env = "COURIER_CONFIG")]
     config: Option<PathBuf>,
+    /// Kafka: this instance's `group.instance.id` (static membership: restarted
+    /// within the session timeout, it takes its partitions back without a
+    /// rebalance). One per running instance, never shared. Overrides
+    /// COURIER_INSTANCE_ID.
+    #[arg(long, global = true, value_name = "ID")]
+    instance_id: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +85,11 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
     if let Some(dir) = &cli.data {
         config.data_dir = dir.clone();
+    }
+    if let Some(id) = &cli.instance_id {
+        config
+            .set_instance_id(id.clone())
+            .context("--instance-id")?;
     }
     Ok(config)
 }

@@ -1031,3 +1031,131 @@ fn on_kafka_produce_never_publishes_half_a_file_unsaid_and_a_rerun_publishes_the
         Vec::<std::ffi::OsString>::new()
     );
 }
+
+/// A `courier run PROCESSOR` whose stderr is read line by line: the line with
+/// `until` it printed, and the rest of its lines on a channel.
+fn started(
+    mut cmd: Command,
+    processor: &str,
+    until: &str,
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd
+        .args(["run", processor])
+        .env("COURIER_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = wait_for_line(&mut err, until, |l| l.contains(until));
+    let (tx, rest) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in err.map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    (child, line, rest)
+}
+
+/// The partitions a "partitions assigned" or "revoked" line names.
+fn partitions_in(line: &str) -> std::collections::BTreeSet<u32> {
+    line.split("partition: ")
+        .skip(1)
+        .filter_map(|p| p.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .collect()
+}
+
+/// Static membership (issue 14): an instance killed with SIGKILL and started
+/// again with the same `--instance-id` takes its own partitions back, and the
+/// other member of the group sees no rebalance at all. Without an instance id
+/// the broker would first wait out the dead member's session, then move its
+/// partitions.
+#[test]
+fn on_kafka_a_static_member_restarted_takes_its_partitions_back_without_a_rebalance() {
+    let Some(brokers) = kafka() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let namespace = unique_namespace("static");
+    let config = kafka_config(dir.path(), "kafka", &namespace, &brokers, "");
+    let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
+    let on = |data: &std::path::Path, id: &str| {
+        let mut c = configured(data, &config);
+        c.args(["--instance-id", id]);
+        c
+    };
+    ok(configured(&a_data, &config)
+        .args(["topics", "apply"])
+        .output()
+        .unwrap());
+    let file = write_lines(dir.path(), "events.jsonl", &stream(12, 6));
+    ok(configured(&a_data, &config)
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+
+    // a holds everything; b joins and takes its share.
+    let (a, _, a_rest) = started(
+        on(&a_data, "inbox-a"),
+        "inbox",
+        "runner: partitions assigned",
+    );
+    let mut a = common::KillOnDrop(a);
+    let (b, b_line, b_rest) = started(
+        on(&b_data, "inbox-b"),
+        "inbox",
+        "runner: partitions assigned",
+    );
+    let _b = common::KillOnDrop(b);
+    let b_owns = partitions_in(&b_line);
+    assert!(!b_owns.is_empty(), "{b_line}");
+    let revoked = loop {
+        let l = a_rest
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a gives b its share");
+        if l.contains("runner: partitions revoked") {
+            break l;
+        }
+    };
+    assert_eq!(partitions_in(&revoked), b_owns);
+    let a_owns: std::collections::BTreeSet<u32> = (0..12).filter(|p| !b_owns.contains(p)).collect();
+
+    // a dies and comes back under its id before its session ends (10 s).
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    let died = std::time::Instant::now();
+    let (a2, a2_line, _a2_rest) = started(
+        on(&a_data, "inbox-a"),
+        "inbox",
+        "runner: partitions assigned",
+    );
+    let _a2 = common::KillOnDrop(a2);
+    let back = died.elapsed();
+    eprintln!("static member: partitions back {back:?} after the kill");
+    assert_eq!(
+        partitions_in(&a2_line),
+        a_owns,
+        "its own partitions: {a2_line}"
+    );
+    // Without a rebalance: no waiting out the dead member's session, and b was
+    // never asked to give up or take anything.
+    assert!(
+        back < std::time::Duration::from_secs(10),
+        "took {back:?}: the broker waited for the session to end, as for a member it does not know"
+    );
+    let steps: Vec<String> = b_rest
+        .try_iter()
+        .filter(|l| l.contains("runner: partitions"))
+        .collect();
+    assert!(steps.is_empty(), "b saw a rebalance: {steps:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        courier_pipeline::KafkaLog::new(
+            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace),
+            courier_topics::Catalog::builtin(),
+        )
+        .unwrap()
+        .delete_namespace()
+        .await
+        .unwrap();
+    });
+}

@@ -161,6 +161,11 @@ pub struct KafkaConfig {
     /// `"security.protocol" = "SSL"`); they override courier's own defaults.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// This instance's `group.instance.id` (static membership). Never read from
+    /// the file, which every instance shares (Kafka fences a duplicate id):
+    /// `COURIER_INSTANCE_ID` or `--instance-id`, per instance.
+    #[serde(skip)]
+    pub instance_id: Option<String>,
 }
 
 impl Default for KafkaConfig {
@@ -169,6 +174,7 @@ impl Default for KafkaConfig {
             brokers: default_brokers(),
             replication_factor: default_replication_factor(),
             properties: BTreeMap::new(),
+            instance_id: None,
         }
     }
 }
@@ -460,6 +466,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "cassandra.contact_points",
     ),
     ("COURIER_PUSH_ENDPOINT", "push.endpoint"),
+    // Per instance, so not a key of the shared file (see `KafkaConfig::instance_id`).
+    ("COURIER_INSTANCE_ID", "kafka.instance_id"),
 ];
 
 impl Config {
@@ -499,6 +507,7 @@ impl Config {
             "COURIER_DATA_DIR" => self.data_dir = PathBuf::from(value),
             "COURIER_NAMESPACE" => self.namespace = value,
             "COURIER_KAFKA_BROKERS" => self.kafka.brokers = value,
+            "COURIER_INSTANCE_ID" => self.set_instance_id(value)?,
             "COURIER_CASSANDRA_CONTACT_POINTS" => self.cassandra.contact_points = value,
             "COURIER_VIEWS_BACKEND" => {
                 self.views.backend = match value.as_str() {
@@ -654,6 +663,25 @@ impl Config {
         }
     }
 
+    /// Sets this instance's `group.instance.id` (static group membership), as
+    /// Kafka accepts it: 1 to 249 of `A-Z a-z 0-9 . _ -`.
+    pub fn set_instance_id(&mut self, id: String) -> Result<(), ConfigError> {
+        if id.is_empty()
+            || id.len() > 249
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(ConfigError::Env {
+                var: "COURIER_INSTANCE_ID",
+                value: id,
+                reason: "an instance id is 1 to 249 of A-Z a-z 0-9 . _ -",
+            });
+        }
+        self.kafka.instance_id = Some(id);
+        Ok(())
+    }
+
     /// Where `courier produce` keeps the journals of runs that failed midway
     /// (`data_dir[/namespace]/produce`).
     pub fn produce_dir(&self) -> PathBuf {
@@ -686,6 +714,7 @@ impl Config {
             namespace: self.namespace.clone(),
             replication_factor: self.kafka.replication_factor,
             properties: self.kafka.properties.clone(),
+            instance_id: self.kafka.instance_id.clone(),
         }
     }
 
@@ -966,5 +995,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("push.concurrency"), "{e}");
+    }
+
+    #[test]
+    fn the_instance_id_comes_from_the_environment_only_and_is_checked() {
+        let c = Config::load(None, env(&[("COURIER_INSTANCE_ID", "inbox-1")])).unwrap();
+        assert_eq!(c.kafka.instance_id.as_deref(), Some("inbox-1"));
+        assert_eq!(c.kafka_settings().instance_id.as_deref(), Some("inbox-1"));
+        for bad in ["", "a b", "a/b", &"x".repeat(250)] {
+            let e = Config::load(None, env(&[("COURIER_INSTANCE_ID", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("COURIER_INSTANCE_ID"), "{bad:?}: {e}");
+        }
+        assert!(
+            Config::parse("[kafka]\ninstance_id = \"shared\"\n").is_err(),
+            "not a key of the shared file"
+        );
     }
 }

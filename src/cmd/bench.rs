@@ -575,6 +575,11 @@ pub async fn run(
     if args.instances == Some(0) {
         anyhow::bail!("--instances must be at least 1");
     }
+    if args.instances.unwrap_or(1) > 1 && config.kafka.instance_id.is_some() {
+        anyhow::bail!(
+            "--instances runs several members of each group in this process, and they cannot share              one --instance-id / COURIER_INSTANCE_ID (Kafka fences a duplicate): unset it"
+        );
+    }
     if args.kill_at.is_some() && args.instances.unwrap_or(1) < 2 {
         anyhow::bail!(
             "--kill-at kills one instance of each processor and needs --instances 2 or more \

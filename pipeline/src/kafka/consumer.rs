@@ -189,6 +189,9 @@ impl KafkaConsumer {
         };
         let mut defaults: Vec<(&str, &str)> = GROUP_DEFAULTS.to_vec();
         defaults.push(("group.id", &kafka_group));
+        if let Some(id) = &inner.settings().instance_id {
+            defaults.push(("group.instance.id", id));
+        }
         let config = inner.client_config("group", &defaults);
         let g = kafka_group.clone();
         let consumer = blocking("join a Kafka consumer group", move || {

@@ -64,6 +64,11 @@ pub struct KafkaSettings {
     /// Extra librdkafka properties for every client, applied after courier's own
     /// defaults (so they can override them), e.g. `security.protocol`.
     pub properties: BTreeMap<String, String>,
+    /// `group.instance.id` of this process's group members: static membership,
+    /// so a member restarted within the session timeout takes its partitions
+    /// back without a rebalance. One per process (ids are per group, and Kafka
+    /// fences a second member with the same id); `None`: dynamic members.
+    pub instance_id: Option<String>,
 }
 
 impl KafkaSettings {
@@ -74,6 +79,7 @@ impl KafkaSettings {
             namespace: String::new(),
             replication_factor: 1,
             properties: BTreeMap::new(),
+            instance_id: None,
         }
     }
 
@@ -215,6 +221,11 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The settings the log was made with.
+    pub(crate) fn settings(&self) -> &KafkaSettings {
+        &self.settings
+    }
+
     /// A client config with courier's defaults for a role, then the user's properties.
     pub(crate) fn client_config(&self, role: &str, defaults: &[(&str, &str)]) -> ClientConfig {
         client_config(&self.settings, role, defaults)
