@@ -114,7 +114,7 @@ fn conversation_stream(conversations: usize, per: usize, at: i64) -> Vec<String>
     out
 }
 
-/// The expected jobs, from the rules of DESIGN.md written out plainly: per
+/// The expected jobs, from the rules of docs/DESIGN.md written out plainly: per
 /// conversation, members as of each event; a send applies iff the conversation
 /// exists, its id is unused and the sender is a member; every other member who is
 /// not online gets a job. A repeated `event_id` changes nothing.

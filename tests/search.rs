@@ -1,6 +1,6 @@
 //! End-to-end tests of the search view through the `courier` binary: for a
 //! generated stream, every (user, word) query returns exactly what an independent,
-//! deliberately simple model of DESIGN.md says — on the embedded log, after the
+//! deliberately simple model of docs/DESIGN.md says — on the embedded log, after the
 //! stream is produced a second time, after `rebuild search`, and on real Kafka.
 
 mod common;
@@ -150,7 +150,7 @@ struct Msg {
     visible: BTreeSet<String>,
 }
 
-/// The model: DESIGN.md's rules applied directly, in log order per conversation
+/// The model: docs/DESIGN.md's rules applied directly, in log order per conversation
 /// (the stream's order is each conversation's log order). Returns, per (user,
 /// word), the "conversation/message" ids that search must return.
 fn expected(lines: &[String]) -> BTreeMap<(String, String), BTreeSet<String>> {

@@ -102,7 +102,7 @@ pub fn document() -> Value {
                     "read_by": { "type": "array", "items": { "type": "string" } } } },
                 "Messages": { "type": "array", "items": { "$ref": "#/components/schemas/Message" } },
                 "SearchHits": { "type": "array", "items": { "type": "object" }, "description": "Exactly what `courier search --json` prints." },
-                "Event": { "type": "object", "description": "One event in canonical JSON (DESIGN.md, Events)." },
+                "Event": { "type": "object", "description": "One event in canonical JSON (docs/DESIGN.md, Events)." },
                 "Health": { "type": "object", "properties": {
                     "status": { "type": "string", "enum": ["ok", "degraded", "unavailable"] },
                     "log": { "$ref": "#/components/schemas/Dependency" },

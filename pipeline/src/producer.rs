@@ -11,7 +11,7 @@ use courier_topics as topics;
 
 use crate::log::{Appended, EventLog, LogError, Record};
 
-/// The topic an event kind belongs on (DESIGN.md, "Topics").
+/// The topic an event kind belongs on (docs/DESIGN.md, "Topics").
 pub fn topic_for(kind: EventKind) -> &'static str {
     match kind {
         EventKind::ConversationCreated

@@ -4,7 +4,7 @@
 //! Offsets are committed only after the handler returned `Ok` for the batch (the
 //! sink has the data), and rebalances happen only while polling, so nothing is in
 //! flight for a partition the consumer is losing. A crash between the sink's write and
-//! the commit replays the batch; processors make that harmless (DESIGN.md,
+//! the commit replays the batch; processors make that harmless (docs/DESIGN.md,
 //! "effectively once").
 
 use std::collections::BTreeMap;

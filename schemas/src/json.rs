@@ -2,7 +2,7 @@
 //! `courier replay --format json` writes, one object per line.
 //!
 //! Shape: `type` first, then `event_id`, the body's fields in the order of
-//! docs (DESIGN.md "Events"), then `at_ms`. Optional fields (`title`,
+//! docs (docs/DESIGN.md "Events"), then `at_ms`. Optional fields (`title`,
 //! `media.sha256`) are absent when unset, never `null`; on input `null` counts as
 //! absent for every field. `ciphertext` and dead-letter `payload` are standard
 //! base64 with padding. `push_job` and `dead_letter` follow the same pattern with

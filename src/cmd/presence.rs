@@ -19,7 +19,7 @@ pub struct Args {
 pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let store = RocksPresenceStore::open(&config.view_dir("presence"))?;
     let row = store.get(&args.user)?;
-    // A user never seen is offline (DESIGN.md: "last presence says offline, or none
+    // A user never seen is offline (docs/DESIGN.md: "last presence says offline, or none
     // seen"), with no last-seen time.
     let (status, last_seen) = match &row {
         Some(r) => (r.status.as_str(), Some(r.last_seen_ms)),

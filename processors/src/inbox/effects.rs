@@ -59,7 +59,7 @@ pub enum Verdict {
     /// A valid event that changes nothing (a duplicate, or a change already made).
     /// Not a dead letter; the applied offset advances.
     Ignored(Ignored),
-    /// The event breaks a rule of DESIGN.md: the reason goes to dead letters.
+    /// The event breaks a rule of docs/DESIGN.md: the reason goes to dead letters.
     /// Nothing changes but the applied offset.
     Rejected(String),
 }

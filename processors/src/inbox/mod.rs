@@ -1,5 +1,5 @@
 //! Inbox and history: the pure fold of `courier.conversations.v1` into message
-//! history, inbox rows and receipt watermarks (DESIGN.md, "Semantics of the views").
+//! history, inbox rows and receipt watermarks (docs/DESIGN.md, "Semantics of the views").
 //!
 //! The core is [`apply`]: (per-conversation [`ConversationState`], event,
 //! [`Position`]) → [`Outcome`] — a [`Verdict`] and the [`Effects`] to upsert. No I/O
@@ -19,7 +19,7 @@
 //!   the fold keeps exact incrementally. A message rewrites the rows of the
 //!   current members (that fan-out *is* the change).
 //!
-//! Decisions where DESIGN.md is silent or ambiguous (tested in `tests`):
+//! Decisions where docs/DESIGN.md is silent or ambiguous (tested in `tests`):
 //! - Duplicates are not dead letters: a repeated `event_id`, a second
 //!   `message_sent` for a used `message_id` (first wins, even with another text),
 //!   adding only current members, removing only non-members, re-deleting, and a

@@ -346,7 +346,7 @@ fn chaotic(log: &[(Position, Event)], ops: &[Op]) -> World {
     w
 }
 
-/// The views against their definitions in DESIGN.md, where they can be computed
+/// The views against their definitions in docs/DESIGN.md, where they can be computed
 /// from the views themselves.
 fn check_consistent(view: &ViewModel) -> Result<(), TestCaseError> {
     for user in view.users() {

@@ -194,7 +194,7 @@ impl ConversationState {
     }
 
     /// The users who see a message sent at `offset`: those who were members then
-    /// (DESIGN.md, "Visibility"), in the order they first joined. The search view
+    /// (docs/DESIGN.md, "Visibility"), in the order they first joined. The search view
     /// records them on each document.
     pub fn visible_to(&self, offset: u64) -> Vec<&str> {
         self.users

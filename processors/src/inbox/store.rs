@@ -3,7 +3,7 @@
 //! from stored rows by the pure functions of [`super::view`].
 //!
 //! Durability contract of [`InboxStore::write`], so the views are "effectively
-//! once" (DESIGN.md) on any store:
+//! once" (docs/DESIGN.md) on any store:
 //! - every row is an upsert versioned by the [`Position`] of the event that
 //!   produced it: the same event always writes the same row. A store that writes
 //!   rows apart from states must never let an older version replace a newer one

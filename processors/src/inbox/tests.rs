@@ -1,4 +1,4 @@
-//! The semantics of DESIGN.md as cases: canonical JSON events in, the inbox and
+//! The semantics of docs/DESIGN.md as cases: canonical JSON events in, the inbox and
 //! messages queries (as JSON) and the dead-letter reasons out.
 //!
 //! Conventions of [`run`]: every event is at offset = its line number (blank lines

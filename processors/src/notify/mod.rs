@@ -1,5 +1,5 @@
 //! Notify: one push job on `courier.push-jobs.v1` for every recipient of an applied
-//! message who is not online (DESIGN.md, "Notify").
+//! message who is not online (docs/DESIGN.md, "Notify").
 //!
 //! The notifier runs the inbox fold ([`crate::inbox::apply`]) over its own copy of
 //! every conversation's state, so "who receives a message" follows exactly the

@@ -1,5 +1,5 @@
 //! Search: the fold of `courier.conversations.v1` into full-text index operations
-//! (DESIGN.md, "Search for u").
+//! (docs/DESIGN.md, "Search for u").
 //!
 //! The rules — membership as of the send, validity, duplicates, edits, deletes —
 //! are the inbox fold's ([`crate::inbox::apply`]), reused rather than restated, so

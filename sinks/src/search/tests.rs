@@ -1,6 +1,6 @@
 //! The search view end to end inside the library: embedded log → runner →
 //! `SearchProcessor` → tantivy shards → `SearchShards::search`. Semantic cases
-//! of DESIGN.md, malformed queries, and a crash between staging and committing.
+//! of docs/DESIGN.md, malformed queries, and a crash between staging and committing.
 
 use std::collections::BTreeSet;
 use std::path::Path;

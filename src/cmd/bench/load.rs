@@ -1,5 +1,5 @@
 //! The simulated users of `courier bench`: who talks in which conversation, and
-//! the valid DESIGN.md events that traffic becomes.
+//! the valid docs/DESIGN.md events that traffic becomes.
 //!
 //! The model, stated so numbers from it can be compared:
 //! - `users` users; `conversations` conversations (default: one per user), a
@@ -26,7 +26,7 @@ use courier_schemas::proto::{
     PresenceStatus, Receipt, ReceiptStatus,
 };
 
-/// Largest group (DESIGN.md's scale target; the gateway may cap it lower).
+/// Largest group (docs/DESIGN.md's scale target; the gateway may cap it lower).
 pub const MAX_GROUP: usize = 256;
 /// Share of conversations that are groups.
 const GROUP_SHARE: f64 = 0.25;
