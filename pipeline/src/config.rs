@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+#[cfg(feature = "embedded")]
 use crate::embedded::{EmbeddedLog, EmbeddedOptions};
+#[cfg(feature = "kafka")]
 use crate::kafka::{KafkaLog, KafkaSettings};
 use crate::log::{EventLog, LogError};
 
@@ -119,6 +121,9 @@ fn default_cassandra_replication_factor() -> u32 {
     1
 }
 
+/// Where a local broker listens (compose/local/up.sh).
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
 /// Longest keyspace name Cassandra accepts.
 const MAX_KEYSPACE_LEN: usize = 48;
 
@@ -212,7 +217,7 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
 }
 fn default_brokers() -> String {
-    crate::kafka::DEFAULT_BROKERS.to_string()
+    DEFAULT_BROKERS.to_string()
 }
 fn default_replication_factor() -> i32 {
     1
@@ -708,6 +713,7 @@ impl Config {
     }
 
     /// The Kafka settings of this configuration (brokers, namespace, properties).
+    #[cfg(feature = "kafka")]
     pub fn kafka_settings(&self) -> KafkaSettings {
         KafkaSettings {
             brokers: self.kafka.brokers.clone(),
@@ -718,9 +724,11 @@ impl Config {
         }
     }
 
-    /// Opens the configured log.
+    /// Opens the configured log; an error if this build lacks its backend
+    /// (the features `embedded` and `kafka` of this crate).
     pub fn open_log(&self) -> Result<Arc<dyn EventLog>, LogError> {
         match self.log.backend {
+            #[cfg(feature = "embedded")]
             Backend::Embedded => {
                 let log = EmbeddedLog::open(
                     &self.log_dir(),
@@ -733,10 +741,16 @@ impl Config {
             }
             // No network yet: the catalog's topics are created or checked on the
             // log's first use (`KafkaLog::connect` does it at once).
+            #[cfg(feature = "kafka")]
             Backend::Kafka => Ok(Arc::new(KafkaLog::new(
                 self.kafka_settings(),
                 courier_topics::Catalog::builtin(),
             )?)),
+            #[allow(unreachable_patterns)]
+            other => Err(LogError::backend(
+                "open the log",
+                format!("this build has no {other:?} log backend (a feature of courier-pipeline)"),
+            )),
         }
     }
 }

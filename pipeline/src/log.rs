@@ -175,6 +175,7 @@ impl RecordHeaders {
     /// names are taken as the broker has them, unchecked: one that is not UTF-8
     /// (a foreign producer's) never matches a lookup by name and `iter` skips
     /// it, so nothing downstream sees it as text.
+    #[cfg_attr(not(any(feature = "embedded", feature = "kafka")), allow(dead_code))] // for the backends
     pub(crate) fn from_encoded(raw: Bytes) -> Self {
         RecordHeaders { raw }
     }
@@ -190,6 +191,7 @@ impl RecordHeaders {
 
     /// A block the caller has already validated (the embedded codec does, while
     /// unframing a record), so it is not walked twice.
+    #[cfg_attr(not(any(feature = "embedded", feature = "kafka")), allow(dead_code))] // for the backends
     pub(crate) fn from_validated_block(raw: Bytes) -> Self {
         RecordHeaders { raw }
     }
@@ -275,6 +277,7 @@ impl From<&Headers> for RecordHeaders {
 }
 
 /// Appends the header block of `headers` (the form [`RecordHeaders`] reads).
+#[cfg_attr(not(any(feature = "embedded", feature = "kafka")), allow(dead_code))] // for the backends
 pub(crate) fn encode_header_block(out: &mut Vec<u8>, headers: &Headers) {
     put_varint(out, headers.len() as u64);
     for (name, v) in headers {

@@ -142,6 +142,8 @@ pub fn gather() -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
+/// Counts records a backend appended.
+#[cfg_attr(not(any(feature = "embedded", feature = "kafka")), allow(dead_code))] // for the backends
 pub(crate) fn log_appended(topic: &str, n: usize) {
     metrics()
         .log_appended
@@ -149,6 +151,8 @@ pub(crate) fn log_appended(topic: &str, n: usize) {
         .inc_by(n as u64);
 }
 
+/// Times one append call of a backend.
+#[cfg_attr(not(any(feature = "embedded", feature = "kafka")), allow(dead_code))] // for the backends
 pub(crate) fn log_append_timer(topic: &str) -> HistogramTimer {
     metrics()
         .log_append_seconds

@@ -45,8 +45,7 @@ use crate::log::{
 use crate::metrics;
 use bytes::Bytes;
 
-/// Where a local broker listens (compose/local/up.sh).
-pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+pub use crate::config::DEFAULT_BROKERS;
 
 /// Time allowed to metadata, watermark, offset and admin requests.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
