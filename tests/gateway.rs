@@ -898,6 +898,35 @@ fn a_send_retried_after_a_kill_gets_its_first_answer(data: &Path, config: Option
         &[],
     );
     assert_eq!(r.status, 201, "{}", r.body);
+    // The same with an Idempotency-Key instead of a client's id: a group, and a
+    // message in it.
+    let create = r#"{"kind":"group","member_ids":["bob"],"title":"retried"}"#;
+    let keyed = |k: &'static str| [("Idempotency-Key", k)];
+    let r = http(
+        &up.addr,
+        "POST",
+        "/v1/conversations",
+        Some(&alice),
+        Some(create),
+        &keyed("create-1"),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let first_create = r.json();
+    let g = first_create["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let keyed_send = json!({"conversation_id": g, "text": "keyed"}).to_string();
+    let r = http(
+        &up.addr,
+        "POST",
+        "/v1/messages",
+        Some(&alice),
+        Some(&keyed_send),
+        &keyed("send-1"),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let first_send = r.json();
     drop(up); // SIGKILL
 
     let up = Up::start(data, config);
@@ -907,6 +936,45 @@ fn a_send_retried_after_a_kill_gets_its_first_answer(data: &Path, config: Option
         (r.status, r.json()),
         (201, json!({"message_id": "m-retry"})),
         "the retry"
+    );
+    // After the restart the key store is empty: the same key with another creation
+    // is a conflict with what the log holds (not a second conversation); the
+    // retry of the first creation still gets its answer.
+    let other = r#"{"kind":"group","member_ids":["carol"],"title":"retried"}"#;
+    let r = http(
+        a,
+        "POST",
+        "/v1/conversations",
+        Some(&alice),
+        Some(other),
+        &keyed("create-1"),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = http(
+        a,
+        "POST",
+        "/v1/conversations",
+        Some(&alice),
+        Some(create),
+        &keyed("create-1"),
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (201, first_create),
+        "the keyed creation's retry"
+    );
+    let r = http(
+        a,
+        "POST",
+        "/v1/messages",
+        Some(&alice),
+        Some(&keyed_send),
+        &keyed("send-1"),
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (201, first_send),
+        "the keyed send's retry"
     );
     // Nothing was published again.
     assert_eq!(published(a), 0);

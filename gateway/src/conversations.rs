@@ -76,17 +76,18 @@ pub enum Judgement {
     /// Valid, but it would change nothing (a repeated receipt, adding a current
     /// member): nothing is published.
     Unchanged,
-    /// A retry of a send that is already in the log (same sender, same
-    /// conversation, same `message_id`, same content): nothing is published, and
-    /// the client gets the first send's answer again.
+    /// A retry of a write with a client-chosen id that is already in the log
+    /// (a send: same sender, conversation, `message_id` and content; a creation:
+    /// the same `conversation_created`): nothing is published, and the client
+    /// gets the first answer again.
     AlreadySent,
 }
 
 /// What judging found under the conversation's lock, before any log read.
 enum Found {
     Done(Result<Judgement, ApiError>),
-    /// The `message_id` is taken by a message of this sender at this offset:
-    /// a retry if its content is the same.
+    /// The id is taken by an event at this offset that this actor may have
+    /// published: a retry if its content is the same.
     SentBefore {
         offset: u64,
     },
@@ -290,16 +291,17 @@ impl Conversations {
         conversation: &str,
         offset: u64,
     ) -> Result<Judgement, ApiError> {
-        let Some(Body::MessageSent(again)) = &event.body else {
-            unreachable!("only sends are judged as retries");
+        let taken = match &event.body {
+            Some(Body::MessageSent(m)) => format!(
+                "message_id {} is already used in conversation {conversation}",
+                m.message_id
+            ),
+            _ => format!("conversation {conversation} already exists"),
         };
         let used = |why: &str| {
             Err(ApiError::new(
                 axum::http::StatusCode::CONFLICT,
-                format!(
-                    "message_id {} is already used in conversation {conversation}{why}",
-                    again.message_id
-                ),
+                format!("{taken}{why}"),
             ))
         };
         let p = self.partition(conversation);
@@ -312,10 +314,11 @@ impl Conversations {
             .into_iter()
             .find(|r| r.offset == offset)
             .and_then(|r| courier_schemas::decode(&r.value).ok());
-        match first.and_then(|e| e.body) {
-            Some(Body::MessageSent(first)) if first == *again => Ok(Judgement::AlreadySent),
-            Some(Body::MessageSent(_)) => used(" by a message with other content"),
-            _ => used(" (its first send is no longer in the log to compare with)"),
+        match (first.and_then(|e| e.body), &event.body) {
+            (Some(first), Some(again)) if first == *again => Ok(Judgement::AlreadySent),
+            (Some(Body::MessageSent(_)), _) => used(" by a message with other content"),
+            (Some(Body::ConversationCreated(_)), _) => used(" with other members or title"),
+            _ => used(" (its first write is no longer in the log to compare with)"),
         }
     }
 
@@ -338,7 +341,14 @@ fn judge_state(
         Some(Body::MessageSent(m)) => Some(m),
         _ => None,
     };
-    if matches!(event.body, Some(Body::ConversationCreated(_))) {
+    if let Some(Body::ConversationCreated(c)) = &event.body {
+        // An id this actor chose (derived from an Idempotency-Key) that already
+        // exists: a retry if the creation is the same, read back from the log.
+        if c.creator_id == actor
+            && let Some(offset) = state.created_offset()
+        {
+            return Found::SentBefore { offset };
+        }
         if state.exists() || state.applied_offset().is_some() {
             return Found::Done(Err(ApiError::new(
                 axum::http::StatusCode::CONFLICT,

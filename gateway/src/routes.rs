@@ -171,6 +171,24 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// The namespace of [`id_for_key`]'s UUIDv5s.
+const KEYED_IDS: uuid::Uuid = uuid::Uuid::from_u128(0x6f1c_2a3e_0d4b_4c55_9a7e_2b8f_3c1d_5e60);
+
+/// The id a write names its new conversation or message by when the client gave
+/// an Idempotency-Key (and no id of its own): derived from (user, endpoint, key),
+/// so a retry after a restart, when the in-memory key store is empty, publishes
+/// under the same id, and the judge recognises the first write in the log
+/// (`Judgement::AlreadySent`) instead of making a second one. A malformed key
+/// derives nothing: `write` refuses it.
+fn id_for_key(headers: &HeaderMap, user: &str, endpoint: &str) -> Option<String> {
+    let key = headers.get("idempotency-key")?.to_str().ok()?;
+    if key.is_empty() || key.len() > 255 {
+        return None;
+    }
+    let name = format!("{user}\n{endpoint}\n{key}");
+    Some(uuid::Uuid::new_v5(&KEYED_IDS, name.as_bytes()).to_string())
+}
+
 /// An event from its canonical JSON, so the schema crate's structural checks
 /// (and their messages) apply to what the gateway builds too.
 fn event(mut fields: Value) -> Result<Event, ApiError> {
@@ -347,7 +365,7 @@ async fn create_conversation(
                 members.len()
             )));
         }
-        let id = new_id();
+        let id = id_for_key(&headers, &user, "conversations").unwrap_or_else(new_id);
         let mut fields = json!({
             "type": "conversation_created",
             "conversation_id": id,
@@ -442,7 +460,11 @@ async fn send(
         ),
     });
     write(&gw, &user, &headers, "messages", f, fallback, || {
-        let id = req.message_id.clone().unwrap_or_else(new_id);
+        let id = req
+            .message_id
+            .clone()
+            .or_else(|| id_for_key(&headers, &user, "messages"))
+            .unwrap_or_else(new_id);
         let e = event(json!({
             "type": "message_sent", "conversation_id": req.conversation_id,
             "message_id": id, "sender_id": user, "text": req.text,

@@ -221,6 +221,16 @@ impl ConversationState {
         Some((sender.id.as_str(), m.offset))
     }
 
+    /// The log offset of the `conversation_created` that made this conversation
+    /// exist (every first member's first span starts there), if it does.
+    pub fn created_offset(&self) -> Option<u64> {
+        self.kind?;
+        self.users
+            .iter()
+            .filter_map(|u| u.spans.first().map(|s| s.from))
+            .min()
+    }
+
     /// How many messages the state remembers (it grows by one per applied message).
     pub fn message_count(&self) -> usize {
         self.messages.len()
