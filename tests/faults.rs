@@ -1,9 +1,9 @@
-//! Faults on the distributed stack: a server killed with `kill -9` mid-run and
-//! restarted. The killed server is one of the test's own (own ports, own state
-//! directory, started by compose/local/up.sh), never the shared one, so no other
-//! test sees the outage; this binary holds only such tests, and cargo runs test
-//! binaries one after another, so its second JVM never competes with the rest
-//! of the suite.
+//! Faults on the distributed stack: a server (Cassandra, the Kafka broker) killed
+//! with `kill -9` mid-run and restarted. The killed server is one of the test's
+//! own (own ports, own state directory, started by compose/local/up.sh), never
+//! the shared one, so no other test sees the outage; this binary holds only such
+//! tests, one at a time, and cargo runs test binaries one after another, so their
+//! extra JVMs never compete with the rest of the suite.
 
 mod common;
 
@@ -19,9 +19,15 @@ use common::{
 };
 use courier_processors::inbox::store::InboxStore;
 
-/// A Cassandra of this test's own, run by compose/local/up.sh with its own
-/// state directory and ports; stopped and wiped on drop.
-struct OwnCassandra {
+/// One fault test at a time: each starts a JVM of its own and kills it, and two
+/// at once on two cores would slow each other past what they measure.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A server of this test's own (`kafka` or `cassandra`), run by
+/// compose/local/up.sh with its own state directory and ports; stopped and wiped
+/// on drop.
+struct OwnServer {
+    service: &'static str,
     state: tempfile::TempDir,
     ports: [u16; 3],
 }
@@ -41,45 +47,59 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-impl OwnCassandra {
-    fn start() -> OwnCassandra {
-        let c = OwnCassandra {
+impl OwnServer {
+    fn start(service: &'static str) -> OwnServer {
+        let s = OwnServer {
+            service,
             state: tempfile::tempdir().unwrap(),
             ports: [free_port(), free_port(), free_port()],
         };
-        c.up();
-        c
+        s.up();
+        s
     }
 
     fn command(&self, name: &str) -> Command {
         let mut cmd = Command::new(script(name));
         cmd.env("COURIER_LOCAL_STATE", self.state.path())
-            .env("COURIER_CASSANDRA_PORT", self.ports[0].to_string())
-            .env("COURIER_CASSANDRA_STORAGE_PORT", self.ports[1].to_string())
-            .env("COURIER_CASSANDRA_JMX_PORT", self.ports[2].to_string())
             .stdout(Stdio::null());
+        let [a, b, c] = self.ports.map(|p| p.to_string());
+        match self.service {
+            "kafka" => cmd
+                .env("COURIER_KAFKA_PORT", a)
+                .env("COURIER_KAFKA_CONTROLLER_PORT", b),
+            _ => cmd
+                .env("COURIER_CASSANDRA_PORT", a)
+                .env("COURIER_CASSANDRA_STORAGE_PORT", b)
+                .env("COURIER_CASSANDRA_JMX_PORT", c),
+        };
         cmd
     }
 
-    /// Starts it (again) and returns once it serves CQL.
+    /// Starts it (again) and returns once it serves clients.
     fn up(&self) {
         let started = Instant::now();
-        let out = self.command("up.sh").arg("cassandra").output().unwrap();
+        let out = self.command("up.sh").arg(self.service).output().unwrap();
         assert!(
             out.status.success(),
-            "starting a Cassandra of the test's own: {}",
+            "starting a {} of the test's own: {}",
+            self.service,
             String::from_utf8_lossy(&out.stderr)
         );
-        eprintln!("own Cassandra up in {:?}", started.elapsed());
+        eprintln!("own {} up in {:?}", self.service, started.elapsed());
     }
 
-    fn contact_points(&self) -> String {
+    /// Where clients reach it.
+    fn address(&self) -> String {
         format!("127.0.0.1:{}", self.ports[0])
     }
 
     /// `kill -9`, and waits until the process is gone.
     fn kill_9(&self) {
-        let pid_file = self.state.path().join("cassandra/cassandra.pid");
+        let pid_file = self
+            .state
+            .path()
+            .join(self.service)
+            .join(format!("{}.pid", self.service));
         let pid = std::fs::read_to_string(&pid_file)
             .unwrap()
             .trim()
@@ -93,20 +113,17 @@ impl OwnCassandra {
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         while Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(
-                Instant::now() < deadline,
-                "Cassandra {pid} outlived kill -9"
-            );
+            assert!(Instant::now() < deadline, "{pid} outlived kill -9");
             std::thread::yield_now();
         }
     }
 }
 
-impl Drop for OwnCassandra {
+impl Drop for OwnServer {
     fn drop(&mut self) {
         let _ = self
             .command("down.sh")
-            .args(["--wipe", "cassandra"])
+            .args(["--wipe", self.service])
             .status();
     }
 }
@@ -117,6 +134,7 @@ impl Drop for OwnCassandra {
 /// back ends with the views of one clean pass, without a restart.
 #[test]
 fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(brokers) = courier_pipeline::testing::KAFKA.reachable() else {
         return;
     };
@@ -131,7 +149,7 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
     produce(&clean, &second);
     assert_eq!(run_inbox(&clean), total);
 
-    let cassandra = OwnCassandra::start();
+    let cassandra = OwnServer::start("cassandra");
     let namespace = unique_namespace("outage");
     let config = kafka_config(
         dir.path(),
@@ -140,7 +158,7 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
         &brokers,
         &format!(
             "{}[runner]\nmax_batch = 20\nmax_attempts = 2\n",
-            common::cassandra_views(&cassandra.contact_points())
+            common::cassandra_views(&cassandra.address())
         ),
     );
     let data = dir.path().join("data");
@@ -192,7 +210,7 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
         let log = cfg.open_log().unwrap();
         let store = courier_sinks::inbox::CassandraInboxStore::open(
             &courier_sinks::inbox::CassandraSettings::new(
-                &cassandra.contact_points(),
+                &cassandra.address(),
                 cfg.cassandra_keyspace().unwrap(),
             ),
         )
@@ -261,4 +279,85 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
         .await
         .unwrap();
     });
+}
+
+/// A Kafka broker killed with `kill -9` while the inbox processor runs, then
+/// restarted: the processor stays up through the outage and, once the broker is
+/// back, applies what arrives next and ends with the views of one clean pass.
+#[test]
+fn the_inbox_processor_rides_out_a_kafka_kill_9_and_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated(30, 30);
+    let (before, after) = lines.split_at(lines.len() / 2);
+    let total = lines.len() as u64;
+    let first = write_lines(dir.path(), "first.jsonl", before);
+    let second = write_lines(dir.path(), "second.jsonl", after);
+    let clean = dir.path().join("clean");
+    produce(&clean, &first);
+    produce(&clean, &second);
+    assert_eq!(run_inbox(&clean), total);
+
+    let kafka = OwnServer::start("kafka");
+    let config = kafka_config(
+        dir.path(),
+        "own-kafka",
+        &unique_namespace("broker"),
+        &kafka.address(),
+        "[runner]\nmax_batch = 20\n",
+    );
+    let data = dir.path().join("data");
+    let on = || configured(&data, &config);
+    ok(on().args(["topics", "apply"]).output().unwrap());
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(&first)
+        .output()
+        .unwrap());
+    let Live { child, addr, .. } = spawn_live(&mut on(), "inbox", None);
+    let mut inbox = common::KillOnDrop(child);
+    await_progress(&addr, "inbox", before.len() as u64);
+
+    kafka.kill_9();
+    assert!(
+        inbox.0.try_wait().unwrap().is_none(),
+        "the processor is still running"
+    );
+    kafka.up();
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(&second)
+        .output()
+        .unwrap());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while processed_so_far(&addr, "inbox") < total {
+        assert!(
+            Instant::now() < deadline,
+            "the processor did not resume after the outage ({} of {total})",
+            processed_so_far(&addr, "inbox")
+        );
+        assert!(
+            inbox.0.try_wait().unwrap().is_none(),
+            "the processor exited"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &inbox.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(inbox.0.wait().unwrap().success(), "stops cleanly");
+    let users = ids("u", 8);
+    let conversations: Vec<String> = [0, 1, 5, 11, 17, 23, 28, 29]
+        .iter()
+        .map(|c| format!("c{c}"))
+        .collect();
+    assert_same(
+        &snapshot_with(on, &users, &conversations),
+        &snapshot(&clean, &users, &conversations),
+        "nothing lost, nothing applied twice across the broker's outage",
+    );
 }
