@@ -1030,6 +1030,7 @@ fn on_kafka_produce_never_publishes_half_a_file_unsaid_and_a_rerun_publishes_the
         entries(&kdata.join(&namespace).join("produce")),
         Vec::<std::ffi::OsString>::new()
     );
+    common::delete_namespace(&brokers, &namespace);
 }
 
 /// A `courier run PROCESSOR` whose stderr is read line by line: the line with
@@ -1147,15 +1148,5 @@ fn on_kafka_a_static_member_restarted_takes_its_partitions_back_without_a_rebala
         .filter(|l| l.contains("runner: partitions"))
         .collect();
     assert!(steps.is_empty(), "b saw a rebalance: {steps:?}");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        courier_pipeline::KafkaLog::new(
-            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace),
-            courier_topics::Catalog::builtin(),
-        )
-        .unwrap()
-        .delete_namespace()
-        .await
-        .unwrap();
-    });
+    common::delete_namespace(&brokers, &namespace);
 }

@@ -128,6 +128,71 @@ impl Drop for OwnServer {
     }
 }
 
+/// A generated stream in two halves, and the views of one clean pass over all
+/// of it on the embedded log: what a run with a fault in the middle must end with.
+struct Reference {
+    first: PathBuf,
+    second: PathBuf,
+    /// Records in the first half.
+    before: u64,
+    /// Records in all.
+    total: u64,
+    clean: PathBuf,
+}
+
+fn reference(dir: &Path) -> Reference {
+    let lines = generated(30, 30);
+    let (before, after) = lines.split_at(lines.len() / 2);
+    let r = Reference {
+        first: write_lines(dir, "first.jsonl", before),
+        second: write_lines(dir, "second.jsonl", after),
+        before: before.len() as u64,
+        total: lines.len() as u64,
+        clean: dir.join("clean"),
+    };
+    produce(&r.clean, &r.first);
+    produce(&r.clean, &r.second);
+    assert_eq!(run_inbox(&r.clean), r.total);
+    r
+}
+
+/// Waits (up to three minutes) until `done`, failing at once if the processor
+/// exits; then stops it with SIGTERM, which it must survive cleanly.
+fn until_then_stop(inbox: &mut common::KillOnDrop, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        assert!(
+            inbox.0.try_wait().unwrap().is_none(),
+            "the processor exited"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &inbox.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(inbox.0.wait().unwrap().success(), "stops cleanly");
+}
+
+/// The views of `data` under `config` against the clean pass's, for a sample of
+/// users and conversations.
+fn assert_views_of_one_clean_pass(on: impl Fn() -> Command, clean: &Path, what: &str) {
+    let users = ids("u", 8);
+    let conversations: Vec<String> = [0, 1, 5, 11, 17, 23, 28, 29]
+        .iter()
+        .map(|c| format!("c{c}"))
+        .collect();
+    assert_same(
+        &snapshot_with(on, &users, &conversations),
+        &snapshot(clean, &users, &conversations),
+        what,
+    );
+}
+
 /// Issue: with Cassandra killed, the inbox processor gave up after ~9 s ("batch
 /// failed; not committed") and exited, and did not come back with Cassandra. Now
 /// it retries through the outage, reports itself stalled, and once Cassandra is
@@ -139,16 +204,7 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let lines = generated(30, 30);
-    let (before, after) = lines.split_at(lines.len() / 2);
-    let total = lines.len() as u64;
-    let first = write_lines(dir.path(), "first.jsonl", before);
-    let second = write_lines(dir.path(), "second.jsonl", after);
-    let clean = dir.path().join("clean");
-    produce(&clean, &first);
-    produce(&clean, &second);
-    assert_eq!(run_inbox(&clean), total);
-
+    let r = reference(dir.path());
     let cassandra = OwnServer::start("cassandra");
     let namespace = unique_namespace("outage");
     let config = kafka_config(
@@ -167,7 +223,7 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
     ok(on().arg("migrate").output().unwrap());
     ok(on()
         .args(["produce", "--file"])
-        .arg(&first)
+        .arg(&r.first)
         .output()
         .unwrap());
 
@@ -175,13 +231,13 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
         child, addr, rest, ..
     } = spawn_live(&mut on(), "inbox", None);
     let mut inbox = common::KillOnDrop(child);
-    await_progress(&addr, "inbox", before.len() as u64);
+    await_progress(&addr, "inbox", r.before);
 
     // Cassandra dies; traffic goes on arriving in the log.
     cassandra.kill_9();
     ok(on()
         .args(["produce", "--file"])
-        .arg(&second)
+        .arg(&r.second)
         .output()
         .unwrap());
     // The processor fails its batches, reports itself stalled, and stays up.
@@ -218,67 +274,35 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
         .unwrap();
         (log, store)
     });
-    let complete = || {
-        rt.block_on(async {
-            let topic = courier_topics::CONVERSATIONS;
-            for p in 0..log.partitions(topic).unwrap() {
-                let (_, high) = log.watermarks(topic, p).await.unwrap();
-                if store.checkpoint(p).await.ok().flatten().unwrap_or(0) < high {
-                    return false;
+    until_then_stop(
+        &mut inbox,
+        "the processor did not catch up after the outage",
+        || {
+            rt.block_on(async {
+                let topic = courier_topics::CONVERSATIONS;
+                for p in 0..log.partitions(topic).unwrap() {
+                    let (_, high) = log.watermarks(topic, p).await.unwrap();
+                    if store.checkpoint(p).await.ok().flatten().unwrap_or(0) < high {
+                        return false;
+                    }
                 }
-            }
-            true
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !complete() {
-        assert!(
-            Instant::now() < deadline,
-            "the processor did not catch up after the outage"
-        );
-        assert!(
-            inbox.0.try_wait().unwrap().is_none(),
-            "the processor exited"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(processed_so_far(&addr, "inbox") >= total);
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &inbox.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
+                true
+            }) && processed_so_far(&addr, "inbox") >= r.total
+        },
     );
-    assert!(inbox.0.wait().unwrap().success(), "stops cleanly");
-
-    let users = ids("u", 8);
-    let conversations: Vec<String> = [0, 1, 5, 11, 17, 23, 28, 29]
-        .iter()
-        .map(|c| format!("c{c}"))
-        .collect();
     // What the processor said about the outage, for the log of a failure.
     for line in rest.try_iter() {
         if line.contains("runner") || line.contains("ERROR") {
             eprintln!("inbox: {line}");
         }
     }
-    assert_same(
-        &snapshot_with(on, &users, &conversations),
-        &snapshot(&clean, &users, &conversations),
+    assert_views_of_one_clean_pass(
+        on,
+        &r.clean,
         "nothing lost, nothing applied twice across the outage",
     );
     // The shared broker as we found it; the own Cassandra is wiped on drop.
-    rt.block_on(async {
-        courier_pipeline::KafkaLog::new(
-            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace),
-            courier_topics::Catalog::builtin(),
-        )
-        .unwrap()
-        .delete_namespace()
-        .await
-        .unwrap();
-    });
+    common::delete_namespace(&brokers, &namespace);
 }
 
 /// A Kafka broker killed with `kill -9` while the inbox processor runs, then
@@ -288,16 +312,7 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
 fn the_inbox_processor_rides_out_a_kafka_kill_9_and_restart() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let lines = generated(30, 30);
-    let (before, after) = lines.split_at(lines.len() / 2);
-    let total = lines.len() as u64;
-    let first = write_lines(dir.path(), "first.jsonl", before);
-    let second = write_lines(dir.path(), "second.jsonl", after);
-    let clean = dir.path().join("clean");
-    produce(&clean, &first);
-    produce(&clean, &second);
-    assert_eq!(run_inbox(&clean), total);
-
+    let r = reference(dir.path());
     let kafka = OwnServer::start("kafka");
     let config = kafka_config(
         dir.path(),
@@ -311,12 +326,12 @@ fn the_inbox_processor_rides_out_a_kafka_kill_9_and_restart() {
     ok(on().args(["topics", "apply"]).output().unwrap());
     ok(on()
         .args(["produce", "--file"])
-        .arg(&first)
+        .arg(&r.first)
         .output()
         .unwrap());
     let Live { child, addr, .. } = spawn_live(&mut on(), "inbox", None);
     let mut inbox = common::KillOnDrop(child);
-    await_progress(&addr, "inbox", before.len() as u64);
+    await_progress(&addr, "inbox", r.before);
 
     kafka.kill_9();
     assert!(
@@ -326,38 +341,17 @@ fn the_inbox_processor_rides_out_a_kafka_kill_9_and_restart() {
     kafka.up();
     ok(on()
         .args(["produce", "--file"])
-        .arg(&second)
+        .arg(&r.second)
         .output()
         .unwrap());
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while processed_so_far(&addr, "inbox") < total {
-        assert!(
-            Instant::now() < deadline,
-            "the processor did not resume after the outage ({} of {total})",
-            processed_so_far(&addr, "inbox")
-        );
-        assert!(
-            inbox.0.try_wait().unwrap().is_none(),
-            "the processor exited"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &inbox.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
+    until_then_stop(
+        &mut inbox,
+        "the processor did not resume after the broker's outage",
+        || processed_so_far(&addr, "inbox") >= r.total,
     );
-    assert!(inbox.0.wait().unwrap().success(), "stops cleanly");
-    let users = ids("u", 8);
-    let conversations: Vec<String> = [0, 1, 5, 11, 17, 23, 28, 29]
-        .iter()
-        .map(|c| format!("c{c}"))
-        .collect();
-    assert_same(
-        &snapshot_with(on, &users, &conversations),
-        &snapshot(&clean, &users, &conversations),
+    assert_views_of_one_clean_pass(
+        on,
+        &r.clean,
         "nothing lost, nothing applied twice across the broker's outage",
     );
 }

@@ -222,17 +222,28 @@ impl Rng {
     }
 }
 
-/// Drops a test's Kafka namespace and every keyspace of its views (base and
-/// generations), leaving the shared servers as we found them.
-pub fn drop_distributed(config: &Path, brokers: &str, cassandra: &str, namespace: &str) {
+/// Deletes a test's Kafka namespace (its topics), leaving the shared broker as we
+/// found it.
+pub fn delete_namespace(brokers: &str, namespace: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let log = courier_pipeline::KafkaLog::new(
+        courier_pipeline::KafkaLog::new(
             courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace.to_string()),
             courier_topics::Catalog::builtin(),
         )
+        .unwrap()
+        .delete_namespace()
+        .await
         .unwrap();
-        log.delete_namespace().await.unwrap();
+    });
+}
+
+/// Drops a test's Kafka namespace and every keyspace of its views (base and
+/// generations), leaving the shared servers as we found them.
+pub fn drop_distributed(config: &Path, brokers: &str, cassandra: &str, namespace: &str) {
+    delete_namespace(brokers, namespace);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
         let cfg = courier_pipeline::Config::load(Some(config), Vec::new()).unwrap();
         let base = cfg.cassandra_keyspace().unwrap();
         let settings = courier_sinks::inbox::CassandraSettings::new(cassandra, base.clone());
