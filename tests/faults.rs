@@ -355,3 +355,80 @@ fn the_inbox_processor_rides_out_a_kafka_kill_9_and_restart() {
         "nothing lost, nothing applied twice across the broker's outage",
     );
 }
+
+/// While its Kafka broker is down, `courier up` answers a write with 503 and
+/// Retry-After within its publish timeout (not after the producer's 30 s), and
+/// `/healthz` says the log is unavailable; once the broker is back, the client's
+/// retry with its own message id gets 201, and the message is in the history once.
+#[test]
+fn courier_up_answers_503_while_its_broker_is_down_and_the_retry_lands_once() {
+    use common::gateway::{Up, eventually, http, token};
+    use serde_json::json;
+
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = OwnServer::start("kafka");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = format!(
+        "namespace = \"{}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{}\"\n[gateway]\npublish_timeout_ms = 2000\n",
+        unique_namespace("down"),
+        kafka.address()
+    );
+    let up = Up::start(&data, Some(&config));
+    let a = &up.addr;
+    let alice = token(&data, Some(&config), "alice");
+    let bob = token(&data, Some(&config), "bob");
+    let r = http(
+        a,
+        "POST",
+        "/v1/conversations",
+        Some(&alice),
+        Some(r#"{"kind":"direct","member_ids":["bob"]}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = r.json()["conversation_id"].as_str().unwrap().to_string();
+
+    kafka.kill_9();
+    let send = json!({"conversation_id": c, "message_id": "m-down", "text": "anyone?"}).to_string();
+    let asked = Instant::now();
+    let r = http(a, "POST", "/v1/messages", Some(&alice), Some(&send), &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+    assert!(r.body.contains("retry"), "{}", r.body);
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "answered after {:?}, not within its timeout",
+        asked.elapsed()
+    );
+    let health = http(a, "GET", "/healthz", None, None, &[]);
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert_eq!(health.json()["status"], "unavailable", "{}", health.body);
+
+    kafka.up();
+    let r = eventually("the retry once the broker is back", || {
+        let r = http(a, "POST", "/v1/messages", Some(&alice), Some(&send), &[]);
+        (r.status != 503).then_some(r)
+    });
+    assert_eq!(
+        (r.status, r.json()),
+        (201, json!({"message_id": "m-down"})),
+        "{}",
+        r.body
+    );
+    let history = eventually("the message in bob's history", || {
+        let r = http(
+            a,
+            "GET",
+            &format!("/v1/conversations/{c}/messages"),
+            Some(&bob),
+            None,
+            &[],
+        );
+        (r.status == 200 && r.json().as_array().is_some_and(|m| !m.is_empty())).then(|| r.json())
+    });
+    let list = history.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{history}");
+    assert_eq!(list[0]["message_id"], "m-down");
+    assert!(up.stop().success());
+}

@@ -283,14 +283,35 @@ async fn publish_judged(
             Judgement::AlreadySent => return Ok((StatusCode::CREATED, answer)),
         }
     }
-    let published = courier_pipeline::producer::publish(&*gw.log, std::slice::from_ref(&event))
-        .await
-        .map_err(|e| {
+    let timeout = std::time::Duration::from_millis(gw.settings.publish_timeout_ms);
+    let published = match tokio::time::timeout(
+        timeout,
+        courier_pipeline::producer::publish(&*gw.log, std::slice::from_ref(&event)),
+    )
+    .await
+    {
+        Ok(Ok(published)) => published,
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "publishing failed; nothing was published");
-            ApiError::unavailable(format!(
+            return Err(ApiError::unavailable(format!(
                 "the log is unavailable; nothing was published ({e})"
-            ))
-        })?;
+            )));
+        }
+        // The log did not answer in time (a broker down): the event may still
+        // land once it is back, so the client is told to retry with its id, which
+        // the judge then recognises instead of publishing twice.
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "the log did not acknowledge in time"
+            );
+            return Err(ApiError::unavailable(format!(
+                "the log did not acknowledge within {} ms; the write may still be applied: \
+                 retry with the same message_id or Idempotency-Key",
+                timeout.as_millis()
+            )));
+        }
+    };
     if let Some(kind) = event.kind() {
         metrics::get()
             .published

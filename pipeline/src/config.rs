@@ -364,6 +364,12 @@ pub struct GatewayConfig {
     /// Live events queued per WebSocket connection before it is cut off as too slow.
     #[serde(default = "default_ws_queue")]
     pub ws_queue: usize,
+    /// How long a write waits for the log to acknowledge its event before it
+    /// answers 503 with Retry-After (the log unreachable: a broker down), in ms.
+    /// Default 5000: a client learns within that, instead of after the Kafka
+    /// producer's own 30 s.
+    #[serde(default = "default_publish_timeout")]
+    pub publish_timeout_ms: u64,
 }
 
 fn default_gateway_listen() -> String {
@@ -400,6 +406,10 @@ fn default_ws_queue() -> usize {
     256
 }
 
+fn default_publish_timeout() -> u64 {
+    5_000
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
@@ -415,6 +425,7 @@ impl Default for GatewayConfig {
             idempotency_ttl_secs: default_idempotency_ttl(),
             idempotency_max_keys: default_idempotency_keys(),
             ws_queue: default_ws_queue(),
+            publish_timeout_ms: default_publish_timeout(),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod gateway;
 pub mod views;
 
 /// The binary, pointed at `data`, with no configuration leaking in from the
