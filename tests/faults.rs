@@ -362,7 +362,7 @@ fn the_inbox_processor_rides_out_a_kafka_kill_9_and_restart() {
 /// retry with its own message id gets 201, and the message is in the history once.
 #[test]
 fn courier_up_answers_503_while_its_broker_is_down_and_the_retry_lands_once() {
-    use common::gateway::{Up, eventually, http, token};
+    use common::gateway::{Up, direct_conversation, eventually, http, token};
     use serde_json::json;
 
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -378,16 +378,7 @@ fn courier_up_answers_503_while_its_broker_is_down_and_the_retry_lands_once() {
     let a = &up.addr;
     let alice = token(&data, Some(&config), "alice");
     let bob = token(&data, Some(&config), "bob");
-    let r = http(
-        a,
-        "POST",
-        "/v1/conversations",
-        Some(&alice),
-        Some(r#"{"kind":"direct","member_ids":["bob"]}"#),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let c = r.json()["conversation_id"].as_str().unwrap().to_string();
+    let c = direct_conversation(a, &alice, "bob");
 
     kafka.kill_9();
     let send = json!({"conversation_id": c, "message_id": "m-down", "text": "anyone?"}).to_string();
@@ -431,4 +422,72 @@ fn courier_up_answers_503_while_its_broker_is_down_and_the_retry_lands_once() {
     assert_eq!(list.len(), 1, "{history}");
     assert_eq!(list[0]["message_id"], "m-down");
     assert!(up.stop().success());
+}
+
+/// Bulkheads: with the views' Cassandra killed under `courier up`, `/healthz`
+/// says degraded (naming the views) but stays 200, a send to a conversation the
+/// gateway holds is still judged and accepted, and a read of the views is a 503;
+/// once Cassandra is back, reads answer again and health is ok.
+#[test]
+fn courier_up_keeps_accepting_checked_writes_while_its_views_are_down() {
+    use common::gateway::{Up, direct_conversation, http, token};
+    use serde_json::json;
+
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(brokers) = courier_pipeline::testing::KAFKA.reachable() else {
+        return;
+    };
+    let cassandra = OwnServer::start("cassandra");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let namespace = unique_namespace("views_down");
+    let config = format!(
+        "namespace = \"{namespace}\"\n[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\n{}",
+        common::cassandra_views(&cassandra.address())
+    );
+    std::fs::write(data.with_extension("toml"), &config).unwrap();
+    ok(configured(&data, &data.with_extension("toml"))
+        .arg("migrate")
+        .output()
+        .unwrap());
+    let up = Up::start(&data, Some(&config));
+    let a = &up.addr;
+    let alice = token(&data, Some(&config), "alice");
+    let c = direct_conversation(a, &alice, "bob");
+
+    cassandra.kill_9();
+    let health = http(a, "GET", "/healthz", None, None, &[]);
+    assert_eq!(health.status, 200, "{}", health.body);
+    let h = health.json();
+    assert_eq!(
+        (&h["status"], &h["views"]["ok"], &h["log"]["ok"]),
+        (&json!("degraded"), &json!(false), &json!(true)),
+        "{h}"
+    );
+    let send = json!({"conversation_id": c, "text": "still here"}).to_string();
+    let r = http(a, "POST", "/v1/messages", Some(&alice), Some(&send), &[]);
+    assert_eq!(r.status, 201, "a write the gateway can check: {}", r.body);
+    let r = http(a, "GET", "/v1/inbox", Some(&alice), None, &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+
+    cassandra.up();
+    // The driver reconnects and the stalled inbox processor retries (at most
+    // 10 s apart): allow for both.
+    let back = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !ok() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    back("the inbox readable again, with the message", &|| {
+        let r = http(a, "GET", "/v1/inbox", Some(&alice), None, &[]);
+        r.status == 200 && r.body.contains("still here") && r.body.contains(c.as_str())
+    });
+    back("health ok again", &|| {
+        http(a, "GET", "/healthz", None, None, &[]).json()["status"] == "ok"
+    });
+    assert!(up.stop().success());
+    common::delete_namespace(&brokers, &namespace);
 }

@@ -199,3 +199,18 @@ pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Creates a direct conversation of the token's user with `with`; its id.
+pub fn direct_conversation(addr: &str, token: &str, with: &str) -> String {
+    let body = serde_json::json!({"kind": "direct", "member_ids": [with]}).to_string();
+    let r = http(
+        addr,
+        "POST",
+        "/v1/conversations",
+        Some(token),
+        Some(&body),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()["conversation_id"].as_str().unwrap().to_string()
+}
