@@ -156,18 +156,8 @@ fn reference(dir: &Path) -> Reference {
     r
 }
 
-/// Waits (up to three minutes) until `done`, failing at once if the processor
-/// exits; then stops it with SIGTERM, which it must survive cleanly.
-fn until_then_stop(inbox: &mut common::KillOnDrop, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}");
-        assert!(
-            inbox.0.try_wait().unwrap().is_none(),
-            "the processor exited"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// SIGTERM, which the processor must survive cleanly.
+fn stop_cleanly(inbox: &mut common::KillOnDrop) {
     assert!(
         Command::new("kill")
             .args(["-TERM", &inbox.0.id().to_string()])
@@ -176,6 +166,21 @@ fn until_then_stop(inbox: &mut common::KillOnDrop, what: &str, mut done: impl Fn
             .success()
     );
     assert!(inbox.0.wait().unwrap().success(), "stops cleanly");
+}
+
+/// Waits (up to three minutes) until `done`, failing at once if the processor
+/// exits; then stops it with SIGTERM, which it must survive cleanly. `done`
+/// asks the servers (a round trip each), which paces the loop.
+fn until_then_stop(inbox: &mut common::KillOnDrop, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        assert!(
+            inbox.0.try_wait().unwrap().is_none(),
+            "the processor exited"
+        );
+    }
+    stop_cleanly(inbox);
 }
 
 /// The views of `data` under `config` against the clean pass's, for a sample of
@@ -344,11 +349,8 @@ fn the_inbox_processor_rides_out_a_kafka_kill_9_and_restart() {
         .arg(&r.second)
         .output()
         .unwrap());
-    until_then_stop(
-        &mut inbox,
-        "the processor did not resume after the broker's outage",
-        || processed_so_far(&addr, "inbox") >= r.total,
-    );
+    await_progress(&addr, "inbox", r.total);
+    stop_cleanly(&mut inbox);
     assert_views_of_one_clean_pass(
         on,
         &r.clean,
@@ -430,7 +432,7 @@ fn courier_up_answers_503_while_its_broker_is_down_and_the_retry_lands_once() {
 /// once Cassandra is back, reads answer again and health is ok.
 #[test]
 fn courier_up_keeps_accepting_checked_writes_while_its_views_are_down() {
-    use common::gateway::{Up, direct_conversation, http, token};
+    use common::gateway::{Up, direct_conversation, eventually_within, http, token};
     use serde_json::json;
 
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -474,19 +476,14 @@ fn courier_up_keeps_accepting_checked_writes_while_its_views_are_down() {
     cassandra.up();
     // The driver reconnects and the stalled inbox processor retries (at most
     // 10 s apart): allow for both.
-    let back = |what: &str, ok: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !ok() {
-            assert!(Instant::now() < deadline, "{what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    back("the inbox readable again, with the message", &|| {
+    let limit = Duration::from_secs(120);
+    eventually_within("the inbox readable again, with the message", limit, || {
         let r = http(a, "GET", "/v1/inbox", Some(&alice), None, &[]);
-        r.status == 200 && r.body.contains("still here") && r.body.contains(c.as_str())
+        (r.status == 200 && r.body.contains("still here") && r.body.contains(c.as_str()))
+            .then_some(())
     });
-    back("health ok again", &|| {
-        http(a, "GET", "/healthz", None, None, &[]).json()["status"] == "ok"
+    eventually_within("health ok again", limit, || {
+        (http(a, "GET", "/healthz", None, None, &[]).json()["status"] == "ok").then_some(())
     });
     assert!(up.stop().success());
     common::delete_namespace(&brokers, &namespace);

@@ -132,6 +132,9 @@ pub async fn run(log: &dyn EventLog, journals: Journals, args: Args) -> anyhow::
         );
         events.retain(|(l, _)| !earlier.contains(l));
     }
+    // Line numbers beside the events, so each chunk is published as it stands
+    // (no copy of its events).
+    let (line_numbers, events): (Vec<usize>, Vec<Event>) = events.into_iter().unzip();
 
     let total = events.len();
     let bar = (std::io::stderr().is_terminal() && total > CHUNK).then(|| {
@@ -147,9 +150,8 @@ pub async fn run(log: &dyn EventLog, journals: Journals, args: Args) -> anyhow::
     let mut per_topic: BTreeMap<&str, usize> = BTreeMap::new();
     let mut tally = Tally::default();
     let mut written = 0;
-    for chunk in events.chunks(CHUNK) {
-        let batch: Vec<Event> = chunk.iter().map(|(_, e)| e.clone()).collect();
-        let (landed, failure) = match publish(log, &batch).await {
+    for (batch, line_of) in events.chunks(CHUNK).zip(line_numbers.chunks(CHUNK)) {
+        let (landed, failure) = match publish(log, batch).await {
             Ok(published) => (
                 published
                     .iter()
@@ -171,7 +173,7 @@ pub async fn run(log: &dyn EventLog, journals: Journals, args: Args) -> anyhow::
             ),
             Err(e) => (Vec::new(), Some(e)),
         };
-        let lines: Vec<usize> = landed.iter().map(|(i, _, _)| chunk[*i].0).collect();
+        let lines: Vec<usize> = landed.iter().map(|(i, _, _)| line_of[*i]).collect();
         for (_, topic, at) in &landed {
             *per_topic.entry(topic).or_default() += 1;
             tally.add(topic, at.partition, at.offset);
@@ -183,10 +185,11 @@ pub async fn run(log: &dyn EventLog, journals: Journals, args: Args) -> anyhow::
                 b.abandon();
             }
             let done: BTreeSet<usize> = lines.iter().copied().collect();
-            let missing: Vec<usize> = events
+            // Every chunk before this one was published whole: the rest is this
+            // chunk's unacknowledged lines and every later chunk.
+            let missing: Vec<usize> = line_numbers[written - landed.len()..]
                 .iter()
-                .map(|(l, _)| *l)
-                .skip(written - landed.len())
+                .copied()
                 .filter(|l| !done.contains(l))
                 .collect();
             let shown: Vec<String> = missing.iter().take(10).map(|l| l.to_string()).collect();

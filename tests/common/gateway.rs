@@ -189,8 +189,15 @@ pub fn published(addr: &str) -> u64 {
 }
 
 /// Polls `f` until it returns `Some` (the views lag the log by design).
-pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
+pub fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    eventually_within(what, Duration::from_secs(20), f)
+}
+
+/// [`eventually`] with a deadline of its own. Each poll is an HTTP request; the
+/// short pause between them keeps a poll loop under the gateway's per-user
+/// rate limit (50/s), which would otherwise answer it 429.
+pub fn eventually_within<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
             return v;
