@@ -3,8 +3,6 @@
 //! Architecture invariant: this is wiring only. Behaviour lives in the library
 //! crates; a command here reads its arguments, calls them, and prints.
 
-mod cmd;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,41 +41,41 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Publish canonical JSON lines (one event per line) to the log.
-    Produce(cmd::produce::Args),
+    Produce(courier_app::produce::Args),
     /// Write a range of a topic out as canonical JSON lines or an Avro file.
-    Replay(cmd::replay::Args),
+    Replay(courier_app::replay::Args),
     /// Run a processor in its consumer group.
-    Run(cmd::run::Args),
+    Run(courier_app::run::Args),
     /// How far each processor's consumer group is behind the end of the log.
-    Lag(cmd::lag::Args),
+    Lag(courier_app::lag::Args),
     /// A user's latest presence.
-    Presence(cmd::presence::Args),
+    Presence(courier_app::presence::Args),
     /// A user's inbox: one row per conversation they are or were a member of.
-    Inbox(cmd::inbox::Args),
+    Inbox(courier_app::inbox::Args),
     /// A conversation's messages as one of its (former) members sees them.
-    Messages(cmd::messages::Args),
+    Messages(courier_app::messages::Args),
     /// Build a fresh generation of a view from the start of the log, then switch
     /// reads to it.
-    Rebuild(cmd::rebuild::Args),
+    Rebuild(courier_app::rebuild::Args),
     /// Full-text search over the messages a user may see.
-    Search(cmd::search::Args),
+    Search(courier_app::search::Args),
     /// Apply the view store's schema migrations not yet applied (Cassandra); safe
     /// to rerun.
-    Migrate(cmd::migrate::Args),
+    Migrate(courier_app::migrate::Args),
     /// The whole platform in one process: the HTTP/WebSocket gateway and every
     /// processor (embedded by default), until Ctrl-C / SIGTERM.
-    Up(cmd::up::Args),
+    Up(courier_app::up::Args),
     /// Print a bearer token for USER that `courier up` with the same --data /
     /// --config accepts.
-    Token(cmd::token::Args),
+    Token(courier_app::token::Args),
     /// Load generator and end-to-end benchmark: simulated users send messages
     /// while the processors run in this process; prints throughput and latency
     /// per view.
-    Bench(cmd::bench::Args),
+    Bench(courier_app::bench::Args),
     /// The topic catalog.
     Topics {
         #[command(subcommand)]
-        command: cmd::topics::Command,
+        command: courier_app::topics::Command,
     },
 }
 
@@ -124,40 +122,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Produce(args) => {
             let log = config.open_log().context("opening the log")?;
-            let journals = cmd::produce::Journals {
+            let journals = courier_app::produce::Journals {
                 dir: config.produce_dir(),
                 log_identity: config.log_identity(),
             };
-            cmd::produce::run(&*log, journals, args).await
+            courier_app::produce::run(&*log, journals, args).await
         }
         Command::Replay(args) => {
             let log = config.open_log().context("opening the log")?;
-            cmd::replay::run(log, args).await
+            courier_app::replay::run(log, args).await
         }
         Command::Run(args) => {
             let log = config.open_log().context("opening the log")?;
-            cmd::run::run(&config, log, args).await
+            courier_app::run::run(&config, log, args).await
         }
-        Command::Presence(args) => cmd::presence::run(&config, args),
-        Command::Inbox(args) => cmd::inbox::run(&config, args).await,
-        Command::Messages(args) => cmd::messages::run(&config, args).await,
-        Command::Search(args) => cmd::search::run(&config, args).await,
+        Command::Presence(args) => courier_app::presence::run(&config, args),
+        Command::Inbox(args) => courier_app::inbox::run(&config, args).await,
+        Command::Messages(args) => courier_app::messages::run(&config, args).await,
+        Command::Search(args) => courier_app::search::run(&config, args).await,
         Command::Rebuild(args) => {
             let log = config.open_log().context("opening the log")?;
-            cmd::rebuild::run(&config, log, args).await
+            courier_app::rebuild::run(&config, log, args).await
         }
         Command::Lag(args) => {
             let log = config.open_log().context("opening the log")?;
-            cmd::lag::run(&config, &*log, args).await
+            courier_app::lag::run(&config, &*log, args).await
         }
-        Command::Migrate(args) => cmd::migrate::run(&config, args).await,
-        Command::Topics { command } => cmd::topics::run(&config, command).await,
+        Command::Migrate(args) => courier_app::migrate::run(&config, args).await,
+        Command::Topics { command } => courier_app::topics::run(&config, command).await,
         Command::Up(args) => {
             let log = config.open_log().context("opening the log")?;
-            cmd::up::run(&config, &flags, log, args).await
+            courier_app::up::run(&config, &flags, log, args).await
         }
-        Command::Token(args) => cmd::token::run(&config, args),
-        Command::Bench(args) => cmd::bench::run(&config, cli.config.as_deref(), args).await,
+        Command::Token(args) => courier_app::token::run(&config, args),
+        Command::Bench(args) => courier_app::bench::run(&config, cli.config.as_deref(), args).await,
     }
 }
 

@@ -415,7 +415,7 @@ fn conversation_events(placed: &[Placed]) -> Vec<(Position, &Event)> {
 fn fresh_keyspace(config: &Config) -> anyhow::Result<CassandraSettings> {
     let mut raw = config.clone();
     raw.namespace = format!("{}_raw", config.namespace);
-    crate::cmd::inbox::cassandra_settings(&raw)
+    crate::views::cassandra_settings(&raw)
 }
 
 async fn cassandra_writes(

@@ -1,26 +1,13 @@
-//! `courier inbox USER`: a user's inbox from the configured view store (RocksDB:
-//! its current generation; Cassandra: the keyspace of its current generation),
-//! newest activity first.
-
-use std::process::ExitCode;
+//! Opening the views a command reads: the configured inbox store's current
+//! generation (RocksDB or Cassandra), and the Cassandra settings every command
+//! that touches the view store derives from the config.
 
 use courier_pipeline::Config;
 use courier_pipeline::config::ViewsBackend;
-use courier_processors::inbox::store::{self, InboxStore};
+use courier_processors::inbox::store::InboxStore;
 use courier_sinks::inbox::{
     CassandraGenerations, CassandraInboxStore, CassandraSettings, Generations, RocksInboxStore,
 };
-
-/// Arguments of `inbox`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// The user.
-    user: String,
-    /// Print a JSON array of `{conversation_id, last_message_id,
-    /// last_message_preview, last_message_deleted, last_activity_ms, unread_count}`.
-    #[arg(long)]
-    json: bool,
-}
 
 /// The Cassandra settings of the configuration (keyspace prefixed by the namespace).
 pub fn cassandra_settings(config: &Config) -> anyhow::Result<CassandraSettings> {
@@ -62,7 +49,7 @@ async fn open_cassandra_views(config: &Config) -> anyhow::Result<CassandraInboxS
 /// Opens the current generation of the RocksDB inbox views read-only; `None` when
 /// the processor never ran.
 fn open_rocksdb_views(config: &Config) -> anyhow::Result<Option<RocksInboxStore>> {
-    let generations = Generations::new(config.view_dir("inbox"));
+    let generations = Generations::new(config.view_dir(crate::registry::Processor::Inbox.name()));
     // A rebuild may switch generations and delete the old one between reading
     // `CURRENT` and opening it: then `CURRENT` has moved, and we follow it.
     let mut attempts = 0;
@@ -75,38 +62,4 @@ fn open_rocksdb_views(config: &Config) -> anyhow::Result<Option<RocksInboxStore>
         }
         return Ok(opened?);
     }
-}
-
-pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
-    let rows = match open_views(config).await? {
-        Some(views) => store::inbox(&*views, &args.user).await?,
-        None => Vec::new(),
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&rows)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if rows.is_empty() {
-        println!("{} has no conversations", args.user);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<20} {:>6} {:>16}  LAST MESSAGE",
-        "CONVERSATION", "UNREAD", "LAST ACTIVITY MS"
-    );
-    for r in rows {
-        let last = match (&r.last_message_id, r.last_message_deleted) {
-            (None, _) => "-".to_string(),
-            (Some(id), Some(true)) => format!("{id}: (deleted)"),
-            (Some(id), _) => format!(
-                "{id}: {}",
-                r.last_message_preview.as_deref().unwrap_or_default()
-            ),
-        };
-        println!(
-            "{:<20} {:>6} {:>16}  {last}",
-            r.conversation_id, r.unread_count, r.last_activity_ms
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,4 @@
-//! One module per subcommand.
+//! What the `courier` command does, one module per subcommand; the binary only parses arguments and calls these.
 
 pub mod bench;
 pub mod inbox;
@@ -6,11 +6,14 @@ pub mod lag;
 pub mod messages;
 pub mod migrate;
 pub mod presence;
+pub mod processors;
 pub mod produce;
 pub mod rebuild;
+pub mod registry;
 pub mod replay;
 pub mod run;
 pub mod search;
 pub mod token;
 pub mod topics;
 pub mod up;
+pub mod views;

@@ -17,7 +17,8 @@ pub struct Args {
 }
 
 pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
-    let store = RocksPresenceStore::open(&config.view_dir("presence"))?;
+    let store =
+        RocksPresenceStore::open(&config.view_dir(crate::registry::Processor::Presence.name()))?;
     let row = store.get(&args.user)?;
     // A user never seen is offline (docs/DESIGN.md: "last presence says offline, or none
     // seen"), with no last-seen time.

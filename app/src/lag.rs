@@ -2,10 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::ValueEnum;
 use courier_pipeline::{Config, EventLog};
 
-use super::run::Processor;
+use crate::registry::Processor;
 
 /// Arguments of `lag`.
 #[derive(Debug, clap::Args)]
@@ -17,7 +16,7 @@ pub struct Args {
 
 pub async fn run(config: &Config, log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
-    for p in Processor::value_variants() {
+    for p in Processor::all() {
         let group = p.live_group(config).await?;
         for topic in p.topics() {
             let committed = log.committed(&group, &topic).await?;

@@ -22,7 +22,7 @@ use courier_sinks::inbox::Generations;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
-use crate::cmd::run::Processor;
+use crate::registry::Processor;
 
 /// One child process.
 struct Member {

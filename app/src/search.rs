@@ -45,7 +45,7 @@ pub struct Args {
 /// The shards of the current generation of the search view, for queries (works
 /// beside a running `courier run search`).
 pub fn open_shards(config: &Config) -> anyhow::Result<SearchShards> {
-    let generations = Generations::new(config.view_dir("search"));
+    let generations = Generations::new(config.view_dir(crate::registry::Processor::Search.name()));
     Ok(SearchShards::open(generations.current_dir()?)?)
 }
 

@@ -9,7 +9,7 @@ use courier_pipeline::Config;
 use courier_pipeline::config::ViewsBackend;
 use courier_sinks::inbox::cassandra;
 
-use super::inbox::cassandra_settings;
+use crate::views::cassandra_settings;
 
 /// Arguments of `migrate`.
 #[derive(Debug, clap::Args)]

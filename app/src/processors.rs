@@ -1,8 +1,7 @@
-//! `courier run PROCESSOR`: one processor as a member of its consumer group, until
-//! Ctrl-C / SIGTERM (finish the batch, commit, leave) or, with --until-caught-up,
-//! until the end of the log as it was at start.
+//! Starting processors: one in its consumer group until a shutdown (`courier run`),
+//! several on threads of their own in one process (`courier up`, `courier bench`),
+//! and what every long-running command shares (signals, `/metrics`).
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,105 +22,10 @@ use courier_sinks::presence::RocksPresenceStore;
 use courier_sinks::push::{HttpProvider, RocksSentStore};
 use courier_sinks::search::TantivySearchIndex;
 
-/// Processors `run` can start.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Processor {
-    /// Inboxes and message history (courier.conversations.v1 → inbox views).
-    Inbox,
-    /// Latest presence of every user (courier.presence.v1 → presence table).
-    Presence,
-    /// Push jobs for offline recipients (courier.conversations.v1 and the
-    /// presence table → courier.push-jobs.v1).
-    Notify,
-    /// Push delivery (courier.push-jobs.v1 → the push provider at push.endpoint).
-    Push,
-    /// Full-text search (courier.conversations.v1 → tantivy, one shard per
-    /// partition).
-    Search,
-}
-
-impl Processor {
-    /// Its name: metrics label, and its consumer group is `courier.NAME`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Processor::Inbox => "inbox",
-            Processor::Presence => "presence",
-            Processor::Notify => "notify",
-            Processor::Push => "push",
-            Processor::Search => "search",
-        }
-    }
-
-    /// Its consumer group (for the inbox: of generation 0, see [`inbox_group`]).
-    pub fn group(self) -> String {
-        format!("courier.{}", self.name())
-    }
-
-    /// The consumer group of the instance running now: the inbox's follows the view
-    /// generation it serves (see [`inbox_group`]), on RocksDB and on Cassandra.
-    pub async fn live_group(self, config: &Config) -> anyhow::Result<String> {
-        match self {
-            Processor::Inbox if config.views.backend == ViewsBackend::Cassandra => {
-                let settings = super::inbox::cassandra_settings(config)?;
-                let generations = CassandraGenerations::connect(&settings).await?;
-                Ok(inbox_group(generations.current().await?))
-            }
-            Processor::Inbox => Ok(inbox_group(
-                Generations::new(config.view_dir("inbox")).current()?,
-            )),
-            Processor::Presence | Processor::Notify | Processor::Push => Ok(self.group()),
-            Processor::Search => Ok(search_group(
-                Generations::new(config.view_dir("search")).current()?,
-            )),
-        }
-    }
-
-    /// The topics it consumes.
-    pub fn topics(self) -> Vec<String> {
-        match self {
-            Processor::Inbox => vec![courier_topics::CONVERSATIONS.to_string()],
-            Processor::Presence => vec![courier_topics::PRESENCE.to_string()],
-            // Presence is read too, but outside the group (a global table).
-            Processor::Notify => vec![courier_topics::CONVERSATIONS.to_string()],
-            Processor::Push => vec![courier_topics::PUSH_JOBS.to_string()],
-            Processor::Search => vec![courier_topics::CONVERSATIONS.to_string()],
-        }
-    }
-}
-
-/// The consumer group of generation `g` of the inbox view: each generation has its
-/// own, so a rebuild starts from the beginning of the log and the live processor
-/// continues where the generation it serves ended. Generation 0 keeps the plain
-/// `courier.inbox`.
-pub fn inbox_group(g: u64) -> String {
-    let base = Processor::Inbox.group();
-    if g == 0 { base } else { format!("{base}.g{g}") }
-}
-
-/// The consumer group of generation `g` of the search view, as [`inbox_group`]
-/// is for the inbox: `courier.search`, then `courier.search.gN`.
-pub fn search_group(g: u64) -> String {
-    let base = Processor::Search.group();
-    if g == 0 { base } else { format!("{base}.g{g}") }
-}
-
-/// Arguments of `run`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Which processor.
-    #[arg(value_enum)]
-    processor: Processor,
-    /// Process up to the end of the log as it is now, then exit.
-    #[arg(long)]
-    until_caught_up: bool,
-    /// search only: answer `GET /v1/shards/search` on ADDR for the shards this
-    /// instance owns (distributed mode; `courier search --peers` fans out).
-    #[arg(long, value_name = "ADDR", env = "COURIER_SEARCH_SERVE")]
-    serve: Option<String>,
-}
+use crate::registry::Processor;
 
 /// Fires shutdown on Ctrl-C or SIGTERM.
-pub(crate) fn on_signals(trigger: shutdown::ShutdownTrigger) {
+pub fn on_signals(trigger: shutdown::ShutdownTrigger) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -148,7 +52,7 @@ pub(crate) fn on_signals(trigger: shutdown::ShutdownTrigger) {
 }
 
 /// Serves `/metrics` on the configured address while the process runs.
-pub(crate) async fn serve_metrics(listen: &str) -> anyhow::Result<()> {
+pub async fn serve_metrics(listen: &str) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the metrics endpoint to {listen}"))?;
@@ -163,32 +67,6 @@ pub(crate) async fn serve_metrics(listen: &str) -> anyhow::Result<()> {
         }
     });
     Ok(())
-}
-
-pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(listen) = &config.metrics.listen {
-        serve_metrics(listen).await?;
-    }
-    if args.serve.is_some() && !matches!(args.processor, Processor::Search) {
-        anyhow::bail!("--serve answers search queries: it is for `courier run search` only");
-    }
-    let (trigger, stop) = shutdown::channel();
-    on_signals(trigger);
-    let name = args.processor.name();
-    let stats = run_processor(
-        config,
-        log,
-        args.processor,
-        args.until_caught_up,
-        args.serve.as_deref(),
-        stop,
-    )
-    .await?;
-    eprintln!(
-        "{name}: applied {} record(s) in {} batch(es)",
-        stats.records, stats.batches
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// A processor running on an OS thread of its own, with a single-threaded
@@ -269,12 +147,12 @@ pub async fn run_processor(
         }
         Processor::Inbox => {
             // Always the current generation: `rebuild` may have switched it.
-            let generations = Generations::new(config.view_dir("inbox"));
+            let generations = Generations::new(config.view_dir(Processor::Inbox.name()));
             let g = generations.current()?;
             let store = RocksInboxStore::open(&generations.dir(g))?;
             let mut p = InboxProcessor::new(store, log.clone());
             let opts = RunOptions {
-                group: inbox_group(g),
+                group: processor.generation_group(g),
                 ..opts
             };
             runner::run(log, &mut p, opts, stop).await?
@@ -282,22 +160,22 @@ pub async fn run_processor(
         Processor::Search => {
             // Search is tantivy on local disk in both modes: with Kafka, each
             // instance keeps the shards of the partitions it is assigned.
-            let generations = Generations::new(config.view_dir("search"));
+            let generations = Generations::new(config.view_dir(Processor::Search.name()));
             let g = generations.current()?;
             let index = TantivySearchIndex::new(generations.dir(g));
             if let Some(listen) = serve {
                 let shards = courier_sinks::search::SearchShards::open(generations.dir(g))?;
-                super::search::serve(listen, shards, index.owned()).await?;
+                crate::search::serve(listen, shards, index.owned()).await?;
             }
             let mut p = SearchProcessor::new(index, log.clone());
             let opts = RunOptions {
-                group: search_group(g),
+                group: processor.generation_group(g),
                 ..opts
             };
             runner::run(log, &mut p, opts, stop).await?
         }
         Processor::Presence => {
-            let store = RocksPresenceStore::open(&config.view_dir("presence"))?;
+            let store = RocksPresenceStore::open(&config.view_dir(Processor::Presence.name()))?;
             let mut p = PresenceProcessor::new(store, log.clone());
             runner::run(log, &mut p, opts, stop).await?
         }
@@ -323,7 +201,7 @@ async fn run_inbox_on_cassandra(
 ) -> anyhow::Result<runner::RunStats> {
     // The keyspace must be migrated (`courier migrate`); reading the pointer says so.
     let generations =
-        Arc::new(CassandraGenerations::connect(&super::inbox::cassandra_settings(config)?).await?);
+        Arc::new(CassandraGenerations::connect(&crate::views::cassandra_settings(config)?).await?);
     let mut total = runner::RunStats::default();
     loop {
         let g = generations.current().await?;
@@ -352,7 +230,7 @@ async fn run_inbox_on_cassandra(
                 switch.trigger();
             }
         });
-        let group = inbox_group(g);
+        let group = Processor::Inbox.generation_group(g);
         tracing::info!(generation = g, group = %group, "inbox on Cassandra");
         let result = runner::run(
             log.clone(),
@@ -394,7 +272,7 @@ pub async fn run_notify(
     until_caught_up: bool,
     stop: shutdown::Shutdown,
 ) -> anyhow::Result<runner::RunStats> {
-    let dir = config.view_dir("notify");
+    let dir = config.view_dir(Processor::Notify.name());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let store = RocksNotifyStore::open(&dir.join("states"))?;
     let presence = RocksPresenceStore::open(&dir.join("presence"))?;
@@ -427,7 +305,7 @@ pub async fn run_push(
     )?;
     let provider = HttpProvider::new(endpoint, Duration::from_millis(push.timeout_ms))
         .map_err(anyhow::Error::msg)?;
-    let dir = config.view_dir("push");
+    let dir = config.view_dir(Processor::Push.name());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let sent = RocksSentStore::open(&dir.join("sent"))?;
     let p = Processor::Push;

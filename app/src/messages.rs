@@ -7,7 +7,7 @@ use courier_pipeline::Config;
 use courier_processors::inbox::NotAMember;
 use courier_processors::inbox::store;
 
-use super::inbox::open_views;
+use crate::views::open_views;
 
 /// Arguments of `messages`.
 #[derive(Debug, clap::Args)]

@@ -18,28 +18,8 @@ use courier_sinks::search::{SearchError, SearchShards};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::run::{Processor, ProcessorThread, on_signals};
-
-/// The processors `up` runs beside the gateway. Adding one is adding it here.
-/// Push delivery joins them when `push.endpoint` is set (see [`processors`]).
-const PROCESSORS: &[Processor] = &[
-    Processor::Inbox,
-    Processor::Presence,
-    Processor::Search,
-    Processor::Notify,
-];
-
-/// What `up` runs: [`PROCESSORS`], plus push delivery when there is a provider to
-/// deliver to. Without one, push jobs still accumulate on `courier.push-jobs.v1`
-/// and a later `courier run push` delivers them; refusing to start would make the
-/// first `courier up` on a laptop fail for want of a push provider.
-fn default_processors(config: &Config) -> Vec<Processor> {
-    let mut all = PROCESSORS.to_vec();
-    if config.push.endpoint.is_some() {
-        all.push(Processor::Push);
-    }
-    all
-}
+use crate::processors::{ProcessorThread, on_signals};
+use crate::registry::Processor;
 
 /// `--processors`: `none` (the gateway alone, as a distributed deployment runs it
 /// beside processors that are services of their own), or processor names.
@@ -132,7 +112,7 @@ struct ReopenedViews(Config);
 
 impl ReopenedViews {
     async fn open(&self) -> Result<Option<Box<dyn InboxStore>>, StoreError> {
-        super::inbox::open_views(&self.0)
+        crate::views::open_views(&self.0)
             .await
             .map_err(|e| StoreError::retryable("inbox/rocksdb", format!("{e:#}")))
     }
@@ -183,7 +163,7 @@ impl InboxStore for ReopenedViews {
 async fn gateway_views(config: &Config) -> anyhow::Result<Arc<dyn InboxStore>> {
     Ok(match config.views.backend {
         ViewsBackend::Rocksdb => Arc::new(ReopenedViews(config.clone())),
-        ViewsBackend::Cassandra => match super::inbox::open_views(config).await? {
+        ViewsBackend::Cassandra => match crate::views::open_views(config).await? {
             Some(v) => Arc::from(v),
             None => anyhow::bail!("the Cassandra inbox views did not open"),
         },
@@ -232,7 +212,7 @@ pub async fn run(
 
     let processors = match &args.processors {
         Some(list) => parse_processors(list)?,
-        None => default_processors(config),
+        None => Processor::in_up(config),
     };
     let search = search_views(config, &processors, args.search_peers)?;
     // Each processor on a thread of its own (see `ProcessorThread`), the gateway on

@@ -13,11 +13,11 @@ use courier_pipeline::Config;
 use courier_pipeline::config::Backend;
 use serde_yaml_ng::Value;
 
-/// The processors `courier run PROCESSOR` accepts: the variants of `Processor` in
-/// src/cmd/run.rs, which `courier run --help` lists under "Possible values". Keep this
-/// list in step with the enum: every entry must have a compose service, and a service
-/// may run only these.
-const PROCESSORS: &[&str] = &["presence", "inbox", "search", "notify", "push"];
+/// The processors `courier run PROCESSOR` accepts: the registry's names. Every
+/// one must have a compose service, and a service may run only these.
+fn processors() -> Vec<&'static str> {
+    courier_app::registry::REGISTRY.iter().map(|e| e.name).collect()
+}
 
 const COMPOSE: &str = "compose/docker-compose.yml";
 const CONFIG: &str = "compose/courier.docker.toml";
@@ -38,7 +38,7 @@ const OVERRIDES_CHECKED_SETTINGS: &[&str] = &[
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("pipeline/ has a parent")
+        .expect("app/ has a parent")
         .to_path_buf()
 }
 
@@ -737,10 +737,11 @@ fn courier_services_run_known_commands_with_the_config_mounted() {
             }
         };
         if let Role::Processor(name, _) = &role {
-            p.check(PROCESSORS.contains(&name.as_str()), || {
+            p.check(processors().contains(&name.as_str()), || {
                 format!(
-                    "{COMPOSE}: service {}: runs `courier run {name}`, but the CLI's processors are {PROCESSORS:?} (src/cmd/run.rs)",
-                    s.name
+                    "{COMPOSE}: service {}: runs `courier run {name}`, but the CLI's processors are {:?} (app/src/registry.rs)",
+                    s.name,
+                    processors()
                 )
             });
         }
@@ -770,9 +771,9 @@ fn courier_services_run_known_commands_with_the_config_mounted() {
             });
         }
     }
-    let processors = stack.processors();
-    for name in PROCESSORS {
-        let running: Vec<&str> = processors
+    let services = stack.processors();
+    for name in processors() {
+        let running: Vec<&str> = services
             .iter()
             .filter(|(_, p)| p == name)
             .map(|(s, _)| s.name.as_str())

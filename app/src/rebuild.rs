@@ -30,27 +30,31 @@ use courier_sinks::inbox::{
 use courier_sinks::search::{TantivySearchIndex, committed_offsets};
 use courier_topics::CONVERSATIONS;
 
-use super::run::{Processor, inbox_group, on_signals, search_group, serve_metrics};
-
-/// Views `rebuild` can rebuild.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum View {
-    /// Inboxes and message history.
-    Inbox,
-    /// The full-text search shards.
-    Search,
-}
+use crate::processors::{on_signals, serve_metrics};
+use crate::registry::Processor;
 
 /// Arguments of `rebuild`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Which view.
+    /// Which view: one kept in generations (inbox, search).
     #[arg(value_enum)]
-    view: View,
+    view: Processor,
 }
 
 pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow::Result<ExitCode> {
-    if let View::Search = args.view {
+    if !args.view.entry().generations {
+        anyhow::bail!(
+            "the {} view is not kept in generations; `courier rebuild` rebuilds {}",
+            args.view.name(),
+            crate::registry::REGISTRY
+                .iter()
+                .filter(|e| e.generations)
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Processor::Search = args.view {
         return rebuild_search(config, log).await;
     }
     if config.views.backend == ViewsBackend::Cassandra {
@@ -59,8 +63,7 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     rebuild_local(
         config,
         log.clone(),
-        "inbox",
-        inbox_group,
+        Processor::Inbox,
         async |current_dir, next_dir, next| {
             // What the current generation covered was dead-lettered by it already.
             let covered = match RocksInboxStore::open_read_only(&current_dir)? {
@@ -84,10 +87,10 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
 async fn rebuild_local<H: runner::Handler>(
     config: &Config,
     log: Arc<dyn EventLog>,
-    view: &'static str,
-    group: fn(u64) -> String,
+    processor: Processor,
     start: impl AsyncFnOnce(PathBuf, PathBuf, u64) -> anyhow::Result<H>,
 ) -> anyhow::Result<ExitCode> {
+    let view = processor.name();
     let generations = Generations::new(config.view_dir(view));
     let current = generations.current()?;
     for g in generations.remove_stale()? {
@@ -109,8 +112,8 @@ async fn rebuild_local<H: runner::Handler>(
     let opts = RunOptions {
         // Its own metrics label, so its lag never reads as the live processor's.
         processor: format!("{view}-rebuild"),
-        group: group(next),
-        topics: vec![CONVERSATIONS.to_string()],
+        group: processor.generation_group(next),
+        topics: processor.topics(),
         until_caught_up: true,
         runner: config.runner.clone(),
     };
@@ -157,7 +160,7 @@ async fn covered_by(
 /// serving, then the pointer switches and the old generation is dropped.
 async fn rebuild_on_cassandra(config: &Config, log: Arc<dyn EventLog>) -> anyhow::Result<ExitCode> {
     let generations =
-        CassandraGenerations::connect(&super::inbox::cassandra_settings(config)?).await?;
+        CassandraGenerations::connect(&crate::views::cassandra_settings(config)?).await?;
     let current = generations.current().await?;
     for g in generations.remove_stale().await? {
         tracing::info!(
@@ -184,7 +187,7 @@ async fn rebuild_on_cassandra(config: &Config, log: Arc<dyn EventLog>) -> anyhow
     let mut p = InboxProcessor::new(store, log.clone()).dead_lettered_below(covered);
     let opts = RunOptions {
         processor: "inbox-rebuild".to_string(),
-        group: inbox_group(next),
+        group: Processor::Inbox.generation_group(next),
         topics: Processor::Inbox.topics(),
         until_caught_up: true,
         runner: config.runner.clone(),
@@ -218,8 +221,7 @@ async fn rebuild_search(config: &Config, log: Arc<dyn EventLog>) -> anyhow::Resu
     rebuild_local(
         config,
         log.clone(),
-        "search",
-        search_group,
+        Processor::Search,
         async |current_dir, next_dir, _| {
             // What the current generation covered was dead-lettered by it already.
             let covered = committed_offsets(&current_dir)?;

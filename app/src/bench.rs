@@ -43,18 +43,10 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::run::{Processor, ProcessorThread, run_processor};
+use crate::processors::{ProcessorThread, run_processor};
+use crate::registry::Processor;
 use fleet::Fleet;
 use load::{Shape, Workload};
-
-/// The processors of `courier up` that the load exercises (push delivery needs
-/// a provider; its input, the push jobs, is what the push view measures).
-const PROCESSORS: [Processor; 4] = [
-    Processor::Inbox,
-    Processor::Presence,
-    Processor::Search,
-    Processor::Notify,
-];
 
 /// Messages generated and published per append when not rate-limited; with
 /// `--rate`, whatever is due (at most this many).
@@ -427,7 +419,7 @@ impl Namespace {
         }
         let cassandra = config.views.backend == ViewsBackend::Cassandra;
         if cassandra {
-            courier_sinks::inbox::cassandra::migrate(&super::inbox::cassandra_settings(&config)?)
+            courier_sinks::inbox::cassandra::migrate(&crate::views::cassandra_settings(&config)?)
                 .await
                 .context("creating the run's Cassandra keyspace")?;
         }
@@ -451,7 +443,7 @@ impl Namespace {
                 .context("deleting the run's Kafka topics")?;
         }
         if self.cassandra {
-            let settings = super::inbox::cassandra_settings(&self.config)?;
+            let settings = crate::views::cassandra_settings(&self.config)?;
             let session = courier_sinks::inbox::cassandra::connect(&settings).await?;
             session
                 .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", settings.keyspace), ())
@@ -769,8 +761,11 @@ async fn bench(
     let population = workload.population();
 
     let (trigger, stop) = shutdown::channel();
-    super::run::on_signals(trigger.clone());
+    crate::processors::on_signals(trigger.clone());
     let config = Arc::new(config.clone());
+    // What `courier up` runs whatever the config (push delivery needs a provider;
+    // its input, the push jobs, is what the push view measures).
+    let in_up = Processor::always_in_up();
     // Inside the run's local root (see `Namespace::local_root`): removed with it.
     let instances_root = config.data_dir.join(&config.namespace).join("instances");
     let mut procs = match args.instances {
@@ -778,13 +773,13 @@ async fn bench(
         Some(n) => Procs::Children(Fleet::spawn(
             &config,
             config_path,
-            &PROCESSORS,
+            &in_up,
             n,
             &instances_root,
         )?),
         None => {
             let mut handles = Vec::new();
-            for p in PROCESSORS {
+            for &p in &in_up {
                 let (config, log, stop) = (config.clone(), log.clone(), stop.clone());
                 handles.push((p, Running::start(p, config, log, stop, args.tasks)?));
             }
@@ -794,12 +789,12 @@ async fn bench(
     // The groups whose committed offsets children are seen by.
     let mut groups = Vec::new();
     if children {
-        for p in PROCESSORS {
+        for &p in &in_up {
             let topic = p.topics().into_iter().next().unwrap_or_default();
             groups.push((p, p.live_group(&config).await?, topic));
         }
     }
-    let search_root = Generations::new(config.view_dir("search")).current_dir()?;
+    let search_root = Generations::new(config.view_dir(Processor::Search.name())).current_dir()?;
     let search_roots = Arc::new(Mutex::new(vec![search_root]));
     // Whatever happens in the run, the processors stop and are waited for before
     // the namespace is removed under them.
@@ -872,7 +867,7 @@ async fn bench(
                 .context("publishing the set-up")?;
         }
         let ready = |s: &Seen| {
-            PROCESSORS.iter().all(|&p| {
+            in_up.iter().all(|&p| {
                 s.records(p)
                     >= if matches!(p, Processor::Presence) {
                         setup_presence
@@ -909,7 +904,7 @@ async fn bench(
         if let Procs::Children(fleet) = &procs {
             *lock(&search_roots) = fleet.search_roots();
         }
-        let setup_records: HashMap<&str, u64> = PROCESSORS
+        let setup_records: HashMap<&str, u64> = in_up
             .iter()
             .map(|&p| (p.name(), seen.records(p)))
             .collect();
@@ -1015,7 +1010,7 @@ async fn bench(
         for view in VIEWS {
             views.insert(view.into(), percentiles(seen.latencies_from(view, 0)));
         }
-        for p in PROCESSORS {
+        for &p in &in_up {
             let (records, last) = if children {
                 seen.groups.get(p)
             } else {
