@@ -1,9 +1,17 @@
 //! The `EventLog` conformance suite: behaviour every log backend must show, run
-//! unchanged against each (the embedded log in this crate's tests, Kafka in the
-//! Kafka backend's).
+//! unchanged against each (the embedded log in `tests/pipeline.rs`, Kafka in
+//! `tests/kafka.rs`).
 //!
 //! Each check takes a [`LogFactory`] that hands out fresh, empty logs, and panics
-//! with a message naming the broken promise.
+//! with a message naming the broken promise. A backend runs the suite with
+//! [`event_log_conformance!`](crate::event_log_conformance), which lists every
+//! check once: a check added there runs on every backend, none can be left out
+//! of one backend's list by accident.
+//!
+//! Writes from the past are part of the suite too: a member that no longer owns
+//! a partition cannot commit an offset for it
+//! ([`two_members_split_then_survivor_takes_over`]), so a stale consumer never
+//! moves the position of the member that took its partition over.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -37,6 +45,11 @@ pub trait LogHandle: Send {
 pub trait LogFactory: Send + Sync {
     /// A new empty log.
     async fn fresh(&self) -> Box<dyn LogHandle>;
+
+    /// Removes what the logs of this factory left on a shared server, once a check
+    /// passed (a failed one leaves them to look at). Nothing by default: a
+    /// temporary directory goes by itself.
+    async fn cleanup(&self) {}
 }
 
 fn rec(key: &str, value: String, ts: i64) -> Record {
@@ -463,12 +476,63 @@ pub async fn unknown_topics_are_errors(f: &dyn LogFactory) {
     assert!(e.to_string().contains("999"), "{e}");
 }
 
-/// Every check, in order.
-pub async fn run_all(f: &dyn LogFactory) {
-    per_key_order_and_monotonic_offsets(f).await;
-    group_offsets_survive_restart(f).await;
-    two_members_split_then_survivor_takes_over(f).await;
-    seek_by_timestamp(f).await;
-    replay_keeps_the_group_position(f).await;
-    unknown_topics_are_errors(f).await;
+/// One `#[tokio::test]` per check of the suite, in a module
+/// `event_log_conformance`, for a backend's [`LogFactory`]: each test evaluates
+/// `$factory` afresh, runs its check, then [`LogFactory::cleanup`]. With
+/// `skip_unless = EXPR`, a test returns at once when `EXPR` is false (a backend
+/// whose server is not reachable; `testing::Server::reachable` decides, and
+/// fails under CI). The module sees the invoking module's items.
+///
+/// ```ignore
+/// courier_pipeline::event_log_conformance!(EmbeddedFactory);
+/// courier_pipeline::event_log_conformance!(KafkaFactory::default(), skip_unless = kafka_available());
+/// ```
+///
+/// The invoking crate needs `tokio` (with `macros` and `rt-multi-thread`).
+#[macro_export]
+macro_rules! event_log_conformance {
+    ($factory:expr $(,)?) => {
+        $crate::event_log_conformance!($factory, skip_unless = true);
+    };
+    ($factory:expr, skip_unless = $available:expr $(,)?) => {
+        // The list of checks: every backend runs exactly these.
+        $crate::__event_log_conformance_tests! {
+            $factory, $available;
+            per_key_order_and_monotonic_offsets,
+            group_offsets_survive_restart,
+            two_members_split_then_survivor_takes_over,
+            seek_by_timestamp,
+            replay_keeps_the_group_position,
+            unknown_topics_are_errors,
+        }
+    };
+}
+
+/// The expansion of [`event_log_conformance!`](crate::event_log_conformance):
+/// one test per check named.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __event_log_conformance_tests {
+    ($factory:expr, $available:expr; $($check:ident),+ $(,)?) => {
+        mod event_log_conformance {
+            // The factory and the availability test are the invoking module's.
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(
+                // Two workers: the checks run group members side by side.
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    if !$available {
+                        return;
+                    }
+                    let factory = $factory;
+                    let started = ::std::time::Instant::now();
+                    $crate::conformance::$check(&factory).await;
+                    eprintln!("{} took {:?}", stringify!($check), started.elapsed());
+                    $crate::conformance::LogFactory::cleanup(&factory).await;
+                }
+            )+
+        }
+    };
 }

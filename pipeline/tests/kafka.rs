@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use courier_pipeline::conformance::{self, LogFactory, LogHandle};
+use courier_pipeline::conformance::{LogFactory, LogHandle};
 use courier_pipeline::kafka::{Drift, TopicAction};
 use courier_pipeline::{EventLog, KafkaLog, KafkaSettings, Record, testing};
 use courier_topics::{CONVERSATIONS, Catalog, PRESENCE, partition_for_key};
@@ -82,18 +82,6 @@ struct KafkaFactory {
     namespaces: Mutex<Vec<String>>,
 }
 
-impl KafkaFactory {
-    async fn cleanup(&self) {
-        let namespaces =
-            std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|p| p.into_inner()));
-        for ns in namespaces {
-            if let Err(e) = connect_lazy(&ns).delete_namespace().await {
-                eprintln!("warning: could not delete the topics of namespace {ns}: {e}");
-            }
-        }
-    }
-}
-
 fn connect_lazy(namespace: &str) -> KafkaLog {
     KafkaLog::new(
         KafkaSettings::new(brokers()).with_namespace(namespace),
@@ -116,31 +104,21 @@ impl LogFactory for KafkaFactory {
             log: Some(log),
         })
     }
-}
 
-/// One conformance check per test, so they run side by side and fail separately.
-macro_rules! conformance_test {
-    ($name:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            if !kafka_available() {
-                return;
+    async fn cleanup(&self) {
+        let namespaces =
+            std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|p| p.into_inner()));
+        for ns in namespaces {
+            if let Err(e) = connect_lazy(&ns).delete_namespace().await {
+                eprintln!("warning: could not delete the topics of namespace {ns}: {e}");
             }
-            let f = KafkaFactory::default();
-            let started = std::time::Instant::now();
-            conformance::$name(&f).await;
-            eprintln!("{} took {:?}", stringify!($name), started.elapsed());
-            f.cleanup().await;
         }
-    };
+    }
 }
 
-conformance_test!(per_key_order_and_monotonic_offsets);
-conformance_test!(group_offsets_survive_restart);
-conformance_test!(two_members_split_then_survivor_takes_over);
-conformance_test!(seek_by_timestamp);
-conformance_test!(replay_keeps_the_group_position);
-conformance_test!(unknown_topics_are_errors);
+// The EventLog conformance suite on Kafka, one test per check, so they run side
+// by side and fail separately; skipped (or failed under CI) without a broker.
+courier_pipeline::event_log_conformance!(KafkaFactory::default(), skip_unless = kafka_available());
 
 fn rec(key: &str, value: &str, ts: i64) -> Record {
     Record {

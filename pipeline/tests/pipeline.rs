@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use courier_pipeline::config::RunnerConfig;
-use courier_pipeline::conformance::{self, LogFactory, LogHandle};
+use courier_pipeline::conformance::{LogFactory, LogHandle};
 use courier_pipeline::embedded::EmbeddedOptions;
 use courier_pipeline::producer::publish;
 use courier_pipeline::replay::{End, Replay, ReplaySpec};
@@ -59,10 +59,8 @@ impl LogFactory for EmbeddedFactory {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_log_passes_the_conformance_suite() {
-    conformance::run_all(&EmbeddedFactory).await;
-}
+// The EventLog conformance suite on the embedded log: one test per check.
+courier_pipeline::event_log_conformance!(EmbeddedFactory);
 
 #[tokio::test]
 async fn a_second_process_on_the_same_data_dir_is_refused_clearly() {
