@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use courier_pipeline::Config;
+use courier_app::config::Config;
 
 // mimalloc: replays and processors free on one thread what reader threads
 // allocated, which glibc's per-thread arenas make slow (lock + consolidate on every
@@ -72,6 +72,9 @@ enum Command {
     /// while the processors run in this process; prints throughput and latency
     /// per view.
     Bench(courier_app::bench::Args),
+    /// The effective configuration (file, environment, flags and defaults) as
+    /// TOML, secrets masked.
+    Config,
     /// The topic catalog.
     Topics {
         #[command(subcommand)]
@@ -153,6 +156,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => {
             let log = config.open_log().context("opening the log")?;
             courier_app::up::run(&config, &flags, log, args).await
+        }
+        Command::Config => {
+            print!("{}", config.to_masked_toml());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Token(args) => courier_app::token::run(&config, args),
         Command::Bench(args) => courier_app::bench::run(&config, cli.config.as_deref(), args).await,

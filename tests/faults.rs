@@ -266,7 +266,7 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
     // the store lost in the kill is applied a second time.
     cassandra.up();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let cfg = courier_pipeline::Config::load(Some(&config), Vec::new()).unwrap();
+    let cfg = courier_app::config::Config::load(Some(&config), Vec::new()).unwrap();
     let (log, store) = rt.block_on(async {
         let log = cfg.open_log().unwrap();
         let store = courier_sinks::inbox::CassandraInboxStore::open(

@@ -480,7 +480,7 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
         )
         .unwrap();
         log.delete_namespace().await.unwrap();
-        let cfg = courier_pipeline::Config::load(Some(&config), Vec::new()).unwrap();
+        let cfg = courier_app::config::Config::load(Some(&config), Vec::new()).unwrap();
         let settings = courier_sinks::inbox::cassandra::CassandraSettings::new(
             &cassandra,
             cfg.cassandra_keyspace().unwrap(),
@@ -539,7 +539,7 @@ fn on_kafka_and_cassandra_a_second_produce_changes_nothing_and_rebuilds_give_ide
     ok(on().args(["topics", "apply"]).output().unwrap());
     ok(on().arg("migrate").output().unwrap());
     let current = || {
-        let cfg = courier_pipeline::Config::load(Some(&config), Vec::new()).unwrap();
+        let cfg = courier_app::config::Config::load(Some(&config), Vec::new()).unwrap();
         let settings = courier_sinks::inbox::CassandraSettings::new(
             &cassandra,
             cfg.cassandra_keyspace().unwrap(),

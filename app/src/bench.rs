@@ -29,11 +29,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::config::Config;
+use crate::config::{Backend, ViewsBackend};
 use anyhow::Context;
-use courier_pipeline::config::{Backend, ViewsBackend};
 use courier_pipeline::producer::publish;
 use courier_pipeline::runner::{CommitObserver, observe_commits};
-use courier_pipeline::{Config, ConsumedRecord, EventLog, KafkaLog, shutdown};
+use courier_pipeline::{ConsumedRecord, EventLog, KafkaLog, shutdown};
 use courier_schemas::EventKind;
 use courier_schemas::headers::EVENT_TYPE;
 use courier_sinks::inbox::Generations;

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use courier_pipeline::Config;
+use crate::config::Config;
 use courier_processors::inbox::store;
 
 use crate::views::open_views;

@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use courier_pipeline::{Config, EventLog};
+use crate::config::Config;
+use courier_pipeline::EventLog;
 
 use crate::registry::Processor;
 

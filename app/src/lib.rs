@@ -1,6 +1,7 @@
 //! What the `courier` command does, one module per subcommand; the binary only parses arguments and calls these.
 
 pub mod bench;
+pub mod config;
 pub mod inbox;
 pub mod lag;
 pub mod messages;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use courier_pipeline::Config;
+use crate::config::Config;
 use courier_processors::inbox::NotAMember;
 use courier_processors::inbox::store;
 

@@ -5,8 +5,8 @@
 
 use std::process::ExitCode;
 
-use courier_pipeline::Config;
-use courier_pipeline::config::ViewsBackend;
+use crate::config::Config;
+use crate::config::ViewsBackend;
 use courier_sinks::inbox::cassandra;
 
 use crate::views::cassandra_settings;

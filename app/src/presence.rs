@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use courier_pipeline::Config;
+use crate::config::Config;
 use courier_processors::presence::PresenceStore;
 use courier_sinks::presence::RocksPresenceStore;
 

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Config;
+use crate::config::ViewsBackend;
 use anyhow::Context;
-use courier_pipeline::config::ViewsBackend;
 use courier_pipeline::runner::{self, RunOptions};
-use courier_pipeline::{Config, EventLog, shutdown};
+use courier_pipeline::{EventLog, shutdown};
 use courier_processors::inbox::InboxProcessor;
 use courier_processors::notify::NotifyProcessor;
 use courier_processors::presence::PresenceProcessor;

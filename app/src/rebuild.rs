@@ -17,10 +17,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::config::Config;
+use crate::config::ViewsBackend;
 use anyhow::Context;
-use courier_pipeline::config::ViewsBackend;
 use courier_pipeline::runner::{self, RunOptions};
-use courier_pipeline::{Config, EventLog, shutdown};
+use courier_pipeline::{EventLog, shutdown};
 use courier_processors::inbox::InboxProcessor;
 use courier_processors::inbox::store::InboxStore;
 use courier_processors::search::SearchProcessor;

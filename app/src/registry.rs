@@ -3,8 +3,8 @@
 //! measures processors reads this table, so adding a processor is adding a row
 //! (and its start in [`crate::processors`]).
 
-use courier_pipeline::Config;
-use courier_pipeline::config::ViewsBackend;
+use crate::config::Config;
+use crate::config::ViewsBackend;
 use courier_sinks::inbox::{CassandraGenerations, Generations};
 
 /// A processor courier can run.

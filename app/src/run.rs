@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use courier_pipeline::{Config, EventLog, shutdown};
+use crate::config::Config;
+use courier_pipeline::{EventLog, shutdown};
 
 use crate::processors::{on_signals, run_processor, serve_metrics};
 use crate::registry::Processor;

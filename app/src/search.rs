@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::config::Config;
 use anyhow::Context;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use courier_pipeline::Config;
 use courier_sinks::inbox::Generations;
 use courier_sinks::search::{SearchError, SearchHit, SearchShards, merge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
+use crate::config::Config;
 use anyhow::Context;
 use courier_gateway::Secret;
-use courier_pipeline::Config;
 
 /// Arguments of `token`.
 #[derive(Debug, clap::Args)]

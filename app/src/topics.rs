@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use courier_pipeline::config::Backend;
+use crate::config::Backend;
+use crate::config::Config;
 use courier_pipeline::kafka::TopicAction;
-use courier_pipeline::{Config, EventLog, KafkaLog};
+use courier_pipeline::{EventLog, KafkaLog};
 use courier_topics::Catalog;
 
 /// Subcommands of `topics`.

@@ -6,11 +6,12 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::config::Config;
+use crate::config::ViewsBackend;
 use anyhow::Context;
 use async_trait::async_trait;
 use courier_gateway::{Gateway, Parts, SearchFailure, SearchViews, Secret};
-use courier_pipeline::config::ViewsBackend;
-use courier_pipeline::{Config, EventLog, shutdown};
+use courier_pipeline::{EventLog, shutdown};
 use courier_processors::inbox::store::{ConversationRows, InboxBatch, InboxStore};
 use courier_processors::inbox::{ConversationState, InboxRow};
 use courier_processors::store::StoreError;

@@ -2,8 +2,8 @@
 //! generation (RocksDB or Cassandra), and the Cassandra settings every command
 //! that touches the view store derives from the config.
 
-use courier_pipeline::Config;
-use courier_pipeline::config::ViewsBackend;
+use crate::config::Config;
+use crate::config::ViewsBackend;
 use courier_processors::inbox::store::InboxStore;
 use courier_sinks::inbox::{
     CassandraGenerations, CassandraInboxStore, CassandraSettings, Generations, RocksInboxStore,
@@ -11,11 +11,7 @@ use courier_sinks::inbox::{
 
 /// The Cassandra settings of the configuration (keyspace prefixed by the namespace).
 pub fn cassandra_settings(config: &Config) -> anyhow::Result<CassandraSettings> {
-    let c = &config.cassandra;
-    let mut s = CassandraSettings::new(&c.contact_points, config.cassandra_keyspace()?);
-    s.replication_factor = c.replication_factor;
-    s.local_datacenter = c.local_datacenter.clone();
-    Ok(s)
+    Ok(config.cassandra_settings()?)
 }
 
 /// Opens the configured inbox views for reading; `None` when there are none yet

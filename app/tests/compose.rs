@@ -1,5 +1,5 @@
 //! Checks that the Docker stack in compose/ is consistent: docker-compose.yml,
-//! courier.docker.toml (read with `courier_pipeline::Config::parse`),
+//! courier.docker.toml (read with `courier_app::config::Config::parse`),
 //! prometheus/prometheus.yml, the Grafana datasource and the Dockerfile agree with
 //! each other, with the processors the `courier` CLI knows and with the workspace.
 //! It only parses files, so it runs (and guards the stack) on machines without Docker.
@@ -9,14 +9,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use courier_pipeline::Config;
-use courier_pipeline::config::Backend;
+use courier_app::config::Backend;
+use courier_app::config::Config;
 use serde_yaml_ng::Value;
 
 /// The processors `courier run PROCESSOR` accepts: the registry's names. Every
 /// one must have a compose service, and a service may run only these.
 fn processors() -> Vec<&'static str> {
-    courier_app::registry::REGISTRY.iter().map(|e| e.name).collect()
+    courier_app::registry::REGISTRY
+        .iter()
+        .map(|e| e.name)
+        .collect()
 }
 
 const COMPOSE: &str = "compose/docker-compose.yml";
@@ -25,13 +28,9 @@ const PROMETHEUS: &str = "compose/prometheus/prometheus.yml";
 const GRAFANA_DATASOURCES: &str = "compose/grafana/provisioning/datasources";
 const DOCKERFILE: &str = "compose/Dockerfile";
 
-/// Environment variables that would override what courier.docker.toml says about the
-/// things checked here (pipeline/src/config.rs, `ENV_OVERRIDES`).
-const OVERRIDES_CHECKED_SETTINGS: &[&str] = &[
-    "COURIER_LOG_BACKEND",
-    "COURIER_KAFKA_BROKERS",
-    "COURIER_METRICS_LISTEN",
-];
+/// Keys of courier.docker.toml checked here, which no service may override from
+/// its environment (any variable `courier_app::config::env_key` maps to one).
+const OVERRIDES_CHECKED_SETTINGS: &[&str] = &["log.backend", "kafka.brokers", "metrics.listen"];
 
 // ------------------------------------------------------------------ reading
 
@@ -762,8 +761,10 @@ fn courier_services_run_known_commands_with_the_config_mounted() {
             ),
         }
         let env = s.env();
-        for var in OVERRIDES_CHECKED_SETTINGS {
-            p.check(!env.contains_key(*var), || {
+        for var in env.keys() {
+            let key = courier_app::config::env_key(var).map(|k| k.join("."));
+            let checked = key.is_some_and(|k| OVERRIDES_CHECKED_SETTINGS.contains(&k.as_str()));
+            p.check(!checked, || {
                 format!(
                     "{COMPOSE}: service {}: sets {var}, which overrides {CONFIG}; change the config file instead",
                     s.name
@@ -1314,7 +1315,7 @@ fn the_gateway_runs_alone_reads_scylla_and_searches_every_search_replica() {
     // Views shared by replicas and the gateway: Cassandra, at the scylla service,
     // migrated by a one-shot that waits for it.
     p.check(
-        stack.config.views.backend == courier_pipeline::config::ViewsBackend::Cassandra,
+        stack.config.views.backend == courier_app::config::ViewsBackend::Cassandra,
         || format!("{CONFIG}: [views] backend should be cassandra, so every inbox replica and the gateway share the views"),
     );
     let scylla: Vec<String> = stack.scylla().iter().map(|s| s.name.clone()).collect();

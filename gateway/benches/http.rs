@@ -21,8 +21,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use courier_gateway::GatewayConfig;
 use courier_gateway::{Gateway, Parts, Secret};
-use courier_pipeline::config::GatewayConfig;
 use courier_pipeline::embedded::EmbeddedOptions;
 use courier_pipeline::{EmbeddedLog, EventLog, shutdown};
 use courier_sinks::inbox::RocksInboxStore;

@@ -6,6 +6,7 @@
 //! It publishes through `producer::publish` like any other producer.
 
 pub mod auth;
+pub mod config;
 pub mod conversations;
 pub mod error;
 pub mod health;
@@ -22,12 +23,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_pipeline::config::GatewayConfig;
 use courier_pipeline::shutdown::Shutdown;
 use courier_pipeline::{EventLog, LogError};
 use courier_processors::inbox::store::InboxStore;
 
 pub use auth::Secret;
+pub use config::GatewayConfig;
 pub use search::{SearchFailure, SearchViews};
 
 /// A running gateway's shared state.

@@ -23,7 +23,6 @@ pub mod runner;
 pub mod shutdown;
 pub mod testing;
 
-pub use config::Config;
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedLog;
 #[cfg(feature = "kafka")]

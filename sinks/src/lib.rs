@@ -4,6 +4,7 @@
 //! Architecture invariant: sinks hold no domain rules; they store and load what the
 //! processors hand them, atomically where the port says so.
 
+pub mod config;
 pub mod inbox;
 pub mod notify;
 pub mod presence;

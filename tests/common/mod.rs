@@ -245,7 +245,7 @@ pub fn drop_distributed(config: &Path, brokers: &str, cassandra: &str, namespace
     delete_namespace(brokers, namespace);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let cfg = courier_pipeline::Config::load(Some(config), Vec::new()).unwrap();
+        let cfg = courier_app::config::Config::load(Some(config), Vec::new()).unwrap();
         let base = cfg.cassandra_keyspace().unwrap();
         let settings = courier_sinks::inbox::CassandraSettings::new(cassandra, base.clone());
         let session = courier_sinks::inbox::cassandra::connect(&settings)

@@ -22,9 +22,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::config::Config;
+use crate::config::{Backend, ViewsBackend};
 use anyhow::Context;
-use courier_pipeline::Config;
-use courier_pipeline::config::{Backend, ViewsBackend};
 use courier_pipeline::embedded::baseline::{Framed, RawLog, frame};
 use courier_pipeline::kafka::perf;
 use courier_pipeline::producer::{to_record, topic_for};

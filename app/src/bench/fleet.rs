@@ -15,9 +15,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::config::Config;
+use crate::config::{Backend, ViewsBackend};
 use anyhow::Context;
-use courier_pipeline::Config;
-use courier_pipeline::config::{Backend, ViewsBackend};
 use courier_sinks::inbox::Generations;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
