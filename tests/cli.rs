@@ -496,6 +496,56 @@ fn bad_arguments_are_explained() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("kafak"));
 }
 
+#[test]
+fn courier_config_prints_the_effective_config_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[gateway]\nmax_members = 7\njwt_secret = \"from-the-file\"\n[kafka.properties]\n\"sasl.password\" = \"pw-in-file\"\n",
+    )
+    .unwrap();
+    let out = courier(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .env("COURIER_GATEWAY__MAX_TEXT_BYTES", "4096")
+        .env("COURIER_RUNNER__MAX_BATCH", "9")
+        .arg("config")
+        .output()
+        .unwrap();
+    let printed = ok(out);
+    for expected in [
+        "max_members = 7",
+        "max_text_bytes = 4096",
+        "max_batch = 9",
+        "jwt_secret = \"********\"",
+        "\"sasl.password\" = \"********\"",
+    ] {
+        assert!(printed.contains(expected), "{expected} in:\n{printed}");
+    }
+    for secret in ["from-the-file", "pw-in-file"] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+    // --data is a flag, stronger than the file and the environment.
+    assert!(
+        printed.contains(&format!("data_dir = \"{}\"", data.display())),
+        "{printed}"
+    );
+    let out = courier(&data)
+        .env("COURIER_GATEWAY__MAX_TEXT_BYTES", "lots")
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("COURIER_GATEWAY__MAX_TEXT_BYTES=lots: expected a whole number"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The broker of compose/local (or COURIER_TEST_KAFKA) if it answers.
 fn kafka() -> Option<String> {
     courier_pipeline::testing::KAFKA.reachable()
