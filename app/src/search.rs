@@ -13,9 +13,13 @@ use anyhow::Context;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use courier_sinks::inbox::Generations;
 use courier_sinks::search::{SearchError, SearchHit, SearchShards, merge};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 
 /// Arguments of `search`.
 #[derive(Debug, clap::Args)]
@@ -110,14 +114,14 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
 /// Asks every peer at once and merges their answers; any peer failing fails the
 /// search (a partial answer would silently miss messages).
 async fn fan_out(args: &Args) -> anyhow::Result<Vec<SearchHit>> {
-    ask_peers(
-        &args.peers,
-        &args.user,
-        &args.query,
-        args.limit,
-        args.conversation.as_deref(),
-    )
-    .await
+    Peers::new(args.peers.clone())
+        .ask(
+            &args.user,
+            &args.query,
+            args.limit,
+            args.conversation.as_deref(),
+        )
+        .await
 }
 
 /// The search instances behind `peers`: each `http://HOST:PORT` as given, and each
@@ -146,74 +150,89 @@ pub async fn expand_peers(peers: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-/// One search through distributed instances (`courier run search --serve`): asks
-/// every peer at once and merges their answers. Any peer failing fails the search
-/// (a partial answer would silently miss messages); a malformed query is a
-/// [`BadQuery`].
-pub async fn ask_peers(
-    peers: &[String],
-    user: &str,
-    query: &str,
-    limit: usize,
-    conversation: Option<&str>,
-) -> anyhow::Result<Vec<SearchHit>> {
-    let mut path = format!(
-        "/v1/shards/search?user={}&q={}&limit={}",
-        encode(user),
-        encode(query),
-        limit
-    );
-    if let Some(c) = conversation {
-        path.push_str(&format!("&conversation={}", encode(c)));
-    }
-    let mut asks = tokio::task::JoinSet::new();
-    for peer in expand_peers(peers).await? {
-        let path = path.clone();
-        asks.spawn(async move {
-            let answer = tokio::time::timeout(Duration::from_secs(10), get(&peer, &path)).await;
-            answer
-                .map_err(|_| anyhow::anyhow!("search peer {peer}: no answer within 10 s"))?
-                .with_context(|| format!("search peer {peer}"))
-        });
-    }
-    let mut hits = Vec::new();
-    while let Some(answer) = asks.join_next().await {
-        hits.extend(answer.context("a search request task failed")??);
-    }
-    Ok(merge(hits, limit))
+/// How long one peer has to answer a search.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The instances of a distributed search processor (`courier run search --serve`),
+/// asked over HTTP/1.1 with keep-alive connections kept between searches.
+pub struct Peers {
+    peers: Vec<String>,
+    client: Client<HttpConnector, Empty<Bytes>>,
 }
 
-/// One `GET` over plain HTTP/1.0 (the answer ends with the connection).
-async fn get(peer: &str, path: &str) -> anyhow::Result<Vec<SearchHit>> {
-    let host = peer
-        .strip_prefix("http://")
-        .with_context(|| format!("{peer:?} is not an http://HOST:PORT address"))?
-        .trim_end_matches('/');
-    let mut conn = tokio::net::TcpStream::connect(host)
-        .await
-        .with_context(|| format!("connecting to {host}"))?;
-    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await?;
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).await?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("the answer has no HTTP header end")?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let body = &raw[split + 4..];
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("the answer has no HTTP status")?;
+impl Peers {
+    /// Peers as `--peers` / `--search-peers` give them (see [`expand_peers`]).
+    pub fn new(peers: Vec<String>) -> Peers {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(PEER_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Peers { peers, client }
+    }
+
+    /// One search: asks every peer at once and merges their answers. Any peer
+    /// failing fails the search (a partial answer would silently miss messages);
+    /// a malformed query is a [`BadQuery`].
+    pub async fn ask(
+        &self,
+        user: &str,
+        query: &str,
+        limit: usize,
+        conversation: Option<&str>,
+    ) -> anyhow::Result<Vec<SearchHit>> {
+        let mut path = format!(
+            "/v1/shards/search?user={}&q={}&limit={}",
+            encode(user),
+            encode(query),
+            limit
+        );
+        if let Some(c) = conversation {
+            path.push_str(&format!("&conversation={}", encode(c)));
+        }
+        let mut asks = tokio::task::JoinSet::new();
+        for peer in expand_peers(&self.peers).await? {
+            let (path, client) = (path.clone(), self.client.clone());
+            asks.spawn(async move {
+                let answer = tokio::time::timeout(PEER_TIMEOUT, get(&client, &peer, &path)).await;
+                answer
+                    .map_err(|_| anyhow::anyhow!("search peer {peer}: no answer within 10 s"))?
+                    .with_context(|| format!("search peer {peer}"))
+            });
+        }
+        let mut hits = Vec::new();
+        while let Some(answer) = asks.join_next().await {
+            hits.extend(answer.context("a search request task failed")??);
+        }
+        Ok(merge(hits, limit))
+    }
+}
+
+/// One `GET` of a peer's shard search.
+async fn get(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    peer: &str,
+    path: &str,
+) -> anyhow::Result<Vec<SearchHit>> {
+    let base = peer.trim_end_matches('/');
+    anyhow::ensure!(
+        base.starts_with("http://"),
+        "{peer:?} is not an http://HOST:PORT address"
+    );
+    let uri: hyper::Uri = format!("{base}{path}")
+        .parse()
+        .with_context(|| format!("{peer:?} is not an http://HOST:PORT address"))?;
+    let answer = client.get(uri).await?;
+    let status = answer.status().as_u16();
+    let body = answer.into_body().collect().await?.to_bytes();
     match status {
-        200 => Ok(serde_json::from_slice(body).context("decoding the hits")?),
+        200 => Ok(serde_json::from_slice(&body).context("decoding the hits")?),
         400 => {
-            let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             Err(BadQuery(v["error"].as_str().unwrap_or("bad request").to_string()).into())
         }
-        s => anyhow::bail!("HTTP {s}: {}", String::from_utf8_lossy(body)),
+        s => anyhow::bail!("HTTP {s}: {}", String::from_utf8_lossy(&body)),
     }
 }
 

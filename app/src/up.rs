@@ -43,12 +43,12 @@ fn parse_processors(list: &str) -> anyhow::Result<Vec<Processor>> {
 }
 
 /// Search through distributed instances (`--search-peers`), for `GET /v1/search`.
-struct PeerSearch(Vec<String>);
+struct PeerSearch(super::search::Peers);
 
 #[async_trait]
 impl SearchViews for PeerSearch {
     async fn search(&self, user: &str, query: &str, limit: usize) -> Result<String, SearchFailure> {
-        match super::search::ask_peers(&self.0, user, query, limit, None).await {
+        match self.0.ask(user, query, limit, None).await {
             Ok(hits) => serde_json::to_string(&hits)
                 .map_err(|e| SearchFailure::Unavailable(format!("encoding hits: {e}"))),
             Err(e) if e.is::<super::search::BadQuery>() => {
@@ -180,7 +180,7 @@ fn search_views(
     peers: Vec<String>,
 ) -> anyhow::Result<Option<Arc<dyn SearchViews>>> {
     if !peers.is_empty() {
-        return Ok(Some(Arc::new(PeerSearch(peers))));
+        return Ok(Some(Arc::new(PeerSearch(super::search::Peers::new(peers)))));
     }
     if !processors.iter().any(|p| matches!(p, Processor::Search)) {
         return Ok(None);
