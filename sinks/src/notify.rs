@@ -84,26 +84,29 @@ impl NotifyStore for RocksNotifyStore {
 
 #[cfg(test)]
 mod tests {
+    use courier_processors::notify::conformance::NotifyStoreFactory;
+
     use super::*;
 
-    #[test]
-    fn states_and_checkpoints_round_trip_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let mut s = RocksNotifyStore::open(dir.path()).unwrap();
-            assert_eq!(s.checkpoint(2).unwrap(), None);
-            s.write(&[ConversationState::new("c1")], &[(2, 9)]).unwrap();
+    struct RocksFactory;
+
+    impl NotifyStoreFactory for RocksFactory {
+        type Place = tempfile::TempDir;
+        type Store = RocksNotifyStore;
+        fn place(&self) -> tempfile::TempDir {
+            tempfile::tempdir().unwrap()
         }
-        let s = RocksNotifyStore::open(dir.path()).unwrap();
-        assert_eq!(s.checkpoint(2).unwrap(), Some(9));
-        let got = s.load_states(&["c1".into(), "c2".into()]).unwrap();
-        assert_eq!(got[0].as_ref().unwrap().conversation_id(), "c1");
-        assert!(got[1].is_none());
+        fn open(&self, place: &tempfile::TempDir) -> RocksNotifyStore {
+            RocksNotifyStore::open(place.path()).unwrap()
+        }
     }
+
+    courier_processors::notify_store_conformance!(RocksFactory);
 
     /// A conversation of hundreds of messages, stored after every few, with an
     /// edit and a delete of messages in chunks written long before: only the
-    /// changed chunks are rewritten, and the state reads back as it is.
+    /// changed chunks are rewritten (how this store splits states; that the
+    /// state reads back as it is, is the conformance suite's).
     #[test]
     fn a_long_conversation_is_stored_in_chunks_and_reads_back_as_it_is() {
         use courier_processors::inbox::{Position, apply};

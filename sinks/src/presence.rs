@@ -93,25 +93,22 @@ impl PresenceStore for RocksPresenceStore {
 
 #[cfg(test)]
 mod tests {
+    use courier_processors::presence::conformance::PresenceStoreFactory;
+
     use super::*;
 
-    #[test]
-    fn rows_and_checkpoints_round_trip_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let mut s = RocksPresenceStore::open(dir.path()).unwrap();
-            assert_eq!(s.checkpoint(3).unwrap(), None);
-            let row = PresenceRow {
-                user_id: "u1".into(),
-                status: Status::Online,
-                last_seen_ms: -7,
-            };
-            s.write(std::slice::from_ref(&row), &[(3, 11)]).unwrap();
+    struct RocksFactory;
+
+    impl PresenceStoreFactory for RocksFactory {
+        type Place = tempfile::TempDir;
+        type Store = RocksPresenceStore;
+        fn place(&self) -> tempfile::TempDir {
+            tempfile::tempdir().unwrap()
         }
-        let s = RocksPresenceStore::open(dir.path()).unwrap();
-        assert_eq!(s.checkpoint(3).unwrap(), Some(11));
-        let got = s.get("u1").unwrap().unwrap();
-        assert_eq!((got.status, got.last_seen_ms), (Status::Online, -7));
-        assert!(s.get("u2").unwrap().is_none());
+        fn open(&self, place: &tempfile::TempDir) -> RocksPresenceStore {
+            RocksPresenceStore::open(place.path()).unwrap()
+        }
     }
+
+    courier_processors::presence_store_conformance!(RocksFactory);
 }

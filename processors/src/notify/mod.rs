@@ -11,6 +11,7 @@
 //! before each batch of conversation events), publishes the jobs, then writes the
 //! conversation states with their per-partition checkpoints atomically.
 
+pub mod conformance;
 mod handler;
 mod jobs;
 

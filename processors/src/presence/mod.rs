@@ -4,6 +4,7 @@
 //! partition (keyed by user), so log order is the order the gateway accepted them.
 //! `last_seen_ms` is the `at_ms` of that latest event.
 
+pub mod conformance;
 mod fold;
 mod handler;
 
