@@ -9,6 +9,7 @@
 //! replay of the topic never sends a job twice).
 
 pub mod body;
+pub mod conformance;
 mod handler;
 pub mod policy;
 
