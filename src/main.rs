@@ -121,6 +121,7 @@ fn init_tracing(default: &str) {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(&cli)?;
+    courier_app::metrics::init();
     let flags = cli_flags(&cli);
     match cli.command {
         Command::Produce(args) => {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod inbox;
 pub mod lag;
 pub mod messages;
+pub mod metrics;
 pub mod migrate;
 pub mod presence;
 pub mod processors;

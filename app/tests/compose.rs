@@ -1360,3 +1360,181 @@ fn the_gateway_runs_alone_reads_scylla_and_searches_every_search_replica() {
     }
     p.assert_none();
 }
+
+/// The courier (and process) metric names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        let rest = &expr[i..];
+        if starts_word && (rest.starts_with("courier_") || rest.starts_with("process_")) {
+            let len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            out.push(rest[..len].to_string());
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether `name` is an exported metric or one of the series a histogram of that
+/// name exports.
+fn is_exported(name: &str, exported: &BTreeSet<String>) -> bool {
+    exported.contains(name)
+        || ["_bucket", "_sum", "_count"].iter().any(|s| {
+            name.strip_suffix(s)
+                .is_some_and(|base| exported.contains(base))
+        })
+}
+
+const DASHBOARDS: &str = "compose/grafana/provisioning/dashboards";
+const ALERTS: &str = "compose/prometheus/alerts.yml";
+
+#[test]
+fn every_metric_a_dashboard_or_alert_reads_is_one_courier_exports() {
+    let exported = courier_app::metrics::exported_names();
+    // Some of each crate's, so an empty or partial registry cannot pass.
+    for name in [
+        "courier_processor_events_total",
+        "courier_push_sent_total",
+        "courier_search_query_seconds",
+        "courier_gateway_requests_total",
+        "courier_build_info",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(exported.contains(name), "{name} not exported: {exported:?}");
+    }
+    let mut p = Problems::default();
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    let mut dashboards = 0;
+    for entry in std::fs::read_dir(repo().join(DASHBOARDS)).expect(DASHBOARDS) {
+        let path = entry.expect("directory entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        dashboards += 1;
+        let rel = format!(
+            "{DASHBOARDS}/{}",
+            path.file_name().unwrap().to_string_lossy()
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&read(&rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        for panel in doc["panels"].as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if let Some(e) = target["expr"].as_str() {
+                    let title = panel["title"].as_str().unwrap_or("?");
+                    exprs.push((format!("{rel}: panel {title:?}"), e.to_string()));
+                }
+            }
+        }
+    }
+    assert!(dashboards > 0, "{DASHBOARDS}: no dashboard");
+    let rules = yaml(ALERTS, &read(ALERTS));
+    let mut alerts = BTreeSet::new();
+    for group in rules
+        .get("groups")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        for rule in group
+            .get("rules")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let name = rule.get("alert").and_then(scalar).unwrap_or_default();
+            alerts.insert(name.clone());
+            let expr = rule.get("expr").and_then(scalar).unwrap_or_default();
+            exprs.push((format!("{ALERTS}: alert {name}"), expr));
+        }
+    }
+    // What operators are promised alerts for: lag growing, dead letters, the push
+    // breaker open, a processor down.
+    for want in [
+        "CourierLagGrowing",
+        "CourierDeadLetters",
+        "CourierPushBreakerOpen",
+        "CourierInstanceDown",
+    ] {
+        p.check(alerts.contains(want), || {
+            format!("{ALERTS}: no alert {want}")
+        });
+    }
+    let mut read_somewhere = BTreeSet::new();
+    for (place, expr) in &exprs {
+        let names = metric_names(expr);
+        p.check(!names.is_empty() || expr.contains("up{"), || {
+            format!("{place}: `{expr}` reads no courier metric")
+        });
+        for name in names {
+            p.check(is_exported(&name, &exported), || {
+                format!("{place}: `{name}` is not a metric courier exports")
+            });
+            read_somewhere.insert(name);
+        }
+    }
+    // The dashboard covers what the operator needs to see.
+    for (what, metric) in [
+        ("throughput", "courier_processor_events_total"),
+        (
+            "end-to-end latency per view",
+            "courier_processor_e2e_latency_seconds_bucket",
+        ),
+        (
+            "lag per group and partition",
+            "courier_processor_lag_records",
+        ),
+        ("dead letters", "courier_processor_dead_letters_total"),
+        ("push outcomes", "courier_push_sent_total"),
+        ("push breaker state", "courier_push_breaker_state"),
+        ("gateway requests", "courier_gateway_requests_total"),
+        ("WebSocket connections", "courier_gateway_ws_connections"),
+    ] {
+        p.check(read_somewhere.contains(metric), || {
+            format!("{DASHBOARDS}: no panel shows {what} ({metric})")
+        });
+    }
+    let prom = yaml(PROMETHEUS, &read(PROMETHEUS));
+    let loads_rules = prom
+        .get("rule_files")
+        .and_then(Value::as_sequence)
+        .is_some_and(|files| {
+            files
+                .iter()
+                .any(|f| scalar(f).as_deref() == Some("alerts.yml"))
+        });
+    p.check(loads_rules, || {
+        format!("{PROMETHEUS}: rule_files does not load alerts.yml")
+    });
+    let stack = Stack::load();
+    let alerts_file = repo().join(ALERTS);
+    let mounted = stack.services.iter().any(|s| {
+        s.binds()
+            .iter()
+            .any(|(src, t)| *src == alerts_file && t == "/etc/prometheus/alerts.yml")
+    });
+    p.check(mounted, || {
+        format!("{COMPOSE}: no service mounts {ALERTS} at /etc/prometheus/alerts.yml, beside prometheus.yml")
+    });
+    p.assert_none();
+}
+
+#[test]
+fn metric_names_are_found_in_promql() {
+    assert_eq!(
+        metric_names(
+            "histogram_quantile(0.99, sum by (le) (rate(courier_x_seconds_bucket[5m]))) / process_y"
+        ),
+        vec!["courier_x_seconds_bucket", "process_y"]
+    );
+    assert_eq!(
+        metric_names("sum by (processor) (my_courier_z)"),
+        Vec::<String>::new()
+    );
+}

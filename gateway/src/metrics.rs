@@ -20,7 +20,6 @@ pub struct Metrics {
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
-    let r = courier_pipeline::metrics::registry();
     let requests = IntCounterVec::new(
         Opts::new(
             "courier_gateway_requests_total",
@@ -28,7 +27,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["route", "method", "status"],
     )?;
-    r.register(Box::new(requests.clone()))?;
+    courier_pipeline::metrics::register(Box::new(requests.clone()))?;
     let request_seconds = HistogramVec::new(
         HistogramOpts::new(
             "courier_gateway_request_seconds",
@@ -39,7 +38,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ]),
         &["route"],
     )?;
-    r.register(Box::new(request_seconds.clone()))?;
+    courier_pipeline::metrics::register(Box::new(request_seconds.clone()))?;
     let published = IntCounterVec::new(
         Opts::new(
             "courier_gateway_published_events_total",
@@ -47,17 +46,17 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["type"],
     )?;
-    r.register(Box::new(published.clone()))?;
+    courier_pipeline::metrics::register(Box::new(published.clone()))?;
     let ws_connections = IntGauge::new(
         "courier_gateway_ws_connections",
         "Open live (WebSocket) connections.",
     )?;
-    r.register(Box::new(ws_connections.clone()))?;
+    courier_pipeline::metrics::register(Box::new(ws_connections.clone()))?;
     let ws_slow_disconnects = IntCounter::new(
         "courier_gateway_ws_slow_disconnects_total",
         "Live connections cut off because their queue was full.",
     )?;
-    r.register(Box::new(ws_slow_disconnects.clone()))?;
+    courier_pipeline::metrics::register(Box::new(ws_slow_disconnects.clone()))?;
     Ok(Metrics {
         requests,
         request_seconds,

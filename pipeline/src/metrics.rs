@@ -3,8 +3,10 @@
 //! Names follow `courier_<component>_<what>_<unit>`; labels are `topic`,
 //! `partition` and `processor`. docs/ARCHITECTURE.md lists them.
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -39,12 +41,35 @@ pub struct Metrics {
     pub stalled: IntGaugeVec,
 }
 
+/// The names of every metric registered so far, with or without samples yet (a
+/// labelled metric shows in `/metrics` only once it has a sample; dashboards and
+/// alert rules are checked against these names).
+static NAMES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+fn register_in(registry: &Registry, c: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+    let new: Vec<String> = c.desc().iter().map(|d| d.fq_name.clone()).collect();
+    registry.register(c)?;
+    NAMES.lock().unwrap_or_else(|e| e.into_inner()).extend(new);
+    Ok(())
+}
+
+/// Registers a component's metric in the process-wide registry (sinks, the
+/// gateway and the processors add theirs this way).
+pub fn register(c: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+    register_in(registry(), c)
+}
+
+/// Every metric name registered so far (see [`register`]).
+pub fn registered_names() -> BTreeSet<String> {
+    NAMES.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
     let counter =
         |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
             let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
+            register_in(&registry, Box::new(c.clone()))?;
             Ok(c)
         };
     let histogram =
@@ -53,7 +78,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
                 HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
                 labels,
             )?;
-            registry.register(Box::new(h.clone()))?;
+            register_in(&registry, Box::new(h.clone()))?;
             Ok(h)
         };
     let log_appended = counter(
@@ -83,7 +108,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["processor", "topic", "partition"],
     )?;
-    registry.register(Box::new(lag.clone()))?;
+    register_in(&registry, Box::new(lag.clone()))?;
     let e2e_seconds = histogram(
         "courier_processor_e2e_latency_seconds",
         "From the event's at_ms to applied by the processor.",
@@ -106,7 +131,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["processor"],
     )?;
-    registry.register(Box::new(stalled.clone()))?;
+    register_in(&registry, Box::new(stalled.clone()))?;
     Ok(Metrics {
         registry,
         stalled,

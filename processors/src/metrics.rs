@@ -25,22 +25,21 @@ pub struct Metrics {
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
-    let r = courier_pipeline::metrics::registry();
     let notify_jobs = IntCounter::new(
         "courier_notify_jobs_total",
         "Push jobs published by the notifier.",
     )?;
-    r.register(Box::new(notify_jobs.clone()))?;
+    courier_pipeline::metrics::register(Box::new(notify_jobs.clone()))?;
     let push_sent = IntCounter::new(
         "courier_push_sent_total",
         "Push jobs the provider accepted.",
     )?;
-    r.register(Box::new(push_sent.clone()))?;
+    courier_pipeline::metrics::register(Box::new(push_sent.clone()))?;
     let push_already_sent = IntCounter::new(
         "courier_push_already_sent_total",
         "Push jobs skipped because they were sent before (redelivery, restart, replay).",
     )?;
-    r.register(Box::new(push_already_sent.clone()))?;
+    courier_pipeline::metrics::register(Box::new(push_already_sent.clone()))?;
     let push_retried = IntCounterVec::new(
         Opts::new(
             "courier_push_retried_total",
@@ -48,7 +47,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["cause"],
     )?;
-    r.register(Box::new(push_retried.clone()))?;
+    courier_pipeline::metrics::register(Box::new(push_retried.clone()))?;
     let push_failed = IntCounterVec::new(
         Opts::new(
             "courier_push_failed_total",
@@ -56,7 +55,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["cause"],
     )?;
-    r.register(Box::new(push_failed.clone()))?;
+    courier_pipeline::metrics::register(Box::new(push_failed.clone()))?;
     let push_breaker = IntGaugeVec::new(
         Opts::new(
             "courier_push_breaker_state",
@@ -64,7 +63,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["endpoint"],
     )?;
-    r.register(Box::new(push_breaker.clone()))?;
+    courier_pipeline::metrics::register(Box::new(push_breaker.clone()))?;
     let push_delivery_seconds = HistogramVec::new(
         HistogramOpts::new(
             "courier_push_delivery_seconds",
@@ -75,7 +74,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ]),
         &["endpoint"],
     )?;
-    r.register(Box::new(push_delivery_seconds.clone()))?;
+    courier_pipeline::metrics::register(Box::new(push_delivery_seconds.clone()))?;
     Ok(Metrics {
         notify_jobs,
         push_sent,

@@ -23,7 +23,6 @@ const BUCKETS: &[f64] = &[
 pub fn metrics() -> &'static SearchMetrics {
     static M: OnceLock<SearchMetrics> = OnceLock::new();
     M.get_or_init(|| {
-        let registry = courier_pipeline::metrics::registry();
         let documents = IntCounterVec::new(
             Opts::new(
                 "courier_search_documents_total",
@@ -51,9 +50,9 @@ pub fn metrics() -> &'static SearchMetrics {
         )
         .expect("valid metric");
         // Registration fails only for a duplicate name: these are registered once.
-        let _ = registry.register(Box::new(documents.clone()));
-        let _ = registry.register(Box::new(commit_seconds.clone()));
-        let _ = registry.register(Box::new(query_seconds.clone()));
+        let _ = courier_pipeline::metrics::register(Box::new(documents.clone()));
+        let _ = courier_pipeline::metrics::register(Box::new(commit_seconds.clone()));
+        let _ = courier_pipeline::metrics::register(Box::new(query_seconds.clone()));
         SearchMetrics {
             documents,
             commit_seconds,

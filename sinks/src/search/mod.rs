@@ -9,7 +9,7 @@
 
 pub mod baseline;
 mod documents;
-mod metrics;
+pub mod metrics;
 mod query;
 mod writer;
 
