@@ -14,6 +14,7 @@
 //! and the shard's next offset: after a crash, documents, states and position
 //! agree by construction.
 
+pub mod conformance;
 mod handler;
 mod index;
 mod ops;

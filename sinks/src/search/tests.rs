@@ -1,6 +1,7 @@
 //! The search view end to end inside the library: embedded log → runner →
-//! `SearchProcessor` → tantivy shards → `SearchShards::search`. Semantic cases
-//! of docs/DESIGN.md, malformed queries, and a crash between staging and committing.
+//! `SearchProcessor` → tantivy shards → `SearchShards::search`. The port's
+//! conformance suite, semantic cases of docs/DESIGN.md, malformed queries, and a
+//! crash between staging and committing.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -15,12 +16,148 @@ use courier_pipeline::{
     Position as LogPosition, Record, producer,
 };
 use courier_processors::inbox::ConversationState;
+use courier_processors::search::conformance::{CommittedDoc, SearchIndexFactory};
 use courier_processors::search::{LatestStates, SearchBatch, SearchIndex, SearchProcessor};
 use courier_processors::store::StoreError;
 use courier_schemas::json::parse_line;
 use courier_topics::{CONVERSATIONS, Catalog, DEAD_LETTERS};
 
 use super::{SearchError, SearchShards, TantivySearchIndex};
+
+/// Each check in a temporary directory; the committed documents are read from
+/// the shard's last commit with a reader of its own, as `SearchShards` reads.
+struct TantivyFactory;
+
+#[async_trait]
+impl SearchIndexFactory for TantivyFactory {
+    type Place = tempfile::TempDir;
+    type Index = TantivySearchIndex;
+    async fn place(&self) -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+    async fn open(&self, place: &tempfile::TempDir) -> TantivySearchIndex {
+        TantivySearchIndex::new(place.path())
+    }
+    async fn committed_documents(
+        &self,
+        place: &tempfile::TempDir,
+        partition: u32,
+    ) -> Vec<CommittedDoc> {
+        committed_documents(place.path(), partition)
+    }
+    async fn committed_states(
+        &self,
+        place: &tempfile::TempDir,
+        partition: u32,
+    ) -> Vec<ConversationState> {
+        committed_states(place.path(), partition)
+    }
+}
+
+courier_processors::search_index_conformance!(TantivyFactory);
+
+/// The searcher of a shard's last commit, if it was ever created.
+fn last_commit(root: &Path, partition: u32) -> Option<tantivy::Searcher> {
+    let dir = super::shard_dir(root, partition);
+    if !dir.join("meta.json").exists() {
+        return None;
+    }
+    let index = tantivy::Index::open_in_dir(&dir).unwrap();
+    Some(index.reader().unwrap().searcher())
+}
+
+/// Every live document of a searcher.
+fn live_documents(
+    searcher: &tantivy::Searcher,
+) -> Vec<(tantivy::DocAddress, tantivy::TantivyDocument)> {
+    use tantivy::collector::DocSetCollector;
+    use tantivy::query::AllQuery;
+
+    let mut addresses: Vec<_> = searcher
+        .search(&AllQuery, &DocSetCollector)
+        .unwrap()
+        .into_iter()
+        .collect();
+    addresses.sort();
+    addresses
+        .into_iter()
+        .map(|a| (a, searcher.doc(a).unwrap()))
+        .collect()
+}
+
+/// The conversation states of a shard's last commit.
+fn committed_states(root: &Path, partition: u32) -> Vec<ConversationState> {
+    use tantivy::schema::Value;
+
+    let Some(searcher) = last_commit(root, partition) else {
+        return Vec::new();
+    };
+    let fields = super::Fields::new();
+    live_documents(&searcher)
+        .iter()
+        .filter_map(|(_, doc)| doc.get_first(fields.state).and_then(|v| v.as_bytes()))
+        .map(|bytes| crate::states::decode(bytes, super::STORE, "?").unwrap())
+        .collect()
+}
+
+/// The message documents of a shard's last commit, with the users who see them.
+fn committed_documents(root: &Path, partition: u32) -> Vec<CommittedDoc> {
+    use std::collections::HashMap;
+
+    use tantivy::schema::{IndexRecordOption, Value};
+    use tantivy::{DocAddress, DocSet, TERMINATED, TantivyDocument};
+
+    let Some(searcher) = last_commit(root, partition) else {
+        return Vec::new();
+    };
+    let fields = super::Fields::new();
+    // Who sees a message is indexed, not stored: read it off the postings.
+    let mut visible: HashMap<DocAddress, Vec<String>> = HashMap::new();
+    for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+        let inverted = segment.inverted_index(fields.visible).unwrap();
+        let mut terms = inverted.terms().stream().unwrap();
+        while terms.advance() {
+            let user = String::from_utf8(terms.key().to_vec()).unwrap();
+            let mut postings = inverted
+                .read_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)
+                .unwrap();
+            let mut d = postings.doc();
+            while d != TERMINATED {
+                visible
+                    .entry(DocAddress::new(ord as u32, d))
+                    .or_default()
+                    .push(user.clone());
+                d = postings.advance();
+            }
+        }
+    }
+    let text = |doc: &TantivyDocument, field| {
+        doc.get_first(field)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let mut docs = Vec::new();
+    for (address, doc) in live_documents(&searcher) {
+        // State documents have no message id.
+        let Some(message_id) = text(&doc, fields.message_id) else {
+            continue;
+        };
+        let mut visible_to = visible.remove(&address).unwrap_or_default();
+        visible_to.sort();
+        docs.push(CommittedDoc {
+            conversation_id: text(&doc, fields.conversation_id).unwrap(),
+            message_id,
+            sender_id: text(&doc, fields.sender_id).unwrap(),
+            text: text(&doc, fields.text).unwrap(),
+            sent_at_ms: doc
+                .get_first(fields.sent_at_ms)
+                .and_then(|v| v.as_i64())
+                .unwrap(),
+            visible_to,
+        });
+    }
+    docs
+}
 
 /// Churn, edits, deletes, ciphertext, media, a duplicate, a rule break.
 const STREAM: &str = r#"
