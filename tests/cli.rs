@@ -497,6 +497,41 @@ fn bad_arguments_are_explained() {
 }
 
 #[test]
+fn long_commands_report_progress_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(courier(&data)
+        .args(["produce", "--file", "examples/chat.jsonl"])
+        .output()
+        .unwrap());
+    let conversations = std::fs::read_to_string("examples/chat.jsonl")
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"presence\""))
+        .count();
+    let out = courier(&data)
+        .args(["run", "inbox", "--until-caught-up"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    // Not a terminal: lines, the last with the totals and nothing left.
+    let want = format!("inbox: {conversations} records, ");
+    let last = stderr.lines().find(|l| l.starts_with(&want));
+    assert!(
+        last.is_some_and(|l| l.ends_with(", 0 left")),
+        "{want}… 0 left in:\n{stderr}"
+    );
+    let out = courier(&data).args(["rebuild", "inbox"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("inbox-rebuild: {conversations} records, ")),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn courier_config_prints_the_effective_config_with_secrets_masked() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod presence;
 pub mod processors;
 pub mod produce;
+pub mod progress;
 pub mod rebuild;
 pub mod registry;
 pub mod replay;

@@ -119,7 +119,9 @@ async fn rebuild_local<H: runner::Handler>(
         runner: config.runner.clone(),
     };
     tracing::info!(view, generation = next, group = %opts.group, "rebuilding from the start of the log");
+    let progress = crate::progress::Progress::start(opts.processor.clone());
     let result = runner::run(log, &mut p, opts, stop).await;
+    drop(progress);
     // Closes the new generation's store before anyone else opens it.
     drop(p);
     let stats = match result {
@@ -194,7 +196,9 @@ async fn rebuild_on_cassandra(config: &Config, log: Arc<dyn EventLog>) -> anyhow
         runner: config.runner.clone(),
     };
     tracing::info!(generation = next, keyspace = %settings.keyspace, group = %opts.group, "rebuilding the inbox views from the start of the log");
+    let progress = crate::progress::Progress::start(opts.processor.clone());
     let result = runner::run(log, &mut p, opts, stop).await;
+    drop(progress);
     drop(p);
     let stats = match result {
         Ok(stats) if !stopped.is_triggered() => stats,

@@ -36,6 +36,10 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
     let (trigger, stop) = shutdown::channel();
     on_signals(trigger);
     let name = args.processor.name();
+    // A run to the end of the log is a batch job: show how far it is.
+    let progress = args
+        .until_caught_up
+        .then(|| crate::progress::Progress::start(name.to_string()));
     let stats = run_processor(
         config,
         log,
@@ -45,6 +49,7 @@ pub async fn run(config: &Config, log: Arc<dyn EventLog>, args: Args) -> anyhow:
         stop,
     )
     .await?;
+    drop(progress);
     eprintln!(
         "{name}: applied {} record(s) in {} batch(es)",
         stats.records, stats.batches
