@@ -1,7 +1,8 @@
-//! The `courier` command: parse flags, build the configuration, wire components, run.
+//! The `courier` binary: parses the command line and hands each command to
+//! courier-app, which does everything else.
 //!
-//! Architecture invariant: this is wiring only. Behaviour lives in the library
-//! crates; a command here reads its arguments, calls them, and prints.
+//! Architecture invariant: argument parsing only. What a command does lives in
+//! app/ (and the library crates below it).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

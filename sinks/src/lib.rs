@@ -1,5 +1,6 @@
-//! courier's sinks: adapters that implement the processors' storage ports for real
-//! stores (RocksDB now; Cassandra, tantivy, HTTP push and Kafka as they arrive).
+//! courier's sinks: adapters that implement the processors' ports for real stores
+//! and services (RocksDB, Cassandra, tantivy, the push provider over HTTP), and the
+//! config sections that say how to reach them.
 //!
 //! Architecture invariant: sinks hold no domain rules; they store and load what the
 //! processors hand them, atomically where the port says so.
