@@ -20,8 +20,9 @@
 mod baseline;
 mod fleet;
 mod load;
+mod summary;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,7 +41,7 @@ use courier_schemas::headers::EVENT_TYPE;
 use courier_sinks::inbox::Generations;
 use courier_sinks::search::{Payload, shard_dir};
 use courier_topics::Catalog;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -48,6 +49,7 @@ use crate::processors::{ProcessorThread, run_processor};
 use crate::registry::Processor;
 use fleet::Fleet;
 use load::{Shape, Workload};
+use summary::{Backends, Killed, Percentiles, ProcessorRate, ProcessorsAs, Sample, Summary};
 
 /// Messages generated and published per append when not rate-limited; with
 /// `--rate`, whatever is due (at most this many).
@@ -290,23 +292,23 @@ fn shard_commits(root: &Path, partitions: u32) -> HashMap<u32, u64> {
 }
 
 /// Exact percentiles (nearest rank) of latencies in µs, as milliseconds.
-fn percentiles(mut v: Vec<u64>) -> Value {
+fn percentiles(mut v: Vec<u64>) -> Percentiles {
     v.sort_unstable();
     let n = v.len();
-    let at = |q: f64| -> Value {
+    let at = |q: f64| -> Option<f64> {
         if n == 0 {
-            return Value::Null;
+            return None;
         }
         let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-        json!(v[i] as f64 / 1000.0)
+        Some(v[i] as f64 / 1000.0)
     };
-    json!({
-        "count": n,
-        "p50_ms": at(0.50),
-        "p99_ms": at(0.99),
-        "p999_ms": at(0.999),
-        "max_ms": at(1.0),
-    })
+    Percentiles {
+        count: n,
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        p999_ms: at(0.999),
+        max_ms: at(1.0),
+    }
 }
 
 /// Counters the producer updates and the driver reads.
@@ -611,7 +613,10 @@ pub async fn run(
     }
     let summary = outcome?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        // Through a `Value`, whose maps sort their keys: the keys come out in
+        // the order they always have, whatever the order of the fields.
+        let json = serde_json::to_value(&summary)?;
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print_human(&summary);
     }
@@ -738,7 +743,7 @@ async fn bench(
     config_path: Option<&Path>,
     args: &Args,
     plan: Plan,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Summary> {
     let log = config.open_log().context("opening the run's log")?;
     let children = args.instances.is_some();
     let seen = Arc::new(Seen {
@@ -942,21 +947,31 @@ async fn bench(
                 let names = fleet.kill_last().await?;
                 *lock(&search_roots) = fleet.search_roots();
                 progress.show(&format!("killed {} (SIGKILL)", names.join(", ")));
-                killed = Some(json!({"at_s": t.as_secs_f64(), "instances": names}));
+                killed = Some(Killed {
+                    at_s: t.as_secs_f64(),
+                    instances: names,
+                });
             }
             let n = sent.messages.load(Ordering::Relaxed);
             let [inbox, search, push] = VIEWS.map(|v| seen.visible(v));
             if t >= next_sample {
-                let mut sample = json!({
-                    "t_s": next_sample.as_secs(), "sent": n, "inbox": inbox, "search": search, "push": push,
-                });
                 // p99 of the messages each view showed during this second.
-                for (i, view) in VIEWS.iter().enumerate() {
-                    let window = seen.latencies_from(view, shown[i]);
-                    shown[i] += window.len();
-                    sample[format!("{view}_p99_ms")] = percentiles(window)["p99_ms"].clone();
-                }
-                timeline.push(sample);
+                let [inbox_p99_ms, search_p99_ms, push_p99_ms] =
+                    std::array::from_fn(|i| {
+                        let window = seen.latencies_from(VIEWS[i], shown[i]);
+                        shown[i] += window.len();
+                        percentiles(window).p99_ms
+                    });
+                timeline.push(Sample {
+                    t_s: next_sample.as_secs(),
+                    sent: n,
+                    inbox,
+                    search,
+                    push,
+                    inbox_p99_ms,
+                    search_p99_ms,
+                    push_p99_ms,
+                });
                 next_sample += Duration::from_secs(1);
             }
             let presence_done = seen.records(Processor::Presence)
@@ -1004,8 +1019,8 @@ async fn bench(
     let messages = sent.messages.load(Ordering::Relaxed);
     let events = sent.events.load(Ordering::Relaxed);
     let send_s = sent.done_us.load(Ordering::Relaxed) as f64 / 1e6;
-    let mut views = serde_json::Map::new();
-    let mut processors = serde_json::Map::new();
+    let mut views = BTreeMap::new();
+    let mut processors = BTreeMap::new();
     if !args.produce_only {
         // Before the tallies are taken below.
         for view in VIEWS {
@@ -1024,39 +1039,47 @@ async fn bench(
             });
             processors.insert(
                 p.name().into(),
-                json!({
-                    "records": records,
-                    "busy_s": busy,
-                    "records_per_s": if busy > 0.0 { records as f64 / busy } else { 0.0 },
-                }),
+                ProcessorRate {
+                    records,
+                    busy_s: busy,
+                    records_per_s: if busy > 0.0 {
+                        records as f64 / busy
+                    } else {
+                        0.0
+                    },
+                },
             );
         }
     }
-    Ok(json!({
-        "backend": {"log": log.backend(), "views": format!("{:?}", config.views.backend).to_lowercase()},
-        "namespace": config.namespace,
-        "population": population.to_json(),
-        "offered_rate": args.rate,
-        "produce_only": args.produce_only,
-        "processors_as": match (args.instances, args.tasks) {
-            (Some(_), _) => "processes",
-            (None, true) => "tasks",
-            (None, false) => "threads",
+    Ok(Summary {
+        backend: Backends {
+            log: log.backend().into(),
+            views: format!("{:?}", config.views.backend).to_lowercase(),
         },
-        "instances": args.instances.unwrap_or(1),
-        "killed": killed,
-        "messages": messages,
-        "events": events,
-        "send_s": send_s,
-        "messages_per_s": messages as f64 / send_s,
-        "events_per_s": events as f64 / send_s,
-        "total_s": total.as_secs_f64(),
-        "views": views,
-        "processors": processors,
-        "dead_letters": dead_letters,
-        "push_jobs": push_jobs,
-        "timeline": timeline,
-    }))
+        namespace: config.namespace.clone(),
+        population,
+        offered_rate: args.rate,
+        produce_only: args.produce_only,
+        processors_as: match (args.instances, args.tasks) {
+            (Some(_), _) => ProcessorsAs::Processes,
+            (None, true) => ProcessorsAs::Tasks,
+            (None, false) => ProcessorsAs::Threads,
+        },
+        instances: args.instances.unwrap_or(1),
+        killed,
+        messages,
+        events,
+        send_s,
+        messages_per_s: messages as f64 / send_s,
+        events_per_s: events as f64 / send_s,
+        total_s: total.as_secs_f64(),
+        views,
+        processors,
+        dead_letters,
+        push_jobs,
+        timeline,
+        baselines: None,
+    })
 }
 
 /// Records on every partition of `topic` (the run's namespace is new: all of
@@ -1070,57 +1093,43 @@ async fn records_on(log: &dyn EventLog, topic: &str) -> anyhow::Result<u64> {
     Ok(n)
 }
 
-fn print_human(s: &Value) {
-    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
-    let p = &s["population"];
+fn print_human(s: &Summary) {
+    let p = &s.population;
     println!(
         "courier bench: {} messages ({} events) sent in {:.1} s: {:.0} messages/s{} [log {}, views {}]",
-        s["messages"],
-        s["events"],
-        f(&s["send_s"]),
-        f(&s["messages_per_s"]),
-        s["offered_rate"]
-            .as_f64()
+        s.messages,
+        s.events,
+        s.send_s,
+        s.messages_per_s,
+        s.offered_rate
             .map_or(" (as fast as it goes)".to_string(), |r| format!(
                 " (offered {r:.0}/s)"
             )),
-        s["backend"]["log"].as_str().unwrap_or("?"),
-        s["backend"]["views"].as_str().unwrap_or("?"),
+        s.backend.log,
+        s.backend.views,
     );
     println!(
         "  {} users; {} direct conversations, {} groups (mean size {:.1}, largest {})",
-        p["users"],
-        p["direct"],
-        p["groups"],
-        f(&p["group_size_mean"]),
-        p["group_size_max"]
+        p.users, p.direct, p.groups, p.group_size_mean, p.group_size_max
     );
-    if s["produce_only"].as_bool() == Some(true) {
+    if s.produce_only {
         println!("  produce only: no processor ran");
         baseline::print_human(s);
         return;
     }
-    match s["processors_as"].as_str() {
-        Some("processes") => println!(
+    match s.processors_as {
+        ProcessorsAs::Processes => println!(
             "  processors: {} processes each, one consumer group per processor (visibility sampled every {} ms)",
-            s["instances"],
+            s.instances,
             SAMPLE.as_millis()
         ),
-        Some(how) => println!("  processors: in this process, as {how}"),
-        None => {}
+        how => println!("  processors: in this process, as {}", how.name()),
     }
-    if let Some(k) = s["killed"].as_object() {
+    if let Some(k) = &s.killed {
         println!(
             "  killed (SIGKILL) at {:.1} s: {}",
-            f(&k["at_s"]),
-            k["instances"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default()
+            k.at_s,
+            k.instances.join(", ")
         );
     }
     println!("  end-to-end latency, at_ms → visible (ms):");
@@ -1128,72 +1137,61 @@ fn print_human(s: &Value) {
         "    {:<28} {:>8} {:>8} {:>8} {:>8} {:>9}",
         "view", "p50", "p99", "p99.9", "max", "messages"
     );
+    let ms = |x: Option<f64>| x.unwrap_or(0.0);
     for (view, what) in [
         ("inbox", "inbox (in the views)"),
         ("search", "search (shard committed)"),
         ("push", "push (jobs written)"),
     ] {
-        let v = &s["views"][view];
+        let v = s.views.get(view).cloned().unwrap_or_default();
+        // The count unpadded, as this line has always printed it (under a
+        // header padded to 9).
         println!(
-            "    {what:<28} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9}",
-            f(&v["p50_ms"]),
-            f(&v["p99_ms"]),
-            f(&v["p999_ms"]),
-            f(&v["max_ms"]),
-            v["count"]
+            "    {what:<28} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {}",
+            ms(v.p50_ms),
+            ms(v.p99_ms),
+            ms(v.p999_ms),
+            ms(v.max_ms),
+            v.count
         );
     }
-    let procs: Vec<String> = s["processors"]
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| format!("{k} {:.0}", f(&v["records_per_s"])))
-                .collect()
-        })
-        .unwrap_or_default();
+    let procs: Vec<String> = s
+        .processors
+        .iter()
+        .map(|(k, v)| format!("{k} {:.0}", v.records_per_s))
+        .collect();
     println!(
         "  processors, records/s until their last commit: {}",
         procs.join(", ")
     );
     // Lag over time, in one line: the worst second of each view.
-    let behind = |view: &str| {
-        s["timeline"].as_array().map_or(0, |t| {
-            t.iter()
-                .map(|x| {
-                    x["sent"]
-                        .as_u64()
-                        .unwrap_or(0)
-                        .saturating_sub(x[view].as_u64().unwrap_or(0))
-                })
-                .max()
-                .unwrap_or(0)
-        })
+    let behind = |visible: fn(&Sample) -> u64| {
+        s.timeline
+            .iter()
+            .map(|x| x.sent.saturating_sub(visible(x)))
+            .max()
+            .unwrap_or(0)
     };
     // And the worst second's p99 (a kill shows up here).
-    let worst = |view: &str| {
-        s["timeline"].as_array().map_or(0.0, |t| {
-            t.iter()
-                .filter_map(|x| x[format!("{view}_p99_ms")].as_f64())
-                .fold(0.0, f64::max)
-        })
-    };
+    let worst =
+        |p99: fn(&Sample) -> Option<f64>| s.timeline.iter().filter_map(p99).fold(0.0, f64::max);
     println!(
         "  worst 1 s p99 (ms): inbox {:.0}, search {:.0}, push {:.0}",
-        worst("inbox"),
-        worst("search"),
-        worst("push")
+        worst(|x| x.inbox_p99_ms),
+        worst(|x| x.search_p99_ms),
+        worst(|x| x.push_p99_ms)
     );
     println!(
         "  most messages behind at a 1 s sample: inbox {}, search {}, push {} (--json: timeline)",
-        behind("inbox"),
-        behind("search"),
-        behind("push")
+        behind(|x| x.inbox),
+        behind(|x| x.search),
+        behind(|x| x.push)
     );
     println!(
         "  push jobs written: {} ({:.2} per message); dead letters: {}",
-        s["push_jobs"],
-        s["push_jobs"].as_f64().unwrap_or(0.0) / f(&s["messages"]).max(1.0),
-        s["dead_letters"]
+        s.push_jobs,
+        s.push_jobs as f64 / (s.messages as f64).max(1.0),
+        s.dead_letters
     );
     baseline::print_human(s);
 }
@@ -1208,12 +1206,24 @@ mod tests {
         let v: Vec<u64> = (1..=1000u64).map(|i| (i * 7919) % 1000 + 1).collect();
         assert_eq!(
             percentiles(v),
-            json!({"count": 1000, "p50_ms": 0.5, "p99_ms": 0.99, "p999_ms": 0.999, "max_ms": 1.0})
+            Percentiles {
+                count: 1000,
+                p50_ms: Some(0.5),
+                p99_ms: Some(0.99),
+                p999_ms: Some(0.999),
+                max_ms: Some(1.0),
+            }
         );
         assert_eq!(
             percentiles(vec![42_000]),
-            json!({"count": 1, "p50_ms": 42.0, "p99_ms": 42.0, "p999_ms": 42.0, "max_ms": 42.0})
+            Percentiles {
+                count: 1,
+                p50_ms: Some(42.0),
+                p99_ms: Some(42.0),
+                p999_ms: Some(42.0),
+                max_ms: Some(42.0),
+            }
         );
-        assert_eq!(percentiles(Vec::new())["p99_ms"], Value::Null);
+        assert_eq!(percentiles(Vec::new()).p99_ms, None);
     }
 }

@@ -36,19 +36,21 @@ use courier_sinks::inbox::cassandra::{self, CassandraSettings};
 use courier_sinks::inbox::{CassandraInboxStore, RocksInboxStore};
 use courier_sinks::search::baseline as search_baseline;
 use courier_topics::{CONVERSATIONS, Catalog, partition_for_key};
-use serde_json::{Value, json};
 use tracing::Instrument;
 
 use super::load::{Shape, Workload};
+use super::summary::{
+    Baselines, Figures, LogCeiling, Ratios, RecordBytes, SearchCeiling, StoreCeiling, Summary,
+};
 use super::{Args, MAX_BATCH, now_us};
 
 /// With `--baselines`, measures the ceilings after a successful run and adds them
-/// to its summary as `"baselines"`; otherwise passes the outcome through.
+/// to its summary; otherwise passes the outcome through.
 pub async fn merge(
-    outcome: anyhow::Result<Value>,
+    outcome: anyhow::Result<Summary>,
     config: &Config,
     args: &Args,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Summary> {
     let mut summary = outcome?;
     if !args.baselines {
         return Ok(summary);
@@ -65,7 +67,7 @@ pub async fn merge(
     };
     let baselines = measured.context("measuring the baselines")?;
     removed?;
-    summary["baselines"] = baselines;
+    summary.baselines = Some(baselines);
     Ok(summary)
 }
 
@@ -146,11 +148,14 @@ fn per_s(n: u64, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
-async fn measure(config: &Config, args: &Args, run: &Value, dir: &Path) -> anyhow::Result<Value> {
+async fn measure(
+    config: &Config,
+    args: &Args,
+    run: &Summary,
+    dir: &Path,
+) -> anyhow::Result<Baselines> {
     let started = Instant::now();
-    let messages = run["messages"]
-        .as_u64()
-        .context("the run's summary has no message count")?;
+    let messages = run.messages;
     let shape = Shape {
         users: args.users,
         conversations: args.conversations.unwrap_or(args.users).max(1),
@@ -159,11 +164,11 @@ async fn measure(config: &Config, args: &Args, run: &Value, dir: &Path) -> anyho
     };
     let traffic = Traffic::regenerate(shape, messages)?;
     // The workload is deterministic per seed: anything else measures other traffic.
-    if run["events"].as_u64() != Some(traffic.load.len() as u64) {
+    if run.events != traffic.load.len() as u64 {
         anyhow::bail!(
             "the regenerated traffic has {} events where the run sent {}: it is not the same traffic",
             traffic.load.len(),
-            run["events"]
+            run.events
         );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -192,25 +197,32 @@ async fn measure(config: &Config, args: &Args, run: &Value, dir: &Path) -> anyho
         .await
         .context("raw tantivy indexing")?;
 
-    let rate_limited = run["offered_rate"].is_f64();
     let (courier, ratios) = compare(run, &log, &store, &search);
-    Ok(json!({
-        "rate_limited": rate_limited,
-        "messages": messages,
-        "events": traffic.load.len(),
-        "log": log,
-        "store": store,
-        "search": search,
-        "courier": courier,
-        "ratios": ratios,
-        "elapsed_s": started.elapsed().as_secs_f64(),
-    }))
+    Ok(Baselines {
+        rate_limited: run.offered_rate.is_some(),
+        messages,
+        events: traffic.load.len() as u64,
+        log,
+        store,
+        search,
+        courier,
+        ratios,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
 }
 
-/// The run's figures each ceiling bounds (`"courier"`), and each over its
-/// ceiling (`"ratios"`); `null` where the run has no figure (`--produce-only`).
-fn compare(run: &Value, log: &Value, store: &Value, search: &Value) -> (Value, Value) {
-    let processor = |p: &str| run["processors"][p]["records_per_s"].as_f64();
+/// The run's figures each ceiling bounds, and each over its ceiling; `None`
+/// where the run has no figure (`--produce-only`).
+fn compare(
+    run: &Summary,
+    log: &LogCeiling,
+    store: &StoreCeiling,
+    search: &SearchCeiling,
+) -> (Figures, Ratios) {
+    // JSON has no infinity or NaN: a figure that was one printed as null, and so
+    // was no figure to compare.
+    let finite = |x: f64| Some(x).filter(|x| x.is_finite());
+    let processor = |p: &str| run.processors.get(p).and_then(|r| finite(r.records_per_s));
     // Of the processors reading the conversations, nearly all of the load: the
     // presence processor's few records trickle in as they are sent, so its rate
     // says nothing about reading the log.
@@ -221,37 +233,37 @@ fn compare(run: &Value, log: &Value, store: &Value, search: &Value) -> (Value, V
     // The search processor's message rate, to compare with documents: every
     // message of the load over the time it was busy (its records also count
     // receipts, edits and deletes).
-    let search_messages = run["processors"]["search"]["busy_s"]
-        .as_f64()
+    let search_messages = run
+        .processors
+        .get("search")
+        .map(|r| r.busy_s)
         .filter(|&b| b > 0.0)
-        .and_then(|b| Some(run["messages"].as_f64()? / b));
-    let producer = run["events_per_s"].as_f64();
-    let ratio = |courier: Option<f64>, ceiling: &Value| -> Value {
-        match (courier, ceiling.as_f64()) {
-            (Some(c), Some(x)) if x > 0.0 => json!(c / x),
-            _ => Value::Null,
-        }
+        .map(|b| run.messages as f64 / b);
+    let producer = finite(run.events_per_s);
+    let ratio = |courier: Option<f64>, ceiling: f64| {
+        let (c, x) = (courier?, finite(ceiling)?);
+        (x > 0.0).then(|| c / x).and_then(finite)
     };
     (
-        json!({
-            "producer_events_per_s": producer,
-            "slowest_processor": slowest.map(|s| s.0),
-            "slowest_processor_records_per_s": slowest.map(|s| s.1),
-            "inbox_records_per_s": processor("inbox"),
-            "search_messages_per_s": search_messages,
-        }),
-        json!({
-            "producer_vs_log_append": ratio(producer, &log["append_events_per_s"]),
-            "slowest_processor_vs_log_read": ratio(slowest.map(|s| s.1), &log["read_events_per_s"]),
-            "inbox_vs_store_writes": ratio(processor("inbox"), &store["events_per_s"]),
-            "search_vs_tantivy": ratio(search_messages, &search["docs_per_s"]),
-        }),
+        Figures {
+            producer_events_per_s: producer,
+            slowest_processor: slowest.map(|s| s.0.to_string()),
+            slowest_processor_records_per_s: slowest.map(|s| s.1),
+            inbox_records_per_s: processor("inbox"),
+            search_messages_per_s: search_messages,
+        },
+        Ratios {
+            producer_vs_log_append: ratio(producer, log.append_events_per_s),
+            slowest_processor_vs_log_read: ratio(slowest.map(|s| s.1), log.read_events_per_s),
+            inbox_vs_store_writes: ratio(processor("inbox"), store.events_per_s),
+            search_vs_tantivy: ratio(search_messages, search.docs_per_s),
+        },
     )
 }
 
 /// Raw puts of the load's framed records, one `WriteBatch` per topic per chunk
 /// (one append each, as `publish` makes), then a raw iterate.
-async fn embedded_log(traffic: &Traffic, dir: &Path, fsync: bool) -> anyhow::Result<Value> {
+async fn embedded_log(traffic: &Traffic, dir: &Path, fsync: bool) -> anyhow::Result<LogCeiling> {
     let ids: HashMap<&str, u32> = Catalog::builtin()
         .topics()
         .iter()
@@ -285,19 +297,20 @@ async fn embedded_log(traffic: &Traffic, dir: &Path, fsync: bool) -> anyhow::Res
         read_s = read.secs,
         "raw RocksDB"
     );
-    Ok(json!({
-        "what": "raw RocksDB: WriteBatch puts of the same framed records under the same keys, then an iterate",
-        "records": put.records,
-        "record_bytes_mean": put.bytes as f64 / put.records.max(1) as f64,
-        "append_events_per_s": put.per_s(),
-        "read_events_per_s": read.per_s(),
-    }))
+    Ok(LogCeiling {
+        what: "raw RocksDB: WriteBatch puts of the same framed records under the same keys, then an iterate".into(),
+        records: put.records,
+        record_bytes_mean: RecordBytes::Mean(put.bytes as f64 / put.records.max(1) as f64),
+        partitions: None,
+        append_events_per_s: put.per_s(),
+        read_events_per_s: read.per_s(),
+    })
 }
 
 /// Kafka's producer and consumer perf tools with as many records as the load
 /// has events, of their mean encoded size, to a topic of their own with the
 /// conversations topic's partitions, deleted afterwards.
-async fn kafka_perf(traffic: &Traffic, config: &Config) -> anyhow::Result<Value> {
+async fn kafka_perf(traffic: &Traffic, config: &Config) -> anyhow::Result<LogCeiling> {
     let records = traffic.load.len() as u64;
     let bytes: usize = traffic
         .load
@@ -322,14 +335,14 @@ async fn kafka_perf(traffic: &Traffic, config: &Config) -> anyhow::Result<Value>
     })
     .await??;
     tracing::info!(records, size, produced, consumed, "Kafka perf tools");
-    Ok(json!({
-        "what": "kafka-producer-perf-test (acks=all, idempotence, lz4) and kafka-consumer-perf-test on the same broker",
-        "records": records,
-        "record_bytes_mean": size,
-        "partitions": partitions,
-        "append_events_per_s": produced,
-        "read_events_per_s": consumed,
-    }))
+    Ok(LogCeiling {
+        what: "kafka-producer-perf-test (acks=all, idempotence, lz4) and kafka-consumer-perf-test on the same broker".into(),
+        records,
+        record_bytes_mean: RecordBytes::Whole(size as u64),
+        partitions: Some(partitions),
+        append_events_per_s: produced,
+        read_events_per_s: consumed,
+    })
 }
 
 /// The inbox fold's batches written into a fresh store of the run's kind; also
@@ -338,7 +351,7 @@ async fn store_writes(
     traffic: &Traffic,
     config: &Config,
     dir: &Path,
-) -> anyhow::Result<(Value, Vec<(u32, SearchDoc)>)> {
+) -> anyhow::Result<(StoreCeiling, Vec<(u32, SearchDoc)>)> {
     let (setup, load) = (
         conversation_events(&traffic.setup),
         conversation_events(&traffic.load),
@@ -388,15 +401,15 @@ async fn store_writes(
     let events = load.len() as u64;
     tracing::info!(batches, rows, events, secs, "raw view-store writes");
     Ok((
-        json!({
-            "what": what,
-            "events": events,
-            "batches": batches,
-            "rows": rows,
-            "max_batch": max_batch,
-            "events_per_s": per_s(events, secs),
-            "rows_per_s": per_s(rows, secs),
-        }),
+        StoreCeiling {
+            what: what.into(),
+            events,
+            batches,
+            rows,
+            max_batch,
+            events_per_s: per_s(events, secs),
+            rows_per_s: per_s(rows, secs),
+        },
         docs,
     ))
 }
@@ -432,7 +445,7 @@ async fn cassandra_writes(
 }
 
 /// Raw tantivy indexing of the documents, one shard per partition.
-async fn tantivy(docs: Vec<(u32, SearchDoc)>, dir: &Path) -> anyhow::Result<Value> {
+async fn tantivy(docs: Vec<(u32, SearchDoc)>, dir: &Path) -> anyhow::Result<SearchCeiling> {
     let partitions = Catalog::builtin()
         .get(CONVERSATIONS)
         .context("the catalog has no conversations topic")?
@@ -444,26 +457,29 @@ async fn tantivy(docs: Vec<(u32, SearchDoc)>, dir: &Path) -> anyhow::Result<Valu
             .await??;
     let secs = elapsed.as_secs_f64();
     tracing::info!(docs = n, secs, "raw tantivy");
-    Ok(json!({
-        "what": "raw tantivy: the same documents added to one index per partition, one commit per shard",
-        "docs": n,
-        "shards": partitions,
-        "docs_per_s": per_s(n, secs),
-    }))
+    Ok(SearchCeiling {
+        what:
+            "raw tantivy: the same documents added to one index per partition, one commit per shard"
+                .into(),
+        docs: n,
+        shards: partitions,
+        docs_per_s: per_s(n, secs),
+    })
 }
 
 /// The baselines in the human summary, after the run's figures.
-pub fn print_human(s: &Value) {
-    let b = &s["baselines"];
-    if b.is_null() {
+pub fn print_human(s: &Summary) {
+    let Some(b) = &s.baselines else {
         return;
-    }
-    let rate = |v: &Value| v.as_f64().map_or("—".to_string(), |x| format!("{x:.0}"));
-    let (log, courier, ratios) = (&b["log"], &b["courier"], &b["ratios"]);
-    let kafka = s["backend"]["log"].as_str() == Some("kafka");
-    let slowest = courier["slowest_processor"].as_str().unwrap_or("none");
-    let views = s["backend"]["views"].as_str().unwrap_or("store");
-    // (ceiling, its rate, courier's figure, its rate, ratio key)
+    };
+    // What the JSON printed as null (none, infinite or NaN) is a dash.
+    let shown = |v: Option<f64>| v.filter(|x| x.is_finite());
+    let rate = |v: Option<f64>| shown(v).map_or("—".to_string(), |x| format!("{x:.0}"));
+    let (log, courier, ratios) = (&b.log, &b.courier, &b.ratios);
+    let kafka = s.backend.log == "kafka";
+    let slowest = courier.slowest_processor.as_deref().unwrap_or("none");
+    let views = &s.backend.views;
+    // (ceiling, its rate, courier's figure, its rate, ratio)
     let rows = [
         (
             if kafka {
@@ -471,10 +487,10 @@ pub fn print_human(s: &Value) {
             } else {
                 "log append: raw RocksDB WriteBatch puts".to_string()
             },
-            format!("{} events/s", rate(&log["append_events_per_s"])),
+            format!("{} events/s", rate(Some(log.append_events_per_s))),
             "producer".to_string(),
-            format!("{} events/s", rate(&courier["producer_events_per_s"])),
-            "producer_vs_log_append",
+            format!("{} events/s", rate(courier.producer_events_per_s)),
+            ratios.producer_vs_log_append,
         ),
         (
             if kafka {
@@ -482,36 +498,36 @@ pub fn print_human(s: &Value) {
             } else {
                 "log read: raw RocksDB iterate".to_string()
             },
-            format!("{} events/s", rate(&log["read_events_per_s"])),
+            format!("{} events/s", rate(Some(log.read_events_per_s))),
             format!("slowest processor ({slowest})"),
             format!(
                 "{} records/s",
-                rate(&courier["slowest_processor_records_per_s"])
+                rate(courier.slowest_processor_records_per_s)
             ),
-            "slowest_processor_vs_log_read",
+            ratios.slowest_processor_vs_log_read,
         ),
         (
             format!("inbox: raw {views} store writes"),
-            format!("{} events/s", rate(&b["store"]["events_per_s"])),
+            format!("{} events/s", rate(Some(b.store.events_per_s))),
             "inbox processor".to_string(),
-            format!("{} records/s", rate(&courier["inbox_records_per_s"])),
-            "inbox_vs_store_writes",
+            format!("{} records/s", rate(courier.inbox_records_per_s)),
+            ratios.inbox_vs_store_writes,
         ),
         (
             "search: raw tantivy indexing".to_string(),
-            format!("{} docs/s", rate(&b["search"]["docs_per_s"])),
+            format!("{} docs/s", rate(Some(b.search.docs_per_s))),
             "search processor".to_string(),
-            format!("{} messages/s", rate(&courier["search_messages_per_s"])),
-            "search_vs_tantivy",
+            format!("{} messages/s", rate(courier.search_messages_per_s)),
+            ratios.search_vs_tantivy,
         ),
     ];
     println!(
         "  ceilings over the same traffic on this machine (ratio = courier's rate ÷ the ceiling's):"
     );
-    for (ceiling, ceiling_rate, courier, courier_rate, key) in rows {
+    for (ceiling, ceiling_rate, courier, courier_rate, ratio) in rows {
         // Two significant digits: a debug build or a rate-limited run gives
         // ratios far below 0.01, which "0.00" would hide.
-        let ratio = ratios[key].as_f64().map_or("—".to_string(), |x| {
+        let ratio = shown(ratio).map_or("—".to_string(), |x| {
             let digits = if x > 0.0 && x < 0.1 {
                 ((-x.log10()).ceil() as usize + 1).min(8)
             } else {
@@ -523,7 +539,7 @@ pub fn print_human(s: &Value) {
             "    {ceiling:<40} {ceiling_rate:>18} | {courier:<28} {courier_rate:>18} | ratio {ratio}"
         );
     }
-    if b["rate_limited"].as_bool() == Some(true) {
+    if b.rate_limited {
         println!(
             "    note: the run was rate-limited (--rate): courier ran below its capacity, so these ratios are not fractions of the ceilings"
         );
@@ -537,6 +553,7 @@ mod tests {
     use courier_pipeline::producer::publish;
     use courier_pipeline::{EmbeddedLog, EventLog};
 
+    use super::super::summary::{Backends, Population, ProcessorRate, ProcessorsAs};
     use super::*;
 
     /// Where the embedded log puts the regenerated traffic when it is published
@@ -586,48 +603,104 @@ mod tests {
         assert_eq!(ids(&again), ids(&traffic));
     }
 
+    /// A run of 1000 messages at 5000 events/s whose processors had these
+    /// (records/s, busy s); the rest is beside the point.
+    fn run_with(processors: &[(&str, f64, f64)]) -> Summary {
+        Summary {
+            backend: Backends {
+                log: "embedded".into(),
+                views: "rocksdb".into(),
+            },
+            namespace: "bench_1".into(),
+            population: Population {
+                users: 10,
+                direct: 8,
+                groups: 2,
+                group_size_mean: 3.0,
+                group_size_max: 3,
+            },
+            offered_rate: None,
+            produce_only: processors.is_empty(),
+            processors_as: ProcessorsAs::Threads,
+            instances: 1,
+            killed: None,
+            messages: 1000,
+            events: 2500,
+            send_s: 0.5,
+            messages_per_s: 2000.0,
+            events_per_s: 5000.0,
+            total_s: 1.0,
+            views: Default::default(),
+            processors: processors
+                .iter()
+                .map(|&(p, records_per_s, busy_s)| {
+                    let rate = ProcessorRate {
+                        records: (records_per_s * busy_s) as u64,
+                        busy_s,
+                        records_per_s,
+                    };
+                    (p.to_string(), rate)
+                })
+                .collect(),
+            dead_letters: 0,
+            push_jobs: 0,
+            timeline: Vec::new(),
+            baselines: None,
+        }
+    }
+
     #[test]
     fn ratios_put_each_figure_over_its_ceiling() {
-        let run = json!({
-            "messages": 1000,
-            "events_per_s": 5000.0,
-            "processors": {
-                "inbox": {"records_per_s": 2000.0, "busy_s": 1.0},
-                "search": {"records_per_s": 1500.0, "busy_s": 2.0},
-                "notify": {"records_per_s": 3000.0, "busy_s": 1.0},
-                "presence": {"records_per_s": 10.0, "busy_s": 1.0},
-            },
-        });
-        let (courier, ratios) = compare(
-            &run,
-            &json!({"append_events_per_s": 10000.0, "read_events_per_s": 30000.0}),
-            &json!({"events_per_s": 8000.0}),
-            &json!({"docs_per_s": 2000.0}),
-        );
+        let log = LogCeiling {
+            what: "raw".into(),
+            records: 2500,
+            record_bytes_mean: RecordBytes::Mean(100.0),
+            partitions: None,
+            append_events_per_s: 10000.0,
+            read_events_per_s: 30000.0,
+        };
+        let store = StoreCeiling {
+            what: "raw".into(),
+            events: 2400,
+            batches: 3,
+            rows: 3000,
+            max_batch: 1000,
+            events_per_s: 8000.0,
+            rows_per_s: 10000.0,
+        };
+        let search = SearchCeiling {
+            what: "raw".into(),
+            docs: 1000,
+            shards: 12,
+            docs_per_s: 2000.0,
+        };
+        let run = run_with(&[
+            ("inbox", 2000.0, 1.0),
+            ("search", 1500.0, 2.0),
+            ("notify", 3000.0, 1.0),
+            ("presence", 10.0, 1.0),
+        ]);
+        let (courier, ratios) = compare(&run, &log, &store, &search);
         assert_eq!(
-            courier["slowest_processor"], "search",
+            courier.slowest_processor.as_deref(),
+            Some("search"),
             "presence is not a reader of the load"
         );
-        assert_eq!(courier["search_messages_per_s"], 500.0);
+        assert_eq!(courier.search_messages_per_s, Some(500.0));
         assert_eq!(
             ratios,
-            json!({
-                "producer_vs_log_append": 0.5,
-                "slowest_processor_vs_log_read": 0.05,
-                "inbox_vs_store_writes": 0.25,
-                "search_vs_tantivy": 0.25,
-            })
+            Ratios {
+                producer_vs_log_append: Some(0.5),
+                slowest_processor_vs_log_read: Some(0.05),
+                inbox_vs_store_writes: Some(0.25),
+                search_vs_tantivy: Some(0.25),
+            }
         );
         // --produce-only: no processor figure, no ratio of one.
-        let (courier, ratios) = compare(
-            &json!({"messages": 1000, "events_per_s": 5000.0, "processors": {}}),
-            &json!({"append_events_per_s": 10000.0, "read_events_per_s": 30000.0}),
-            &json!({"events_per_s": 8000.0}),
-            &json!({"docs_per_s": 2000.0}),
-        );
-        assert_eq!(courier["slowest_processor"], Value::Null);
-        assert_eq!(ratios["producer_vs_log_append"], 0.5);
-        assert_eq!(ratios["inbox_vs_store_writes"], Value::Null);
-        assert_eq!(ratios["search_vs_tantivy"], Value::Null);
+        let (courier, ratios) = compare(&run_with(&[]), &log, &store, &search);
+        assert_eq!(courier.slowest_processor, None);
+        assert_eq!(ratios.producer_vs_log_append, Some(0.5));
+        assert_eq!(ratios.inbox_vs_store_writes, None);
+        assert_eq!(ratios.search_vs_tantivy, None);
     }
 }

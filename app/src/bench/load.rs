@@ -26,6 +26,8 @@ use courier_schemas::proto::{
     PresenceStatus, Receipt, ReceiptStatus,
 };
 
+use super::summary::Population;
+
 /// Largest group (docs/DESIGN.md's scale target; the gateway may cap it lower).
 pub const MAX_GROUP: usize = 256;
 /// Share of conversations that are groups.
@@ -177,28 +179,6 @@ pub struct Shape {
     pub conversations: usize,
     pub zipf: f64,
     pub seed: u64,
-}
-
-/// What the population looks like, for the summary.
-#[derive(Debug, Clone, Copy)]
-pub struct Population {
-    pub users: usize,
-    pub direct: usize,
-    pub groups: usize,
-    pub group_size_mean: f64,
-    pub group_size_max: usize,
-}
-
-impl Population {
-    pub fn to_json(self) -> serde_json::Value {
-        serde_json::json!({
-            "users": self.users,
-            "direct": self.direct,
-            "groups": self.groups,
-            "group_size_mean": self.group_size_mean,
-            "group_size_max": self.group_size_max,
-        })
-    }
 }
 
 /// The simulated users and their conversations.
