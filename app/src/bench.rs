@@ -19,7 +19,8 @@
 
 mod baseline;
 mod fleet;
-mod load;
+// Public: the chaos harness (chaos/) drives the same simulated users.
+pub mod load;
 mod summary;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
