@@ -175,7 +175,7 @@ impl RecordHeaders {
     /// names are taken as the broker has them, unchecked: one that is not UTF-8
     /// (a foreign producer's) never matches a lookup by name and `iter` skips
     /// it, so nothing downstream sees it as text.
-    #[cfg_attr(not(any(feature = "embedded", feature = "kafka")), allow(dead_code))] // for the backends
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // read by the Kafka backend
     pub(crate) fn from_encoded(raw: Bytes) -> Self {
         RecordHeaders { raw }
     }
