@@ -897,3 +897,43 @@ fn on_kafka_and_cassandra_a_deeply_nested_search_is_a_400_and_the_process_lives(
         &namespace,
     );
 }
+
+/// Issue 16: `GET /v1/search?q=visible:*` answered 503 with the index's
+/// "Schema error: 'Field visible is not a fast field.'", inviting retries, and
+/// `visible:USER` could be asked. Every field-qualified query is now a 400 that
+/// names only what the client typed, without Retry-After.
+#[test]
+fn a_search_naming_an_internal_field_is_a_400_that_exposes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = Up::start(&data, None);
+    let a = &up.addr;
+    let bob = token(&data, None, "bob");
+    for q in [
+        "visible:*",
+        "conversation_id:*",
+        "visible:bob",
+        "hello+AND+sent_at_ms:%5B0+TO+9%5D",
+        "key:x",
+    ] {
+        let r = http(
+            a,
+            "GET",
+            &format!("/v1/search?q={q}"),
+            Some(&bob),
+            None,
+            &[],
+        );
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+        assert!(!r.headers.contains_key("retry-after"), "{q}: {r:?}");
+        let err = r.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            err.contains("only the message text is searched"),
+            "{q}: {err}"
+        );
+        for internal in ["Schema", "fast field", "tantivy", "index"] {
+            assert!(!err.contains(internal), "{q} exposes {internal:?}: {err}");
+        }
+    }
+    assert!(up.stop().success());
+}

@@ -12,6 +12,7 @@ use tantivy::collector::TopDocs;
 use tantivy::query::{
     BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RegexQuery, TermQuery,
 };
+use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::TokenizerManager;
@@ -167,9 +168,13 @@ impl SearchShards {
         let (rest, prefixes) = split_prefixes(query);
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !rest.trim().is_empty() || prefixes.is_empty() {
+            let ast = tantivy::query_grammar::parse_query(&rest).map_err(|_| {
+                malformed("syntax error (check its quotes and parentheses)".to_string())
+            })?;
+            only_the_text(&ast).map_err(malformed)?;
             let parsed = self
                 .parser
-                .parse_query(&rest)
+                .build_query_from_user_input_ast(ast)
                 .map_err(|e| malformed(e.to_string()))?;
             if prefixes.is_empty() {
                 return Ok(parsed);
@@ -373,6 +378,33 @@ fn check_bounds(query: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses any part of a parsed query that names a field (`visible:bob`,
+/// `conversation_id:*`, `text:[a TO b]`) or asks whether one exists (`*` on a
+/// field): only the message text is searchable. The index's other fields are
+/// internal — `visible` says who was a member when — and some answer such
+/// queries only with an error at search time. The same words for every field
+/// name, so an answer tells nothing about which fields exist.
+fn only_the_text(ast: &UserInputAst) -> Result<(), String> {
+    let named = |field: &Option<String>| match field {
+        Some(f) => Err(format!(
+            "`{f}:` names a field; only the message text is searched, so write the words alone"
+        )),
+        None => Ok(()),
+    };
+    match ast {
+        UserInputAst::Clause(clauses) => clauses.iter().try_for_each(|(_, a)| only_the_text(a)),
+        UserInputAst::Boost(a, _) => only_the_text(a),
+        UserInputAst::Leaf(leaf) => match &**leaf {
+            UserInputLeaf::Literal(l) => named(&l.field_name),
+            UserInputLeaf::All => Ok(()),
+            UserInputLeaf::Range { field, .. }
+            | UserInputLeaf::Set { field, .. }
+            | UserInputLeaf::Regex { field, .. } => named(field),
+            UserInputLeaf::Exists { field } => named(&Some(field.clone())),
+        },
+    }
+}
+
 /// Takes the bare prefix words (`stand*`, `-stand*`, `+stand*`) out of a query
 /// outside quotes: (the rest, [(excluded, lowercased prefix)]). A word is what the
 /// default tokenizer keeps: alphanumeric characters.
@@ -410,4 +442,48 @@ fn split_prefixes(query: &str) -> (String, Vec<(bool, String)>) {
     }
     flush(&mut word, &mut rest, &mut prefixes);
     (rest, prefixes)
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+
+    /// Issue 16: `visible:*` answered with tantivy's "Field visible is not a fast
+    /// field" at search time (a 503 at the gateway), and `visible:bob` told who
+    /// was a member when. Every field name is refused when parsing, alike.
+    #[test]
+    fn a_query_naming_any_field_is_malformed_and_says_the_same_for_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = SearchShards::open(dir.path()).unwrap();
+        for (query, field) in [
+            ("visible:*", "visible"),
+            ("visible:bob", "visible"),
+            ("conversation_id:*", "conversation_id"),
+            ("hello AND conversation_id:c1", "conversation_id"),
+            ("sent_at_ms:[0 TO 99]", "sent_at_ms"),
+            ("text:*", "text"),
+            ("nosuchfield:x", "nosuchfield"),
+            ("(a OR key:x)", "key"),
+        ] {
+            let Err(SearchError::MalformedQuery { reason, .. }) = shards.parse(query) else {
+                panic!("{query} was accepted");
+            };
+            assert_eq!(
+                reason,
+                format!(
+                    "`{field}:` names a field; only the message text is searched, so write the words alone"
+                ),
+                "{query}"
+            );
+        }
+        for fine in [
+            "hello",
+            "\"standup moved\" OR lunch",
+            "stand*",
+            "-lunch hello",
+            "*",
+        ] {
+            assert!(shards.parse(fine).is_ok(), "{fine}");
+        }
+    }
 }
