@@ -53,6 +53,44 @@ fn next_event(ws: &mut Ws, ty: &str) -> Value {
     }
 }
 
+/// Every text frame up to and including the first that satisfies `last`.
+fn frames_until(ws: &mut Ws, last: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        match ws.read().expect("a live event before the timeout") {
+            tungstenite::Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                let done = last(&v);
+                seen.push(v);
+                if done {
+                    return seen;
+                }
+            }
+            tungstenite::Message::Close(c) => panic!("closed early: {c:?}; saw {seen:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// POSTs (or PATCHes, DELETEs) JSON and asserts the status; the answer.
+fn call(addr: &str, method: &str, path: &str, token: &str, body: Value, status: u16) -> Value {
+    let text = body.to_string();
+    let r = http(
+        addr,
+        method,
+        path,
+        Some(token),
+        (!body.is_null()).then_some(text.as_str()),
+        NONE,
+    );
+    assert_eq!(r.status, status, "{method} {path} {body}: {}", r.body);
+    if r.body.is_empty() {
+        Value::Null
+    } else {
+        r.json()
+    }
+}
+
 #[test]
 fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -935,5 +973,130 @@ fn a_search_naming_an_internal_field_is_a_400_that_exposes_nothing() {
             assert!(!err.contains(internal), "{q} exposes {internal:?}: {err}");
         }
     }
+    assert!(up.stop().success());
+}
+
+/// Issue 16: a message's edit and delete went out on the stream to every current
+/// member, including carol (added after it was sent) and dave (out of the group
+/// when it was sent, back since), whose history and search rightly show nothing
+/// of it. Now its edit, delete and receipts reach only members who see it.
+#[test]
+fn edits_deletes_and_receipts_reach_only_the_live_users_who_see_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = Up::start(&data, None);
+    let a = &up.addr;
+    let [alice, bob, carol, dave] =
+        ["alice", "bob", "carol", "dave"].map(|u| token(&data, None, u));
+    let c = call(
+        a,
+        "POST",
+        "/v1/conversations",
+        &alice,
+        json!({"kind": "group", "member_ids": ["bob", "dave"]}),
+        201,
+    )["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let members = format!("/v1/conversations/{c}/members");
+    call(
+        a,
+        "POST",
+        &members,
+        &alice,
+        json!({"remove": ["dave"]}),
+        200,
+    );
+    let m1 = call(
+        a,
+        "POST",
+        "/v1/messages",
+        &alice,
+        json!({"conversation_id": c, "text": "before carol and without dave"}),
+        201,
+    )["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    call(
+        a,
+        "POST",
+        &members,
+        &alice,
+        json!({"add": ["carol", "dave"]}),
+        200,
+    );
+    let mut live: Vec<Ws> = [&bob, &carol, &dave].iter().map(|t| ws(a, t)).collect();
+
+    let edit = format!("/v1/messages/{m1}");
+    call(
+        a,
+        "PATCH",
+        &edit,
+        &alice,
+        json!({"conversation_id": c, "text": "edited"}),
+        200,
+    );
+    let receipt = json!({"conversation_id": c, "message_id": m1, "status": "read"});
+    call(a, "POST", "/v1/receipts", &bob, receipt, 200);
+    call(
+        a,
+        "DELETE",
+        &format!("{edit}?conversation_id={c}"),
+        &alice,
+        Value::Null,
+        200,
+    );
+    let marker = call(
+        a,
+        "POST",
+        "/v1/messages",
+        &alice,
+        json!({"conversation_id": c, "text": "for everyone"}),
+        201,
+    )["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let upto_marker = |v: &Value| v["message_id"] == marker.as_str();
+    // bob saw m1 sent: he gets its edit and delete.
+    let bob_frames = frames_until(&mut live[0], upto_marker);
+    let types: Vec<&str> = bob_frames
+        .iter()
+        .filter_map(|f| f["type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "message_edited",
+            "receipt",
+            "message_deleted",
+            "message_sent"
+        ],
+        "{bob_frames:?}"
+    );
+    // carol and dave get the marker and nothing about m1.
+    for (who, socket) in ["carol", "dave"].into_iter().zip(live.iter_mut().skip(1)) {
+        let frames = frames_until(socket, upto_marker);
+        assert!(
+            frames
+                .iter()
+                .all(|f| f["message_id"] != m1.as_str() && !f.to_string().contains("edited")),
+            "{who} got frames of a message they cannot see: {frames:?}"
+        );
+        assert_eq!(frames.len(), 1, "{who}: {frames:?}");
+    }
+    // Their history agrees: nothing of m1.
+    let history = http(
+        a,
+        "GET",
+        &format!("/v1/conversations/{c}/messages"),
+        Some(&carol),
+        None,
+        NONE,
+    );
+    assert!(!history.body.contains(&m1), "{}", history.body);
+    drop(live);
     assert!(up.stop().success());
 }

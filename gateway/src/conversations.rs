@@ -400,20 +400,117 @@ fn judge_state(
     })
 }
 
-/// Who gets an applied event live: the members of its conversation (and, for a
-/// removal, those removed); a receipt goes to the sender of the message and to
-/// the user who sent it.
+/// Who gets an applied event live. A message's own events (its sending, edit,
+/// delete and receipts) go only to current members who see the message, i.e.
+/// were members when it was sent (docs/DESIGN.md, "Visibility"), as history and
+/// search already judge: a user added later, or out of the group when it was
+/// sent, gets none of its frames. A receipt goes further only to the user who
+/// sent it and to the message's sender. Membership changes go to the members
+/// (and, for a removal, to those removed).
 fn audience(state: &ConversationState, before: &[String], event: &Event) -> Vec<String> {
+    let seers = |message_id: &str| -> Vec<String> {
+        let Some((_, offset)) = state.message_origin(message_id) else {
+            return Vec::new();
+        };
+        let members = state.members();
+        state
+            .visible_to(offset)
+            .into_iter()
+            .filter(|u| members.contains(u))
+            .map(str::to_string)
+            .collect()
+    };
     let mut users: Vec<String> = match &event.body {
         Some(Body::Receipt(r)) => {
-            let mut u = vec![r.user_id.clone()];
-            u.extend(state.message_sender(&r.message_id).map(str::to_string));
-            u
+            let sender = state.message_sender(&r.message_id);
+            seers(&r.message_id)
+                .into_iter()
+                .filter(|u| *u == r.user_id || Some(u.as_str()) == sender)
+                .collect()
         }
+        Some(Body::MessageSent(m)) => seers(&m.message_id),
+        Some(Body::MessageEdited(m)) => seers(&m.message_id),
+        Some(Body::MessageDeleted(m)) => seers(&m.message_id),
         Some(Body::MembersRemoved(_)) => before.to_vec(),
         _ => state.members().iter().map(|m| m.to_string()).collect(),
     };
     users.sort();
     users.dedup();
     users
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(state: &mut ConversationState, offset: u64, line: serde_json::Value) -> Event {
+        let mut line = line;
+        line["event_id"] = serde_json::json!(format!("e{offset}"));
+        line["at_ms"] = serde_json::json!(1_000 + offset as i64);
+        let event = courier_schemas::json::parse_line(&line.to_string()).unwrap();
+        let outcome = inbox::apply(state, &event, Position::new(0, offset));
+        assert_eq!(outcome.verdict, Verdict::Applied, "{line}");
+        event
+    }
+
+    /// Issue 16: an edit went to every current member, including carol (added
+    /// after the message) and dave (out of the group when it was sent, back
+    /// since); so did a delete.
+    #[test]
+    fn a_message_s_edit_delete_and_receipts_go_only_to_members_who_see_it() {
+        use serde_json::json;
+        let mut s = ConversationState::new("c");
+        let c = "c";
+        apply(
+            &mut s,
+            0,
+            json!({"type": "conversation_created", "conversation_id": c, "kind": "group",
+                   "creator_id": "alice", "member_ids": ["alice", "bob", "dave"]}),
+        );
+        apply(
+            &mut s,
+            1,
+            json!({"type": "members_removed", "conversation_id": c, "actor_id": "alice", "user_ids": ["dave"]}),
+        );
+        let sent = apply(
+            &mut s,
+            2,
+            json!({"type": "message_sent", "conversation_id": c, "message_id": "m1",
+                   "sender_id": "alice", "text": "before carol"}),
+        );
+        assert_eq!(audience(&s, &[], &sent), ["alice", "bob"]);
+        apply(
+            &mut s,
+            3,
+            json!({"type": "members_added", "conversation_id": c, "actor_id": "alice", "user_ids": ["carol", "dave"]}),
+        );
+        let edited = apply(
+            &mut s,
+            4,
+            json!({"type": "message_edited", "conversation_id": c, "message_id": "m1",
+                   "editor_id": "alice", "text": "edited"}),
+        );
+        assert_eq!(audience(&s, &[], &edited), ["alice", "bob"]);
+        let read = apply(
+            &mut s,
+            5,
+            json!({"type": "receipt", "conversation_id": c, "message_id": "m1",
+                   "user_id": "bob", "status": "read"}),
+        );
+        assert_eq!(audience(&s, &[], &read), ["alice", "bob"]);
+        let deleted = apply(
+            &mut s,
+            6,
+            json!({"type": "message_deleted", "conversation_id": c, "message_id": "m1", "actor_id": "alice"}),
+        );
+        assert_eq!(audience(&s, &[], &deleted), ["alice", "bob"]);
+        // A message sent now is everyone's.
+        let later = apply(
+            &mut s,
+            7,
+            json!({"type": "message_sent", "conversation_id": c, "message_id": "m2",
+                   "sender_id": "carol", "text": "hi all"}),
+        );
+        assert_eq!(audience(&s, &[], &later), ["alice", "bob", "carol", "dave"]);
+    }
 }
