@@ -278,7 +278,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             Some(alice.clone()),
             NONE,
             404,
-            "does not exist",
+            "not found among yours",
         ),
         (
             "non-member sends",
@@ -286,8 +286,8 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "POST",
             Some(carol.clone()),
             NONE,
-            403,
-            "not a member",
+            404,
+            "not found among yours",
         ),
         (
             "bad id",
@@ -322,7 +322,7 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             "DELETE",
             Some(alice.clone()),
             NONE,
-            422,
+            404,
             "nope",
         ),
         (
@@ -1098,5 +1098,114 @@ fn edits_deletes_and_receipts_reach_only_the_live_users_who_see_the_message() {
     );
     assert!(!history.body.contains(&m1), "{}", history.body);
     drop(live);
+    assert!(up.stop().success());
+}
+
+/// Issue 16: the write endpoints answered 404 "does not exist" for an unknown
+/// conversation and 403 "not a member" for one the writer is not in, and a
+/// receipt for a message sent while its writer was out of the group said so.
+/// Reads hide both; now writes do too: one 404, one body.
+#[test]
+fn writes_answer_the_same_for_a_missing_conversation_and_one_the_writer_is_not_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = Up::start(&data, None);
+    let a = &up.addr;
+    let [alice, bob, carol, eve] = ["alice", "bob", "carol", "eve"].map(|u| token(&data, None, u));
+    let c = call(
+        a,
+        "POST",
+        "/v1/conversations",
+        &alice,
+        json!({"kind": "group", "member_ids": ["bob"]}),
+        201,
+    )["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m1 = call(
+        a,
+        "POST",
+        "/v1/messages",
+        &alice,
+        json!({"conversation_id": c, "text": "before carol"}),
+        201,
+    )["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let members = format!("/v1/conversations/{c}/members");
+    call(a, "POST", &members, &alice, json!({"add": ["carol"]}), 200);
+    call(a, "POST", &members, &alice, json!({"remove": ["bob"]}), 200);
+    let before = published(a);
+    // Each write, against `c` and against a conversation that does not exist.
+    let writes = |conv: &str| -> Vec<(&'static str, String, Value)> {
+        vec![
+            (
+                "POST",
+                "/v1/messages".into(),
+                json!({"conversation_id": conv, "text": "x"}),
+            ),
+            (
+                "PATCH",
+                format!("/v1/messages/{m1}"),
+                json!({"conversation_id": conv, "text": "x"}),
+            ),
+            (
+                "DELETE",
+                format!("/v1/messages/{m1}?conversation_id={conv}"),
+                Value::Null,
+            ),
+            (
+                "POST",
+                "/v1/receipts".into(),
+                json!({"conversation_id": conv, "message_id": m1, "status": "read"}),
+            ),
+            (
+                "POST",
+                format!("/v1/conversations/{conv}/members"),
+                json!({"add": ["mallory"]}),
+            ),
+        ]
+    };
+    let answer = |tok: &str, method: &str, path: &str, body: &Value, conv: &str| {
+        let text = body.to_string();
+        let r = http(
+            a,
+            method,
+            path,
+            Some(tok),
+            (!body.is_null()).then_some(text.as_str()),
+            NONE,
+        );
+        (r.status, r.body.replace(conv, "CONV"))
+    };
+    for (who, tok) in [("never a member", &eve), ("removed member", &bob)] {
+        for ((method, path, body), (_, missing_path, missing_body)) in
+            writes(&c).into_iter().zip(writes("no-such-conversation"))
+        {
+            let got = answer(tok, method, &path, &body, &c);
+            let missing = answer(
+                tok,
+                method,
+                &missing_path,
+                &missing_body,
+                "no-such-conversation",
+            );
+            assert_eq!(missing.0, 404, "{method} {missing_path}: {}", missing.1);
+            assert_eq!(got, missing, "{who}: {method} {path}");
+        }
+    }
+    // carol, a member since after m1: a receipt for it is answered as one for a
+    // message that does not exist.
+    let receipt = |m: &str| {
+        let body = json!({"conversation_id": c, "message_id": m, "status": "read"}).to_string();
+        let r = http(a, "POST", "/v1/receipts", Some(&carol), Some(&body), NONE);
+        (r.status, r.body.replace(m, "MSG"))
+    };
+    let unseen = receipt(&m1);
+    assert_eq!(unseen.0, 404, "{}", unseen.1);
+    assert_eq!(unseen, receipt("no-such-message"));
+    assert_eq!(published(a), before, "a refused write published something");
     assert!(up.stop().success());
 }

@@ -356,10 +356,10 @@ fn judge_state(
             )));
         }
     } else {
+        // A conversation that does not exist and one the actor is not in get the
+        // same answer, as reads give: a write must not tell them apart either.
         if !state.exists() {
-            return Found::Done(Err(ApiError::not_found(format!(
-                "conversation {conversation} does not exist"
-            ))));
+            return Found::Done(Err(ApiError::conversation_not_found(conversation)));
         }
         // Before the membership check: a sender who left since their first send
         // still gets its answer again.
@@ -370,9 +370,22 @@ fn judge_state(
             return Found::SentBefore { offset };
         }
         if !state.members().contains(&actor) {
-            return Found::Done(Err(ApiError::forbidden(format!(
-                "{actor} is not a member of conversation {conversation}"
-            ))));
+            return Found::Done(Err(ApiError::conversation_not_found(conversation)));
+        }
+        // Likewise a message the actor cannot see (sent before they joined, or
+        // while they were out) and one that does not exist.
+        let named = match &event.body {
+            Some(Body::MessageEdited(m)) => Some(&m.message_id),
+            Some(Body::MessageDeleted(m)) => Some(&m.message_id),
+            Some(Body::Receipt(r)) => Some(&r.message_id),
+            _ => None,
+        };
+        if let Some(m) = named
+            && !state
+                .message_origin(m)
+                .is_some_and(|(_, offset)| state.visible_to(offset).contains(&actor))
+        {
+            return Found::Done(Err(ApiError::message_not_found(conversation, m)));
         }
     }
     if let Some(m) = sent {
@@ -512,5 +525,65 @@ mod tests {
                    "sender_id": "carol", "text": "hi all"}),
         );
         assert_eq!(audience(&s, &[], &later), ["alice", "bob", "carol", "dave"]);
+    }
+
+    fn verdict(actor: &str, state: &ConversationState, line: serde_json::Value) -> (u16, String) {
+        let mut line = line;
+        line["event_id"] = serde_json::json!("judged");
+        line["at_ms"] = serde_json::json!(9_999);
+        let event = courier_schemas::json::parse_line(&line.to_string()).unwrap();
+        let c = event.conversation_id().unwrap().to_string();
+        match judge_state(actor, &event, &c, state, Position::new(0, 100)) {
+            Found::Done(Err(e)) => (e.status.as_u16(), e.message),
+            Found::Done(Ok(j)) => (200, format!("{j:?}")),
+            Found::SentBefore { .. } => (201, "sent before".into()),
+        }
+    }
+
+    /// Issue 16: writes answered 404 "does not exist" for an unknown conversation
+    /// but 403 "not a member" for one the writer is not in, and a receipt for a
+    /// message sent while its writer was out said so, where reads hide both.
+    #[test]
+    fn writes_answer_alike_for_what_does_not_exist_and_what_the_writer_may_not_see() {
+        use serde_json::json;
+        let mut s = ConversationState::new("c");
+        apply(
+            &mut s,
+            0,
+            json!({"type": "conversation_created", "conversation_id": "c", "kind": "group",
+                   "creator_id": "alice", "member_ids": ["alice", "bob"]}),
+        );
+        apply(
+            &mut s,
+            1,
+            json!({"type": "message_sent", "conversation_id": "c", "message_id": "m1",
+                   "sender_id": "alice", "text": "before carol"}),
+        );
+        apply(
+            &mut s,
+            2,
+            json!({"type": "members_added", "conversation_id": "c", "actor_id": "alice", "user_ids": ["carol"]}),
+        );
+        let nowhere = ConversationState::new("c");
+        let writes = [
+            json!({"type": "message_sent", "conversation_id": "c", "message_id": "x", "sender_id": "eve", "text": "hi"}),
+            json!({"type": "message_edited", "conversation_id": "c", "message_id": "m1", "editor_id": "eve", "text": "hi"}),
+            json!({"type": "message_deleted", "conversation_id": "c", "message_id": "m1", "actor_id": "eve"}),
+            json!({"type": "receipt", "conversation_id": "c", "message_id": "m1", "user_id": "eve", "status": "read"}),
+            json!({"type": "members_added", "conversation_id": "c", "actor_id": "eve", "user_ids": ["mallory"]}),
+        ];
+        for w in writes {
+            let missing = verdict("eve", &nowhere, w.clone());
+            assert_eq!(missing.0, 404, "{w}");
+            assert_eq!(verdict("eve", &s, w.clone()), missing, "{w}");
+        }
+        // carol, a member since after m1, reads it: as if there were no m1.
+        let receipt = |m: &str| json!({"type": "receipt", "conversation_id": "c", "message_id": m, "user_id": "carol", "status": "read"});
+        let (status, body) = verdict("carol", &s, receipt("m1"));
+        assert_eq!((status, body.replace("m1", "M")), {
+            let (s2, b2) = verdict("carol", &s, receipt("m9"));
+            (s2, b2.replace("m9", "M"))
+        },);
+        assert_eq!(status, 404);
     }
 }

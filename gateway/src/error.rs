@@ -45,6 +45,21 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
+    /// 404 for a conversation that does not exist or that the caller is not a
+    /// member of: one answer for both, on reads and writes alike, so nobody
+    /// learns whether a conversation they are not in exists.
+    pub fn conversation_not_found(conversation: &str) -> Self {
+        Self::not_found(format!("conversation {conversation} not found among yours"))
+    }
+
+    /// 404 for a message that does not exist or that the caller cannot see (they
+    /// were not a member when it was sent): one answer for both.
+    pub fn message_not_found(conversation: &str, message: &str) -> Self {
+        Self::not_found(format!(
+            "message {message} not found among yours in conversation {conversation}"
+        ))
+    }
+
     /// 403: authenticated, but not allowed.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, message)

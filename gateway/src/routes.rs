@@ -656,9 +656,7 @@ async fn messages(
         Ok(l) => l,
         // Not telling a non-member whether the conversation exists.
         Err(QueryError::NotAMember(_)) => {
-            return Err(ApiError::not_found(format!(
-                "conversation {id} not found among yours"
-            )));
+            return Err(ApiError::conversation_not_found(&id));
         }
         Err(QueryError::Store(e)) => {
             return Err(ApiError::unavailable(format!(
