@@ -36,8 +36,10 @@ fn op(summary: &str, body: Option<&str>, ok: (&str, &str), errors: &[(&str, &str
 
 const WRITE_ERRORS: &[(&str, &str)] = &[
     ("400", "malformed JSON"),
-    ("403", "not a member of the conversation"),
-    ("404", "unknown conversation"),
+    (
+        "404",
+        "no conversation (or message) of yours by that id: one answer whether it does not exist or you may not see it",
+    ),
     ("409", "already exists / message id already used"),
     ("413", "text too large"),
     (
