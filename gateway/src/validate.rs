@@ -10,8 +10,11 @@ pub const MAX_ID_BYTES: usize = 128;
 /// Longest conversation title, in characters.
 pub const MAX_TITLE_CHARS: usize = 256;
 
-/// An id is 1..=128 bytes of printable characters without whitespace, so it can
-/// sit in a URL path segment, a log line and a RocksDB key without surprises.
+/// An id is 1..=128 bytes without `/`, so it can sit in a URL path segment, a
+/// log line and a RocksDB key without surprises, and without the whitespace,
+/// control, format and other invisible characters `courier_schemas::ids`
+/// forbids (the rule canonical JSON, so `courier produce`, applies too), so an
+/// id cannot look like another.
 pub fn id(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
         return Err(ApiError::invalid(format!("`{field}` must not be empty")));
@@ -22,12 +25,15 @@ pub fn id(field: &str, value: &str) -> Result<(), ApiError> {
             value.len()
         )));
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || *c == '/')
-    {
+    if let Some(found) = courier_schemas::ids::first_forbidden(value) {
         return Err(ApiError::invalid(format!(
-            "`{field}` contains {c:?}; ids may not contain whitespace, control characters or `/`"
+            "`{field}` {}",
+            courier_schemas::ids::explain(&found)
+        )));
+    }
+    if value.contains('/') {
+        return Err(ApiError::invalid(format!(
+            "`{field}` contains '/'; ids may not contain `/`"
         )));
     }
     Ok(())
@@ -83,5 +89,28 @@ mod tests {
         assert!(super::text("  ", 16).is_err());
         let e = super::user_ids("member_ids", &["a".into(), "a".into()], 10).unwrap_err();
         assert!(e.message.contains("twice"), "{}", e.message);
+        assert!(super::id("x", "a/b").is_err());
+    }
+
+    /// Issue 16: `member_ids` could hold `bob\u{200B}` or `\u{202E}bob`, ids
+    /// that look like another user's.
+    #[test]
+    fn ids_with_invisible_or_bidirectional_characters_are_refused_naming_the_field() {
+        for (value, shown) in [
+            ("bob\u{200B}", "U+200B"),
+            ("\u{202E}bob", "U+202E"),
+            ("b\u{2067}ob", "U+2067"),
+            ("bob\u{FEFF}", "U+FEFF"),
+            ("bo\u{AD}b", "U+00AD"),
+        ] {
+            let e = super::user_ids("member_ids", &["alice".into(), value.into()], 10).unwrap_err();
+            assert_eq!(e.status, 422, "{value:?}");
+            assert!(
+                e.message
+                    .starts_with(&format!("`member_ids[1]` contains {shown}")),
+                "{value:?}: {}",
+                e.message
+            );
+        }
     }
 }

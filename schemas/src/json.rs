@@ -63,6 +63,13 @@ pub enum JsonError {
         field: String,
         reason: String,
     },
+    /// An id holding a character `crate::ids` forbids.
+    #[error("{event}: `{field}` {reason}")]
+    BadId {
+        event: EventKind,
+        field: String,
+        reason: String,
+    },
     #[error("{event} must have exactly one of `text`, `ciphertext`, `media`")]
     ContentChoice { event: EventKind },
     #[error("{event}: a direct conversation has exactly two `member_ids`, got {got}")]
@@ -224,7 +231,7 @@ const MEDIA_FIELDS: &[&str] = &["url", "mime_type", "size_bytes", "sha256"];
 fn parse_body(kind: EventKind, o: &mut Obj) -> Result<Body, JsonError> {
     Ok(match kind {
         EventKind::ConversationCreated => {
-            let conversation_id = o.id("conversation_id")?;
+            let conversation_id = o.name("conversation_id")?;
             let kind_value = o.enumeration(
                 "kind",
                 &[
@@ -232,7 +239,7 @@ fn parse_body(kind: EventKind, o: &mut Obj) -> Result<Body, JsonError> {
                     ("group", ConversationKind::Group as i32),
                 ],
             )?;
-            let creator_id = o.id("creator_id")?;
+            let creator_id = o.name("creator_id")?;
             let member_ids = o.ids("member_ids")?;
             if kind_value == ConversationKind::Direct as i32 && member_ids.len() != 2 {
                 return Err(JsonError::DirectMembers {
@@ -249,19 +256,19 @@ fn parse_body(kind: EventKind, o: &mut Obj) -> Result<Body, JsonError> {
             })
         }
         EventKind::MembersAdded => Body::MembersAdded(MembersAdded {
-            conversation_id: o.id("conversation_id")?,
-            actor_id: o.id("actor_id")?,
+            conversation_id: o.name("conversation_id")?,
+            actor_id: o.name("actor_id")?,
             user_ids: o.ids("user_ids")?,
         }),
         EventKind::MembersRemoved => Body::MembersRemoved(MembersRemoved {
-            conversation_id: o.id("conversation_id")?,
-            actor_id: o.id("actor_id")?,
+            conversation_id: o.name("conversation_id")?,
+            actor_id: o.name("actor_id")?,
             user_ids: o.ids("user_ids")?,
         }),
         EventKind::MessageSent => {
-            let conversation_id = o.id("conversation_id")?;
-            let message_id = o.id("message_id")?;
-            let sender_id = o.id("sender_id")?;
+            let conversation_id = o.name("conversation_id")?;
+            let message_id = o.name("message_id")?;
+            let sender_id = o.name("sender_id")?;
             let present = ["text", "ciphertext", "media"]
                 .iter()
                 .filter(|f| o.has(f))
@@ -290,20 +297,20 @@ fn parse_body(kind: EventKind, o: &mut Obj) -> Result<Body, JsonError> {
             })
         }
         EventKind::MessageEdited => Body::MessageEdited(MessageEdited {
-            conversation_id: o.id("conversation_id")?,
-            message_id: o.id("message_id")?,
-            editor_id: o.id("editor_id")?,
+            conversation_id: o.name("conversation_id")?,
+            message_id: o.name("message_id")?,
+            editor_id: o.name("editor_id")?,
             text: o.text("text")?,
         }),
         EventKind::MessageDeleted => Body::MessageDeleted(MessageDeleted {
-            conversation_id: o.id("conversation_id")?,
-            message_id: o.id("message_id")?,
-            actor_id: o.id("actor_id")?,
+            conversation_id: o.name("conversation_id")?,
+            message_id: o.name("message_id")?,
+            actor_id: o.name("actor_id")?,
         }),
         EventKind::Receipt => Body::Receipt(Receipt {
-            conversation_id: o.id("conversation_id")?,
-            message_id: o.id("message_id")?,
-            user_id: o.id("user_id")?,
+            conversation_id: o.name("conversation_id")?,
+            message_id: o.name("message_id")?,
+            user_id: o.name("user_id")?,
             status: o.enumeration(
                 "status",
                 &[
@@ -313,7 +320,7 @@ fn parse_body(kind: EventKind, o: &mut Obj) -> Result<Body, JsonError> {
             )?,
         }),
         EventKind::Presence => Body::Presence(Presence {
-            user_id: o.id("user_id")?,
+            user_id: o.name("user_id")?,
             status: o.enumeration(
                 "status",
                 &[
@@ -323,11 +330,11 @@ fn parse_body(kind: EventKind, o: &mut Obj) -> Result<Body, JsonError> {
             )?,
         }),
         EventKind::PushJob => Body::PushJob(PushJob {
-            job_id: o.id("job_id")?,
-            user_id: o.id("user_id")?,
-            conversation_id: o.id("conversation_id")?,
-            message_id: o.id("message_id")?,
-            sender_id: o.id("sender_id")?,
+            job_id: o.name("job_id")?,
+            user_id: o.name("user_id")?,
+            conversation_id: o.name("conversation_id")?,
+            message_id: o.name("message_id")?,
+            sender_id: o.name("sender_id")?,
             // A ciphertext or media message has no text to preview.
             preview: o.text("preview")?,
             collapse_key: o.id("collapse_key")?,
@@ -594,6 +601,25 @@ impl Obj {
         self.opt_id(field)?.ok_or_else(|| self.missing(field))
     }
 
+    /// An id of a conversation, message, user or job: non-empty, and without the
+    /// characters `crate::ids` forbids (so two ids that look alike are alike).
+    fn name(&self, field: &str) -> Result<String, JsonError> {
+        let id = self.id(field)?;
+        self.check_name(field, &id)?;
+        Ok(id)
+    }
+
+    fn check_name(&self, field: &str, id: &str) -> Result<(), JsonError> {
+        match crate::ids::first_forbidden(id) {
+            None => Ok(()),
+            Some(found) => Err(JsonError::BadId {
+                event: self.event,
+                field: self.path(field),
+                reason: crate::ids::explain(&found),
+            }),
+        }
+    }
+
     /// A non-empty list of non-empty ids: an empty membership change means nothing.
     fn ids(&self, field: &str) -> Result<Vec<String>, JsonError> {
         let v = self.get(field).ok_or_else(|| self.missing(field))?;
@@ -608,7 +634,10 @@ impl Obj {
             .iter()
             .enumerate()
             .map(|(i, item)| match item {
-                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                Value::String(s) if !s.is_empty() => {
+                    self.check_name(&format!("{field}[{i}]"), s)?;
+                    Ok(s.clone())
+                }
                 _ => Err(self.invalid(&format!("{field}[{i}]"), "a non-empty string", item)),
             })
             .collect()
@@ -671,5 +700,22 @@ impl Obj {
             None | Some(Value::Null) => Err(self.missing(field)),
             Some(v) => Err(self.invalid(field, "an object", &v)),
         }
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::parse_line;
+
+    /// Issue 16: canonical JSON (so `courier produce`) took ids with zero-width
+    /// and bidirectional characters; the gateway's rule is now its rule too.
+    #[test]
+    fn an_id_with_an_invisible_character_is_refused_naming_the_field() {
+        let line = r#"{"type":"members_added","event_id":"e1","at_ms":1,"conversation_id":"c1","actor_id":"alice","user_ids":["carol","bob\u200b"]}"#;
+        let e = parse_line(line).unwrap_err().to_string();
+        assert!(e.contains("`user_ids[1]` contains U+200B"), "{e}");
+        let line = r#"{"type":"message_sent","event_id":"e2","at_ms":1,"conversation_id":"c1","message_id":"m1","sender_id":"\u202ebob","text":"hi"}"#;
+        let e = parse_line(line).unwrap_err().to_string();
+        assert!(e.contains("`sender_id` contains U+202E"), "{e}");
     }
 }

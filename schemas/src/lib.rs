@@ -9,6 +9,7 @@
 pub mod avro;
 mod event;
 pub mod headers;
+pub mod ids;
 pub mod json;
 mod kind;
 pub mod samples;
