@@ -71,21 +71,27 @@ impl Secret {
         }
         let path = dev_secret_path(data_dir);
         match std::fs::read_to_string(&path) {
-            Ok(s) if !s.trim().is_empty() => return Ok(Secret::from_text(s.trim())),
+            Ok(s) if !s.trim().is_empty() => {
+                owner_only(&path)?;
+                return Ok(Secret::from_text(s.trim()));
+            }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        std::fs::create_dir_all(path.parent().unwrap_or(data_dir))?;
+        let dir = path.parent().unwrap_or(data_dir);
+        std::fs::create_dir_all(dir)?;
+        owner_only_dir(dir)?;
         let fresh = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
         // Written to a temp file and renamed so two processes starting at once
-        // both end up with the same secret (the rename's winner).
+        // both end up with the same secret (the rename's winner). Created 0600:
+        // whoever reads it can sign in as anyone.
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &fresh)?;
+        write_owner_only(&tmp, fresh.as_bytes())?;
         if path.exists() {
             std::fs::remove_file(&tmp)?;
         } else {
@@ -151,6 +157,59 @@ impl Secret {
     }
 }
 
+/// Writes a new file readable and writable by its owner only (0600).
+fn write_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Tightens a secret file that others may read (a data directory from before
+/// it was created 0600) to 0600; refuses it, saying why, when that fails.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{} is readable by others (mode {:o}) and could not be made 0600: {e}; \
+                             run `chmod 600` on it",
+                            path.display(),
+                            mode & 0o777
+                        ),
+                    )
+                },
+            )?;
+            tracing::warn!(path = %path.display(), was = format!("{:o}", mode & 0o777), "the token secret was readable by others; made it 0600");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Makes a directory the gateway created for its secret 0700.
+fn owner_only_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -195,5 +254,24 @@ mod tests {
         let t = a.mint("u1", 60);
         assert!(b.verify(&t).is_ok());
         assert_ne!(Secret::load(Some("configured"), dir.path()).unwrap().0, a.0);
+    }
+
+    /// Issue 16: `DATA_DIR/gateway/jwt_secret` was created 0644, so any local
+    /// user could mint tokens for anyone. It is created 0600, and an existing
+    /// one others may read is tightened.
+    #[cfg(unix)]
+    #[test]
+    fn the_development_secret_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let s = Secret::load(None, dir.path()).unwrap();
+        let path = dev_secret_path(dir.path());
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let again = Secret::load(None, dir.path()).unwrap();
+        assert_eq!(again.0, s.0, "the same secret");
+        assert_eq!(mode(&path), 0o600, "tightened");
     }
 }
