@@ -27,6 +27,10 @@ pub enum TokenError {
     Signature,
     #[error("token expired")]
     Expired,
+    #[error("token not valid yet (`nbf` is in the future)")]
+    NotYetValid,
+    #[error("token issued in the future (`iat`)")]
+    IssuedInFuture,
     #[error("token has no usable `sub` (user id)")]
     Subject,
 }
@@ -40,7 +44,14 @@ pub struct Claims {
     pub iat: u64,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
+    /// Not before, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
+
+/// How far apart the clocks of whoever minted a token and of this gateway may
+/// be, in seconds, when `nbf` and `iat` are checked.
+pub const LEEWAY_SECS: u64 = 30;
 
 /// The HS256 key.
 #[derive(Clone)]
@@ -113,6 +124,7 @@ impl Secret {
             sub: user.to_string(),
             iat: now,
             exp: now.saturating_add(ttl_secs),
+            nbf: Some(now),
         };
         let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let payload = B64.encode(serde_json::to_vec(&claims).expect("claims serialize"));
@@ -147,8 +159,15 @@ impl Secret {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(TokenError::Malformed)?;
-        if claims.exp <= now_secs() {
+        let now = now_secs();
+        if claims.exp <= now {
             return Err(TokenError::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.iat > now + LEEWAY_SECS {
+            return Err(TokenError::IssuedInFuture);
         }
         if crate::validate::id("sub", &claims.sub).is_err() {
             return Err(TokenError::Subject);
@@ -273,5 +292,36 @@ mod tests {
         let again = Secret::load(None, dir.path()).unwrap();
         assert_eq!(again.0, s.0, "the same secret");
         assert_eq!(mode(&path), 0o600, "tightened");
+    }
+
+    /// Issue 16: `nbf` was ignored and a token issued in the future accepted.
+    #[test]
+    fn a_token_not_valid_yet_or_issued_in_the_future_is_refused_beyond_the_leeway() {
+        let s = Secret::from_text("k");
+        let now = now_secs();
+        let signed = |payload: serde_json::Value| {
+            let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+            let input = format!("{header}.{}", B64.encode(payload.to_string()));
+            format!("{input}.{}", B64.encode(s.sign(input.as_bytes())))
+        };
+        let claims = |iat: u64, nbf: Option<u64>| {
+            let mut c = serde_json::json!({"sub": "alice", "iat": iat, "exp": now + 3600});
+            if let Some(n) = nbf {
+                c["nbf"] = n.into();
+            }
+            signed(c)
+        };
+        assert!(s.verify(&claims(now, None)).is_ok());
+        assert!(s.verify(&claims(now, Some(now))).is_ok());
+        // Within the leeway: clocks differ.
+        assert!(s.verify(&claims(now + 5, Some(now + 5))).is_ok());
+        assert_eq!(
+            s.verify(&claims(now, Some(now + 600))),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            s.verify(&claims(now + 600, None)),
+            Err(TokenError::IssuedInFuture)
+        );
     }
 }
