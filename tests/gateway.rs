@@ -1209,3 +1209,47 @@ fn writes_answer_the_same_for_a_missing_conversation_and_one_the_writer_is_not_i
     assert_eq!(published(a), before, "a refused write published something");
     assert!(up.stop().success());
 }
+
+/// Issue 16: a WebSocket opened with a token that expired 3 s later kept
+/// receiving events, while REST calls with the same token got 401. Now it is
+/// told and closed (4401) when its token expires.
+#[test]
+fn a_live_socket_is_closed_when_its_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = Up::start(&data, None);
+    let a = &up.addr;
+    let short = common::ok(
+        common::courier(&data)
+            .args(["token", "bob", "--ttl", "3"])
+            .output()
+            .unwrap(),
+    )
+    .trim()
+    .to_string();
+    let opened = std::time::Instant::now();
+    let mut live = ws(a, &short);
+    let mut told = false;
+    let frame = loop {
+        match live.read().expect("the close before the read timeout") {
+            tungstenite::Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                told |= v["type"] == "error" && v["error"].as_str().unwrap().contains("expired");
+            }
+            tungstenite::Message::Close(frame) => break frame.expect("a close frame with a code"),
+            _ => {}
+        }
+    };
+    assert_eq!(u16::from(frame.code), 4401, "{frame:?}");
+    assert_eq!(frame.reason.as_str(), "token expired");
+    assert!(told, "closed without being told why");
+    let lived = opened.elapsed();
+    assert!(
+        lived < Duration::from_secs(10),
+        "closed only after {lived:?}"
+    );
+    // And REST agrees from then on.
+    let r = http(a, "GET", "/v1/inbox", Some(&short), None, NONE);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(up.stop().success());
+}

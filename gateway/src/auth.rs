@@ -133,6 +133,12 @@ impl Secret {
         format!("{signing_input}.{sig}")
     }
 
+    /// When a token with these claims stops being accepted: the live stream it
+    /// opened is closed then.
+    pub fn valid_until(&self, claims: &Claims) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(claims.exp)
+    }
+
     /// The claims of a valid, unexpired token.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');

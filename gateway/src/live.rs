@@ -19,6 +19,10 @@ use crate::metrics;
 /// Close code for a client that could not keep up (RFC 6455 "policy violation").
 pub const SLOW_CLOSE_CODE: u16 = 1008;
 
+/// Close code for a connection whose token expired (in the range RFC 6455
+/// leaves to applications; 4000 + HTTP's 401): reconnect with a fresh token.
+pub const TOKEN_EXPIRED_CLOSE_CODE: u16 = 4401;
+
 struct Conn {
     id: u64,
     tx: mpsc::Sender<Arc<str>>,
@@ -122,10 +126,32 @@ impl Hub {
         mut socket: WebSocket,
         mut sub: Subscription,
         mut stop: Shutdown,
+        expires: std::time::SystemTime,
     ) {
         metrics::get().ws_connections.inc();
+        // A socket must not outlive its token: REST calls with it get 401 from
+        // then on, so the stream ends then too.
+        let left = expires
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let expiry = tokio::time::sleep(left);
+        tokio::pin!(expiry);
         loop {
             tokio::select! {
+                _ = &mut expiry => {
+                    let note = serde_json::json!({
+                        "type": "error",
+                        "error": "token expired: reconnect with a fresh token",
+                    });
+                    let _ = socket.send(Message::Text(note.to_string().into())).await;
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: TOKEN_EXPIRED_CLOSE_CODE,
+                            reason: "token expired".into(),
+                        })))
+                        .await;
+                    break;
+                }
                 next = sub.rx.recv() => match next {
                     Some(line) => {
                         if socket.send(Message::Text(line.as_ref().into())).await.is_err() {

@@ -125,6 +125,23 @@ impl FromRequestParts<App> for User {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, gw: &App) -> Result<Self, Self::Rejection> {
+        Ok(User(
+            Session::from_request_parts(parts, gw).await?.claims.sub,
+        ))
+    }
+}
+
+/// The signed-in user's verified token: who, and until when (the live stream
+/// ends when its token does).
+pub struct Session {
+    /// The token's claims.
+    pub claims: crate::auth::Claims,
+}
+
+impl FromRequestParts<App> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, gw: &App) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -156,7 +173,7 @@ impl FromRequestParts<App> for User {
         if let Err(wait) = gw.user_limits.check(&claims.sub) {
             return Err(too_many(&format!("user {}", claims.sub), wait));
         }
-        Ok(User(claims.sub))
+        Ok(Session { claims })
     }
 }
 
@@ -719,14 +736,16 @@ async fn search(
 
 /// `GET /v1/stream`: the signed-in user's live events, one canonical JSON
 /// object per text frame.
-async fn stream(State(gw): State<App>, User(user): User, ws: WebSocketUpgrade) -> Response {
+async fn stream(State(gw): State<App>, session: Session, ws: WebSocketUpgrade) -> Response {
     // Registered before the handshake answers, so an event published right after
     // the client sees `101` reaches it. If the upgrade fails, the dropped
     // subscription is pruned at the next delivery.
-    let sub = gw.hub.subscribe(&user);
+    let sub = gw.hub.subscribe(&session.claims.sub);
     let hub = gw.hub.clone();
     let stop = gw.stop.clone();
-    ws.on_upgrade(move |socket| hub.serve(socket, sub, stop))
+    // The socket lives no longer than a REST call with its token would succeed.
+    let expires = gw.secret.valid_until(&session.claims);
+    ws.on_upgrade(move |socket| hub.serve(socket, sub, stop, expires))
 }
 
 async fn metrics_text() -> Response {
