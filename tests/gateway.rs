@@ -1217,10 +1217,13 @@ fn writes_answer_the_same_for_a_missing_conversation_and_one_the_writer_is_not_i
 fn a_live_socket_is_closed_when_its_token_expires() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let up = Up::start(&data, None);
+    // No leeway for clocks that differ, so the test need not wait for it.
+    let up = Up::start(&data, Some("[gateway]\njwt_leeway_secs = 0\n"));
     let a = &up.addr;
     let short = common::ok(
         common::courier(&data)
+            .arg("--config")
+            .arg(data.with_extension("toml"))
             .args(["token", "bob", "--ttl", "3"])
             .output()
             .unwrap(),
@@ -1252,4 +1255,83 @@ fn a_live_socket_is_closed_when_its_token_expires() {
     let r = http(a, "GET", "/v1/inbox", Some(&short), None, NONE);
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(up.stop().success());
+}
+
+/// Issue 16, deliver 4: the development secret stays in the data dir, so a
+/// token survives a restart of `courier up`; with `gateway.jwt_keys` a token
+/// keeps working while its key is listed and gets 401 once it is removed.
+#[test]
+fn tokens_survive_a_restart_and_a_rotated_out_key_s_tokens_get_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = Up::start(&data, None);
+    let dev = token(&data, None, "alice");
+    assert_eq!(
+        http(&up.addr, "GET", "/v1/inbox", Some(&dev), None, NONE).status,
+        200
+    );
+    assert!(up.stop().success());
+    let up = Up::start(&data, None);
+    let r = http(&up.addr, "GET", "/v1/inbox", Some(&dev), None, NONE);
+    assert_eq!(r.status, 200, "after a restart: {}", r.body);
+    assert!(up.stop().success());
+
+    // Two keys in files: an HS256 secret and an Ed25519 private key (made for
+    // this test only).
+    let k1 = dir.path().join("k1.secret");
+    std::fs::write(&k1, "a-secret-of-at-least-32-bytes-for-k1").unwrap();
+    let k2 = dir.path().join("k2.pem");
+    std::fs::write(
+        &k2,
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIM+K3B+1uz4DKcOthH1fvONFdAX4I54Cx/VOX8/gZ0h7\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let keys = |list: &[(&str, &Path)]| {
+        let entries: Vec<String> = list
+            .iter()
+            .map(|(kid, p)| format!("\"{kid}={}\"", p.display()))
+            .collect();
+        format!("[gateway]\njwt_keys = [{}]\n", entries.join(", "))
+    };
+    let inbox = |up: &Up, t: &str| http(&up.addr, "GET", "/v1/inbox", Some(t), None, NONE);
+    let config = keys(&[("k1", &k1)]);
+    let up = Up::start(&data, Some(&config));
+    let t1 = token(&data, Some(&config), "alice");
+    assert_eq!(inbox(&up, &t1).status, 200);
+    // The development secret is no longer accepted once keys are configured.
+    assert_eq!(inbox(&up, &dev).status, 401);
+    assert!(up.stop().success());
+    // k2 becomes current (EdDSA); k1's token still works.
+    let config = keys(&[("k2", &k2), ("k1", &k1)]);
+    let up = Up::start(&data, Some(&config));
+    let t2 = token(&data, Some(&config), "alice");
+    assert_eq!(inbox(&up, &t1).status, 200);
+    assert_eq!(inbox(&up, &t2).status, 200);
+    assert!(up.stop().success());
+    // k1 removed: its token gets 401 naming the key; k2's still works. The keys
+    // can come from the environment too, as one comma-separated text.
+    let mut cmd = common::courier(&data);
+    cmd.env("COURIER_GATEWAY__JWT_KEYS", format!("k2={}", k2.display()));
+    let up = start_command(cmd);
+    let r = inbox(&up, &t1);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("`k1`"), "{}", r.body);
+    assert_eq!(inbox(&up, &t2).status, 200);
+    assert!(up.stop().success());
+}
+
+/// `courier up` from a prepared command (environment variables, say).
+fn start_command(mut cmd: std::process::Command) -> Up {
+    use std::io::BufRead;
+    let mut child = cmd
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn courier up");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = common::wait_for_line(&mut lines, "the URL", |l| l.contains("http://"));
+    let addr = line.split("http://").nth(1).unwrap().trim().to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Up { child, addr }
 }

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::config::ViewsBackend;
 use anyhow::Context;
 use async_trait::async_trait;
-use courier_gateway::{Gateway, Parts, SearchFailure, SearchViews, Secret};
+use courier_gateway::{Gateway, Keys, Parts, SearchFailure, SearchViews};
 use courier_pipeline::{EventLog, shutdown};
 use courier_processors::inbox::store::{ConversationRows, InboxBatch, InboxStore};
 use courier_processors::inbox::{ConversationState, InboxRow};
@@ -198,13 +198,12 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let (trigger, stop) = shutdown::channel();
     on_signals(trigger.clone());
-    let secret = Secret::load(config.gateway.jwt_secret.as_deref(), &config.data_dir)
-        .with_context(|| {
-            format!(
-                "loading the token secret under {}",
-                config.data_dir.display()
-            )
-        })?;
+    let keys = Keys::load(&config.gateway, &config.data_dir).with_context(|| {
+        format!(
+            "loading the token keys (gateway.jwt_keys, gateway.jwt_secret, or the development secret under {})",
+            config.data_dir.display()
+        )
+    })?;
     let listen = args.listen.unwrap_or_else(|| config.gateway.listen.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -232,7 +231,7 @@ pub async fn run(
             log: log.clone(),
             views: gateway_views(config).await?,
             search,
-            secret,
+            keys,
         },
         stop.clone(),
     )

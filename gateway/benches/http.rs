@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use courier_gateway::GatewayConfig;
-use courier_gateway::{Gateway, Parts, Secret};
+use courier_gateway::{Gateway, Keys, Parts};
 use courier_pipeline::embedded::EmbeddedOptions;
 use courier_pipeline::{EmbeddedLog, EventLog, shutdown};
 use courier_sinks::inbox::RocksInboxStore;
@@ -98,7 +98,7 @@ async fn call(s: &mut Sender, method: &str, path: &str, token: &str, body: Strin
 
 async fn http_run(
     addr: std::net::SocketAddr,
-    secret: &Secret,
+    secret: &Keys,
     clients: u64,
     dur: Duration,
     max: u64,
@@ -106,7 +106,7 @@ async fn http_run(
     let mut tasks = Vec::new();
     let started = Instant::now();
     for c in 0..clients {
-        let token = secret.mint(&format!("user{c}"), 3600);
+        let token = secret.mint(&format!("user{c}"), 3600).unwrap();
         tasks.push(tokio::spawn(async move {
             let mut s = connect(addr).await;
             let body =
@@ -207,7 +207,7 @@ fn main() {
         // The gateway reads views only on a cache miss (once per conversation
         // here); an empty store makes it fold those from the log.
         let views = Arc::new(RocksInboxStore::open(&dir.path().join("views")).unwrap());
-        let secret = Secret::from_text("bench");
+        let secret = Keys::hs256(b"bench");
         let (trigger, stop) = shutdown::channel();
         let settings = GatewayConfig {
             user_rate_per_sec: 1e9,
@@ -222,7 +222,7 @@ fn main() {
                 log: log.clone(),
                 views,
                 search: None,
-                secret: secret.clone(),
+                keys: Keys::hs256(b"bench"),
             },
             stop,
         )

@@ -11,10 +11,33 @@ pub struct GatewayConfig {
     /// Address to listen on (`--listen` overrides it).
     #[serde(default = "default_gateway_listen")]
     pub listen: String,
-    /// HS256 secret for bearer tokens; without one, a development secret is
-    /// generated once into `data_dir/gateway/jwt_secret`.
+    /// Shorthand for one HS256 key, given inline, for tokens without a `kid`.
+    /// Without it and without `jwt_keys`, a development secret is generated
+    /// once into `data_dir/gateway/jwt_secret` (mode 0600), so tokens survive a
+    /// restart.
     #[serde(default)]
     pub jwt_secret: Option<String>,
+    /// The token keys, chosen by a token's `kid`: entries `KID=PATH`, the
+    /// current key first (`courier token` signs with it; the others only
+    /// verify, so tokens they signed keep working until their entry is
+    /// removed). A TOML array, or one comma-separated text (as
+    /// `COURIER_GATEWAY__JWT_KEYS` gives). PATH holds the key, never the config:
+    /// an Ed25519 private key (PKCS#8 PEM: signs and verifies EdDSA), an Ed25519
+    /// public key (PEM: verifies only, for a gateway that mints nothing), or
+    /// else an HS256 secret (the file's bytes, at least 32). Key files should
+    /// be readable by their owner only.
+    #[serde(default, deserialize_with = "key_list")]
+    pub jwt_keys: Vec<String>,
+    /// `iss` written into tokens and required of them (empty: neither).
+    #[serde(default = "default_jwt_name")]
+    pub jwt_issuer: String,
+    /// `aud` written into tokens and required of them (empty: neither).
+    #[serde(default = "default_jwt_name")]
+    pub jwt_audience: String,
+    /// How far the clock of whoever minted a token may be from this gateway's,
+    /// in seconds, when `exp`, `nbf` and `iat` are checked.
+    #[serde(default = "default_jwt_leeway")]
+    pub jwt_leeway_secs: u64,
     /// Lifetime of tokens minted by `courier token`, in seconds.
     #[serde(default = "default_token_ttl")]
     pub token_ttl_secs: u64,
@@ -51,6 +74,33 @@ pub struct GatewayConfig {
     /// producer's own 30 s.
     #[serde(default = "default_publish_timeout")]
     pub publish_timeout_ms: u64,
+}
+
+fn default_jwt_name() -> String {
+    "courier".to_string()
+}
+fn default_jwt_leeway() -> u64 {
+    30
+}
+
+/// `jwt_keys` from a TOML array, or from one comma-separated text (an
+/// environment variable can only give text).
+fn key_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Text(String),
+        Items(Vec<String>),
+    }
+    let items = match List::deserialize(d)? {
+        List::Text(t) => t.split(',').map(str::to_string).collect(),
+        List::Items(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 fn default_gateway_listen() -> String {
@@ -96,6 +146,10 @@ impl Default for GatewayConfig {
         GatewayConfig {
             listen: default_gateway_listen(),
             jwt_secret: None,
+            jwt_keys: Vec::new(),
+            jwt_issuer: default_jwt_name(),
+            jwt_audience: default_jwt_name(),
+            jwt_leeway_secs: default_jwt_leeway(),
             token_ttl_secs: default_token_ttl(),
             max_text_bytes: default_max_text_bytes(),
             max_members: default_max_members(),

@@ -27,7 +27,7 @@ use courier_pipeline::shutdown::Shutdown;
 use courier_pipeline::{EventLog, LogError};
 use courier_processors::inbox::store::InboxStore;
 
-pub use auth::Secret;
+pub use auth::Keys;
 pub use config::GatewayConfig;
 pub use search::{SearchFailure, SearchViews};
 
@@ -38,7 +38,7 @@ pub struct Gateway {
     log: Arc<dyn EventLog>,
     views: Arc<dyn InboxStore>,
     search: Option<Arc<dyn SearchViews>>,
-    secret: Secret,
+    keys: Keys,
     user_limits: limits::RateLimiter,
     ip_limits: limits::RateLimiter,
     idempotency: idempotency::Idempotency,
@@ -57,8 +57,8 @@ pub struct Parts {
     pub views: Arc<dyn InboxStore>,
     /// The search view, once one is wired; `None` answers 503.
     pub search: Option<Arc<dyn SearchViews>>,
-    /// The token key.
-    pub secret: Secret,
+    /// The token keys.
+    pub keys: Keys,
 }
 
 impl Gateway {
@@ -84,7 +84,7 @@ impl Gateway {
             log: parts.log,
             views: parts.views,
             search: parts.search,
-            secret: parts.secret,
+            keys: parts.keys,
             conversations,
             hub,
             stop,

@@ -167,7 +167,7 @@ impl FromRequestParts<App> for Session {
             .into_response());
         };
         let claims = gw
-            .secret
+            .keys
             .verify(&token)
             .map_err(|e| ApiError::unauthorized(e.to_string()).into_response())?;
         if let Err(wait) = gw.user_limits.check(&claims.sub) {
@@ -744,7 +744,7 @@ async fn stream(State(gw): State<App>, session: Session, ws: WebSocketUpgrade) -
     let hub = gw.hub.clone();
     let stop = gw.stop.clone();
     // The socket lives no longer than a REST call with its token would succeed.
-    let expires = gw.secret.valid_until(&session.claims);
+    let expires = gw.keys.valid_until(&session.claims);
     ws.on_upgrade(move |socket| hub.serve(socket, sub, stop, expires))
 }
 
