@@ -81,6 +81,18 @@ enum Command {
         #[command(subcommand)]
         command: courier_app::topics::Command,
     },
+    /// Consumer groups: members, partitions, committed offsets and lag; move a
+    /// stopped group's offsets.
+    Groups {
+        #[command(subcommand)]
+        command: courier_app::groups::Command,
+    },
+    /// Records no processor could apply: list them, take them back to the
+    /// processor that rejected them.
+    DeadLetters {
+        #[command(subcommand)]
+        command: courier_app::dead_letters::Command,
+    },
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -155,6 +167,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(args) => courier_app::migrate::run(&config, args).await,
         Command::Topics { command } => courier_app::topics::run(&config, command).await,
+        Command::Groups { command } => courier_app::groups::run(&config, command).await,
+        Command::DeadLetters { command } => courier_app::dead_letters::run(&config, command).await,
         Command::Up(args) => {
             let log = config.open_log().context("opening the log")?;
             courier_app::up::run(&config, &flags, log, args).await

@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod config;
+pub mod dead_letters;
+pub mod groups;
 pub mod inbox;
 pub mod lag;
 pub mod messages;

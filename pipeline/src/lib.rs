@@ -28,6 +28,6 @@ pub use embedded::EmbeddedLog;
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaLog, KafkaSettings};
 pub use log::{
-    Appended, ConsumedRecord, ConsumerEvent, EventLog, GroupConsumer, Headers, LogError, Position,
-    Record, RecordHeaders, TopicPartition,
+    Appended, ConsumedRecord, ConsumerEvent, EventLog, GroupConsumer, GroupDescription,
+    GroupMember, Headers, LogError, Position, Record, RecordHeaders, TopicPartition,
 };

@@ -352,6 +352,46 @@ pub enum Position {
     Timestamp(i64),
 }
 
+/// A live member of a consumer group, as the log knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Its id in the group: Kafka's member id; embedded, `PID-N` (the process
+    /// holding the log and the member's number in it).
+    pub member_id: String,
+    /// The client's id (Kafka's `client.id`; embedded: `courier-group`).
+    pub client_id: String,
+    /// The host it runs on, as the coordinator saw it.
+    pub host: String,
+    /// The partitions it owns now (logical topics).
+    pub assignment: Vec<TopicPartition>,
+}
+
+impl fmt::Display for GroupMember {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({} on {})",
+            self.member_id, self.client_id, self.host
+        )
+    }
+}
+
+/// A consumer group: its live members and its committed offsets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// Logical name.
+    pub group: String,
+    /// The coordinator's word for it: Kafka's (`Stable`, `Empty`,
+    /// `PreparingRebalance`, …); embedded: `Stable` with members, `Empty`
+    /// without, `Unknown` when the process holding the log publishes none.
+    pub state: String,
+    /// Its live members.
+    pub members: Vec<GroupMember>,
+    /// Next offset to read per partition, for the partitions it committed (of
+    /// catalog topics), in order.
+    pub committed: Vec<(TopicPartition, u64)>,
+}
+
 /// What a group consumer's poll returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsumerEvent {
@@ -405,6 +445,19 @@ pub enum LogError {
     /// The consumer was closed.
     #[error("consumer is closed")]
     Closed,
+    /// Moving a group's offsets while it has members: they would overwrite the
+    /// new offsets with their next commit, or read on from where they are.
+    #[error(
+        "group {group} has {} live member(s): {}; stop them first (a group's offsets move only while it is empty)",
+        members.len(),
+        members.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    GroupNotEmpty {
+        /// The group (logical).
+        group: String,
+        /// Its members.
+        members: Vec<GroupMember>,
+    },
     /// A record over [`MAX_RECORD_BYTES`]; nothing of its append was written.
     #[error(
         "a record of {size} bytes is over the log's limit of {MAX_RECORD_BYTES} bytes (key, value and headers)"
@@ -491,6 +544,45 @@ pub trait EventLog: Send + Sync + 'static {
         group: &str,
         topics: &[String],
     ) -> Result<Box<dyn GroupConsumer>, LogError>;
+
+    /// The consumer groups this log knows (with live members or committed
+    /// offsets), logical names, sorted. A log that cannot list them says so.
+    async fn groups(&self) -> Result<Vec<String>, LogError> {
+        Err(LogError::backend(
+            "list consumer groups",
+            format!("the {} log cannot list its groups", self.backend()),
+        ))
+    }
+
+    /// A group's live members (client id, host, assignment) and committed
+    /// offsets. A group the log does not know is `Empty` with nothing committed.
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription, LogError> {
+        Err(LogError::backend(
+            "describe a consumer group",
+            format!("the {} log cannot describe group {group}", self.backend()),
+        ))
+    }
+
+    /// Sets a group's committed offsets (next offset to read) for these
+    /// partitions, as if its members had committed them. Refused with
+    /// [`LogError::GroupNotEmpty`] while the group has live members, checked
+    /// where the log can do so atomically with the write (embedded: under the
+    /// coordinator's lock; Kafka: the broker refuses a commit from outside the
+    /// generation of a group with members).
+    async fn reset_committed(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64)],
+    ) -> Result<(), LogError> {
+        let _ = offsets;
+        Err(LogError::backend(
+            "move committed offsets",
+            format!(
+                "the {} log cannot move the offsets of group {group}",
+                self.backend()
+            ),
+        ))
+    }
 }
 
 /// A member of a consumer group.

@@ -558,3 +558,115 @@ async fn runner_seeks_right_after_assignment_and_catches_up() {
         .await
         .expect("delete namespace");
 }
+
+/// Groups as Kafka's coordinator has them: a live member with its client id,
+/// host and assignment (logical names), committed offsets; moving the offsets
+/// is refused while the member lives, and takes effect for the next member
+/// once it has left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_show_their_members_and_offsets_move_only_while_empty() {
+    use courier_pipeline::{LogError, TopicPartition};
+
+    if !kafka_available() {
+        return;
+    }
+    let ns = fresh_namespace();
+    let log: Arc<dyn EventLog> = Arc::new(connect(&ns).await);
+    let key = "grouped";
+    let p = partition_for_key(key.as_bytes(), log.partitions(PRESENCE).unwrap());
+    let tp = TopicPartition::new(PRESENCE, p);
+    log.append(
+        PRESENCE,
+        (0..10)
+            .map(|i| rec(key, &format!("{i}"), 1_000 + i))
+            .collect(),
+    )
+    .await
+    .expect("append");
+    let group = "courier.tools";
+
+    let member = |log: Arc<dyn EventLog>| async move {
+        let mut c = log
+            .subscribe(group, &[PRESENCE.to_string()])
+            .await
+            .expect("subscribe");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !c.assignment().contains(&TopicPartition::new(PRESENCE, p)) {
+            assert!(std::time::Instant::now() < deadline, "never assigned");
+            c.poll(10, Duration::from_millis(200)).await.expect("poll");
+        }
+        c
+    };
+    let mut c = member(log.clone()).await;
+    c.commit(&[(tp.clone(), 7)]).await.expect("commit");
+
+    // The coordinator may describe the member before it has its assignment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let d = loop {
+        let d = log.describe_group(group).await.expect("describe");
+        if d.members.len() == 1 && d.members[0].assignment.contains(&tp) {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "described as {d:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(d.group, group, "logical name");
+    assert_eq!(d.state, "Stable");
+    let m = &d.members[0];
+    assert_eq!(m.client_id, format!("courier-{ns}-group"));
+    assert!(!m.host.is_empty() && !m.host.starts_with('/'), "{m:?}");
+    let mut owned = c.assignment();
+    owned.sort();
+    let mut described = m.assignment.clone();
+    described.sort();
+    assert_eq!(described, owned);
+    assert!(d.committed.contains(&(tp.clone(), 7)), "{:?}", d.committed);
+    assert!(
+        log.groups()
+            .await
+            .expect("groups")
+            .contains(&group.to_string())
+    );
+
+    let err = log
+        .reset_committed(group, &[(tp.clone(), 2)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LogError::GroupNotEmpty { members, .. } if members.len() == 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&m.member_id), "{err}");
+
+    c.close().await.expect("close");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log
+        .describe_group(group)
+        .await
+        .expect("describe")
+        .members
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the member never left"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    log.reset_committed(group, &[(tp.clone(), 2)])
+        .await
+        .expect("reset an empty group");
+    assert_eq!(
+        log.committed(group, PRESENCE).await.expect("committed")[p as usize],
+        Some(2)
+    );
+    let d = log.describe_group(group).await.expect("describe");
+    assert_eq!(d.state, "Empty");
+    assert!(d.committed.contains(&(tp.clone(), 2)));
+
+    // The next member starts where the reset put the group.
+    let c = member(log.clone()).await;
+    assert_eq!(c.position(&tp), Some(2));
+    c.close().await.expect("close");
+    connect_lazy(&ns).delete_namespace().await.expect("cleanup");
+}

@@ -428,3 +428,128 @@ async fn replay_is_bounded_filtered_and_ordered_per_conversation() {
             .is_empty()
     );
 }
+
+/// Subscribes `group` to the presence topic and polls until it owns partitions.
+async fn member_of(log: &dyn EventLog, group: &str) -> Box<dyn courier_pipeline::GroupConsumer> {
+    let mut c = log
+        .subscribe(group, &[PRESENCE.to_string()])
+        .await
+        .expect("subscribe");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while c.assignment().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never assigned");
+        c.poll(10, std::time::Duration::from_millis(100))
+            .await
+            .expect("poll");
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_show_their_members_and_offsets_move_only_while_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let group = "courier.tools";
+    let mut c = member_of(&*log, group).await;
+    let mut owned = c.assignment();
+    owned.sort();
+    let tp = owned[0].clone();
+    c.commit(&[(tp.clone(), 0)]).await.unwrap();
+
+    assert_eq!(log.groups().await.unwrap(), vec![group.to_string()]);
+    let d = log.describe_group(group).await.unwrap();
+    assert_eq!(d.state, "Stable");
+    assert_eq!(d.members.len(), 1);
+    let m = &d.members[0];
+    assert!(
+        m.member_id.starts_with(&format!("{}-", std::process::id())),
+        "{m:?}"
+    );
+    assert_eq!(m.client_id, "courier-group");
+    assert!(!m.host.is_empty());
+    assert_eq!(m.assignment, owned);
+    assert_eq!(d.committed, vec![(tp.clone(), 0)]);
+
+    // Moving the offsets of a group with a member is refused, naming it.
+    let err = log
+        .reset_committed(group, &[(tp.clone(), 5)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, courier_pipeline::LogError::GroupNotEmpty { members, .. } if members.len() == 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&m.member_id), "{err}");
+
+    // Another process's view: the log is held, so it opens read-only and reads
+    // the members the holder publishes.
+    let other = EmbeddedLog::open_for_inspection(
+        dir.path(),
+        Catalog::builtin(),
+        EmbeddedOptions::default(),
+    )
+    .unwrap();
+    assert!(other.is_read_only());
+    let seen = other.describe_group(group).await.unwrap();
+    assert_eq!(seen.members, d.members);
+    assert_eq!(seen.committed, d.committed);
+    assert_eq!(other.groups().await.unwrap(), vec![group.to_string()]);
+    let err = other
+        .reset_committed(group, &[(tp.clone(), 5)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, courier_pipeline::LogError::GroupNotEmpty { .. }),
+        "{err}"
+    );
+
+    c.close().await.unwrap();
+    let d = log.describe_group(group).await.unwrap();
+    assert_eq!((d.state.as_str(), d.members.len()), ("Empty", 0));
+    // Read-only, the holder must stop first, members or not.
+    let refused = other.reset_committed(group, &[(tp.clone(), 0)]).await;
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains(&format!("process {}", std::process::id())),
+    );
+    drop(other);
+
+    log.append(
+        PRESENCE,
+        (0..20)
+            .map(|i| courier_pipeline::Record {
+                key: format!("u{i}").into_bytes(),
+                value: vec![1],
+                headers: vec![],
+                timestamp_ms: i,
+            })
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let (_, high) = log.watermarks(&tp.topic, tp.partition).await.unwrap();
+    assert!(high > 1, "the partition has records");
+    log.reset_committed(group, &[(tp.clone(), 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        log.committed(group, PRESENCE).await.unwrap()[tp.partition as usize],
+        Some(1)
+    );
+    // The next member starts there.
+    let c = member_of(&*log, group).await;
+    assert_eq!(c.position(&tp), Some(1));
+    c.close().await.unwrap();
+
+    // The holder gone, its published members go with it.
+    drop(log);
+    let after =
+        EmbeddedLog::open_read_only(dir.path(), Catalog::builtin()).expect("read-only open");
+    assert_eq!(after.describe_group(group).await.unwrap().state, "Unknown");
+    assert_eq!(
+        after.describe_group(group).await.unwrap().committed,
+        vec![(tp, 1)]
+    );
+}

@@ -6,16 +6,22 @@
 //! is processing a batch therefore never loses a partition under its feet, and a
 //! partition is never owned twice. A member leaves by `close` or by being dropped
 //! (a crashed task), and its partitions go to the others.
+//!
+//! Every change of membership or assignment is published to the log directory
+//! (see `members`), so another process can describe the groups.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Inner, wait_for_change};
-use crate::log::{ConsumedRecord, ConsumerEvent, GroupConsumer, LogError, TopicPartition};
+use super::{Inner, members, wait_for_change};
+use crate::log::{
+    ConsumedRecord, ConsumerEvent, GroupConsumer, GroupMember, LogError, TopicPartition,
+};
 
 #[derive(Default)]
 struct Member {
@@ -30,10 +36,100 @@ struct Group {
 }
 
 /// All groups of one embedded log.
-#[derive(Default)]
 pub(crate) struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     next_member: AtomicU64,
+    /// Where the members are published (the log directory); `None` for a log
+    /// opened read-only, which has no groups of its own.
+    publish_to: Option<PathBuf>,
+    /// Serialises publications, so the last file written is the last snapshot.
+    publishing: Mutex<()>,
+    pid: u32,
+    host: String,
+}
+
+impl Coordinator {
+    /// The coordinator of a log that publishes its members into `publish_to`.
+    pub(crate) fn new(publish_to: Option<PathBuf>) -> Self {
+        let c = Coordinator {
+            groups: Mutex::new(HashMap::new()),
+            next_member: AtomicU64::new(0),
+            publish_to,
+            publishing: Mutex::new(()),
+            pid: std::process::id(),
+            host: members::hostname(),
+        };
+        // At once, so a reader knows the holder even before any group forms (and
+        // a file a killed holder left behind is replaced).
+        c.publish();
+        c
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn member_info(&self, id: u64, m: &Member) -> GroupMember {
+        GroupMember {
+            member_id: format!("{}-{id}", self.pid),
+            client_id: "courier-group".to_string(),
+            host: self.host.clone(),
+            assignment: m.owned.iter().cloned().collect(),
+        }
+    }
+
+    /// The live members of every group with any.
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, Vec<GroupMember>> {
+        self.lock()
+            .iter()
+            .filter(|(_, g)| !g.members.is_empty())
+            .map(|(name, g)| {
+                let members = g
+                    .members
+                    .iter()
+                    .map(|(id, m)| self.member_info(*id, m))
+                    .collect();
+                (name.clone(), members)
+            })
+            .collect()
+    }
+
+    /// Runs `f` (a write of the group's offsets) only if `group` has no member,
+    /// holding the coordinator's lock so none joins meanwhile.
+    pub(crate) fn while_empty<T>(
+        &self,
+        group: &str,
+        f: impl FnOnce() -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let groups = self.lock();
+        if let Some(g) = groups.get(group).filter(|g| !g.members.is_empty()) {
+            return Err(LogError::GroupNotEmpty {
+                group: group.to_string(),
+                members: g
+                    .members
+                    .iter()
+                    .map(|(id, m)| self.member_info(*id, m))
+                    .collect(),
+            });
+        }
+        f()
+    }
+
+    /// Rewrites the published members (best effort: a failure only makes
+    /// `courier groups` in another process see an older snapshot).
+    pub(crate) fn publish(&self) {
+        let Some(dir) = &self.publish_to else {
+            return;
+        };
+        let _one_at_a_time = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        let published = members::Published {
+            pid: self.pid,
+            groups: self.snapshot(),
+        };
+        if let Err(e) = members::write(dir, &published) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot publish the groups' members");
+        }
+    }
 }
 
 impl Group {
@@ -98,6 +194,7 @@ impl EmbeddedConsumer {
             );
         }
         tracing::debug!(group, member, "joined consumer group");
+        inner.groups.publish();
         inner.notify();
         EmbeddedConsumer {
             inner,
@@ -128,6 +225,7 @@ impl EmbeddedConsumer {
         }
         drop(groups);
         tracing::debug!(group = %self.group, member = self.member, "left consumer group");
+        self.inner.groups.publish();
         self.inner.notify();
     }
 
@@ -149,6 +247,7 @@ impl EmbeddedConsumer {
                 self.positions.remove(tp);
             }
             drop(groups);
+            self.inner.groups.publish();
             // Others may be waiting to take these.
             self.inner.notify();
             return Ok(Some(ConsumerEvent::Revoked(revoked)));
@@ -164,6 +263,7 @@ impl EmbeddedConsumer {
         let me = g.members.get_mut(&self.member).ok_or(LogError::Closed)?;
         me.owned.extend(free.iter().cloned());
         drop(groups);
+        self.inner.groups.publish();
         for tp in &free {
             let start = match self
                 .inner

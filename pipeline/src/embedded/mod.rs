@@ -9,13 +9,16 @@
 //!
 //! One process owns a data directory (RocksDB's lock); inside it the log is shared
 //! by producers, consumer groups and replays, which wait on a change signal rather
-//! than polling the disk.
+//! than polling the disk. Other processes may open it read-only
+//! ([`EmbeddedLog::open_read_only`]) to read records, ends and committed offsets;
+//! the owner publishes its groups' members beside the database (`members`).
 
 pub mod baseline;
 pub mod codec;
 mod group;
+mod members;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,8 +34,8 @@ use rocksdb::{
 use tokio::sync::watch;
 
 use crate::log::{
-    Appended, ConsumedRecord, EventLog, GroupConsumer, LogError, Position, Record, RecordHeaders,
-    TopicPartition,
+    Appended, ConsumedRecord, EventLog, GroupConsumer, GroupDescription, GroupMember, LogError,
+    Position, Record, RecordHeaders, TopicPartition,
 };
 use crate::metrics;
 
@@ -107,6 +110,43 @@ pub(crate) struct Inner {
     /// Bumped after every append and every group change; waiters re-check then.
     changed: watch::Sender<u64>,
     groups: group::Coordinator,
+    /// Opened read-only beside the process that holds the log: no appends, no
+    /// groups, no commits; ends as they were when opened.
+    read_only: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The members this process published are gone with it.
+        if !self.read_only {
+            members::remove(&self.dir);
+        }
+    }
+}
+
+/// Why the database did not open.
+enum OpenError {
+    /// Another process holds it (RocksDB's lock).
+    Held(LogError),
+    /// Anything else.
+    Other(LogError),
+}
+
+impl From<OpenError> for LogError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Held(e) | OpenError::Other(e) => e,
+        }
+    }
+}
+
+/// The live members of the groups, as far as this process can know them.
+enum LiveMembers {
+    /// Every group with members, by name.
+    Known(BTreeMap<String, Vec<GroupMember>>),
+    /// The process holding the log published none it still stands by (an
+    /// older build, or it was killed and the file is stale).
+    Unknown,
 }
 
 /// The embedded log. Cheap to clone; all clones share one database.
@@ -144,33 +184,86 @@ fn be_u32(b: &[u8]) -> Option<u32> {
 impl EmbeddedLog {
     /// Opens (creating if needed) the log in `dir` with the topics of `catalog`.
     pub fn open(dir: &Path, catalog: &Catalog, options: EmbeddedOptions) -> Result<Self, LogError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            LogError::backend(
-                "create the log directory",
-                format!("{}: {e}", dir.display()),
-            )
-        })?;
+        Ok(Self::open_db(dir, false).and_then(|db| {
+            Self::with_db(db, dir, catalog, options, false).map_err(OpenError::Other)
+        })?)
+    }
+
+    /// Opens the log in `dir` read-only, beside the process that holds it (or
+    /// none): records, ends and committed offsets as they were when opened, and
+    /// the members the holder publishes. Appends, subscriptions and commits are
+    /// refused.
+    pub fn open_read_only(dir: &Path, catalog: &Catalog) -> Result<Self, LogError> {
+        let db = Self::open_db(dir, true)?;
+        Self::with_db(db, dir, catalog, EmbeddedOptions::default(), true)
+    }
+
+    /// Opens the log read-write, or read-only when another process holds it:
+    /// for commands that only look (`courier groups describe` beside `courier
+    /// up`).
+    pub fn open_for_inspection(
+        dir: &Path,
+        catalog: &Catalog,
+        options: EmbeddedOptions,
+    ) -> Result<Self, LogError> {
+        match Self::open_db(dir, false) {
+            Ok(db) => Self::with_db(db, dir, catalog, options, false),
+            Err(OpenError::Held(_)) => Self::open_read_only(dir, catalog),
+            Err(OpenError::Other(e)) => Err(e),
+        }
+    }
+
+    /// Whether it was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    fn open_db(dir: &Path, read_only: bool) -> Result<DB, OpenError> {
+        if !read_only {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                OpenError::Other(LogError::backend(
+                    "create the log directory",
+                    format!("{}: {e}", dir.display()),
+                ))
+            })?;
+        }
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_RECORDS, records_cf_options()),
             ColumnFamilyDescriptor::new(CF_TIMEINDEX, db_options()),
             ColumnFamilyDescriptor::new(CF_OFFSETS, db_options()),
             ColumnFamilyDescriptor::new(CF_META, db_options()),
         ];
-        let db = DB::open_cf_descriptors(&db_options(), dir, cfs).map_err(|e| {
+        let opened = if read_only {
+            DB::open_cf_descriptors_read_only(&db_options(), dir, cfs, false)
+        } else {
+            DB::open_cf_descriptors(&db_options(), dir, cfs)
+        };
+        opened.map_err(|e| {
             let msg = e.to_string();
             if msg.contains("LOCK") {
-                LogError::backend(
+                OpenError::Held(LogError::backend(
                     "open the embedded log",
                     format!(
                         "{} is in use by another courier process (only one process may own a data directory; stop it or use another --data)",
                         dir.display()
                     ),
-                )
+                ))
             } else {
-                LogError::backend("open the embedded log", format!("{}: {msg}", dir.display()))
+                OpenError::Other(LogError::backend(
+                    "open the embedded log",
+                    format!("{}: {msg}", dir.display()),
+                ))
             }
-        })?;
+        })
+    }
 
+    fn with_db(
+        db: DB,
+        dir: &Path,
+        catalog: &Catalog,
+        options: EmbeddedOptions,
+        read_only: bool,
+    ) -> Result<Self, LogError> {
         let mut topics = HashMap::new();
         let meta = db
             .cf_handle(CF_META)
@@ -196,6 +289,13 @@ impl EmbeddedLog {
                 Some(v) => be_u32(&v).ok_or_else(|| {
                     LogError::backend("read topic ids", format!("bad id for {}", spec.name))
                 })?,
+                // Never written to: an id no key holds, so the topic reads as
+                // empty (a read-only log cannot record one).
+                None if read_only => {
+                    let id = next_id;
+                    next_id += 1;
+                    id
+                }
                 None => {
                     let id = next_id;
                     next_id += 1;
@@ -242,7 +342,8 @@ impl EmbeddedLog {
                 topics,
                 write_opts,
                 changed,
-                groups: group::Coordinator::default(),
+                groups: group::Coordinator::new((!read_only).then(|| dir.to_path_buf())),
+                read_only,
             }),
         })
     }
@@ -296,7 +397,94 @@ impl Inner {
         self.changed.subscribe()
     }
 
+    /// Refuses a write to a log opened read-only.
+    fn writable(&self, op: &'static str) -> Result<(), LogError> {
+        if !self.read_only {
+            return Ok(());
+        }
+        let holder = members::read(&self.dir)
+            .map(|p| format!(" (process {})", p.pid))
+            .unwrap_or_default();
+        Err(LogError::backend(
+            op,
+            format!(
+                "the embedded log in {} is held by another process{holder} and open read-only here; stop that process first",
+                self.dir.display()
+            ),
+        ))
+    }
+
+    /// The live members of every group: this process's own, or, read-only,
+    /// what the holder published (see `members`).
+    fn live_members(&self) -> LiveMembers {
+        if !self.read_only {
+            return LiveMembers::Known(self.groups.snapshot());
+        }
+        match members::read(&self.dir) {
+            Some(p) if members::alive(p.pid) => LiveMembers::Known(p.groups),
+            _ => LiveMembers::Unknown,
+        }
+    }
+
+    /// Every group with a committed offset.
+    fn committed_groups(&self) -> Result<BTreeSet<String>, LogError> {
+        let cf = self.db.cf_handle(CF_OFFSETS).expect("offsets cf");
+        let mut it = self.db.raw_iterator_cf(cf);
+        let mut out = BTreeSet::new();
+        it.seek_to_first();
+        while let Some(k) = it.key() {
+            // `group | 0 | topic_id | partition`: the group is all but 9 bytes.
+            let Some(end) = k.len().checked_sub(9).filter(|e| k[*e] == 0) else {
+                it.next();
+                continue;
+            };
+            let group = k[..end].to_vec();
+            out.insert(String::from_utf8_lossy(&group).into_owned());
+            // The group's keys are contiguous: skip past them (`group | 1`).
+            let mut next = group;
+            next.push(1);
+            it.seek(&next);
+        }
+        it.status()
+            .map_err(|e| LogError::backend("list consumer groups", e))?;
+        Ok(out)
+    }
+
+    /// A group's committed offsets on the catalog's topics, in order.
+    fn committed_of(&self, group: &str) -> Result<Vec<(TopicPartition, u64)>, LogError> {
+        let by_id: HashMap<u32, &str> = self
+            .topics
+            .values()
+            .map(|t| (t.id, t.name.as_str()))
+            .collect();
+        let cf = self.db.cf_handle(CF_OFFSETS).expect("offsets cf");
+        let mut prefix = group.as_bytes().to_vec();
+        prefix.push(0);
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek(&prefix);
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 {
+                break;
+            }
+            let id = be_u32(&k[prefix.len()..prefix.len() + 4]);
+            let partition = be_u32(&k[prefix.len() + 4..]);
+            let offset = <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes);
+            if let (Some(topic), Some(partition), Some(offset)) =
+                (id.and_then(|id| by_id.get(&id)), partition, offset)
+            {
+                out.push((TopicPartition::new(*topic, partition), offset));
+            }
+            it.next();
+        }
+        it.status()
+            .map_err(|e| LogError::backend("read committed offsets", e))?;
+        out.sort();
+        Ok(out)
+    }
+
     fn append_sync(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>, LogError> {
+        self.writable("append to the embedded log")?;
         let t = self.topic(topic)?;
         let n_parts = t.high.len() as u32;
         let records_cf = self.db.cf_handle(CF_RECORDS).expect("records cf");
@@ -503,6 +691,7 @@ impl Inner {
         group: &str,
         offsets: &[(TopicPartition, u64)],
     ) -> Result<(), LogError> {
+        self.writable("commit group offsets")?;
         let cf = self.db.cf_handle(CF_OFFSETS).expect("offsets cf");
         let mut batch = WriteBatch::default();
         for (tp, offset) in offsets {
@@ -613,6 +802,7 @@ impl EventLog for EmbeddedLog {
         group: &str,
         topics: &[String],
     ) -> Result<Box<dyn GroupConsumer>, LogError> {
+        self.inner.writable("join a consumer group")?;
         for t in topics {
             self.inner.topic(t)?;
         }
@@ -621,5 +811,56 @@ impl EventLog for EmbeddedLog {
             group,
             topics,
         )))
+    }
+
+    async fn groups(&self) -> Result<Vec<String>, LogError> {
+        let mut names = self.inner.committed_groups()?;
+        if let LiveMembers::Known(live) = self.inner.live_members() {
+            names.extend(live.into_keys());
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription, LogError> {
+        let (state, members) = match self.inner.live_members() {
+            LiveMembers::Known(mut live) => match live.remove(group) {
+                Some(m) if !m.is_empty() => ("Stable", m),
+                _ => ("Empty", Vec::new()),
+            },
+            LiveMembers::Unknown => ("Unknown", Vec::new()),
+        };
+        Ok(GroupDescription {
+            group: group.to_string(),
+            state: state.to_string(),
+            members,
+            committed: self.inner.committed_of(group)?,
+        })
+    }
+
+    async fn reset_committed(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64)],
+    ) -> Result<(), LogError> {
+        for (tp, _) in offsets {
+            let t = self.inner.topic(&tp.topic)?;
+            self.inner.check_partition(t, tp.partition)?;
+        }
+        if self.inner.read_only {
+            // The members the holder published name who to stop; without them
+            // the holder itself must stop (one process per log).
+            if let LiveMembers::Known(mut live) = self.inner.live_members()
+                && let Some(members) = live.remove(group).filter(|m| !m.is_empty())
+            {
+                return Err(LogError::GroupNotEmpty {
+                    group: group.to_string(),
+                    members,
+                });
+            }
+            self.inner.writable("move committed offsets")?;
+        }
+        self.inner
+            .groups
+            .while_empty(group, || self.inner.commit_sync(group, offsets))
     }
 }

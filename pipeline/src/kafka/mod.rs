@@ -7,7 +7,8 @@
 //!   that never join a group nor commit.
 //! - Consumer groups are [`consumer::KafkaConsumer`]s: manual commits,
 //!   cooperative-sticky rebalancing, rebalance callbacks bridged into `poll`.
-//! - Topic creation and drift checks are in [`admin`].
+//! - Topic creation and drift checks are in [`admin`]; listing and describing
+//!   groups, and moving an empty group's offsets, in [`groups`].
 //!
 //! Every name the API takes or returns is LOGICAL (`courier.conversations.v1`, group
 //! `courier.inbox`); the namespace (`{ns}.`) is added underneath, so several test
@@ -19,6 +20,7 @@
 
 mod admin;
 mod consumer;
+mod groups;
 pub mod perf;
 mod reader;
 
@@ -40,7 +42,8 @@ use rdkafka::{Offset, TopicPartitionList};
 pub use admin::{Drift, TopicAction, TopicReport};
 
 use crate::log::{
-    Appended, ConsumedRecord, EventLog, GroupConsumer, LogError, Position, Record, RecordHeaders,
+    Appended, ConsumedRecord, EventLog, GroupConsumer, GroupDescription, LogError, Position,
+    Record, RecordHeaders, TopicPartition,
 };
 use crate::metrics;
 use bytes::Bytes;
@@ -120,6 +123,19 @@ impl Names {
     /// The Kafka consumer group of a logical group.
     pub(crate) fn group(&self, logical: &str) -> String {
         format!("{}{logical}", self.prefix)
+    }
+
+    /// The logical name of a Kafka consumer group of this namespace; `None` for
+    /// one of another namespace. Without a namespace, only groups named
+    /// `courier.…` (every group courier makes) count as this one's: the others
+    /// may be another namespace's (`{ns}.courier.…`) or not courier's at all.
+    pub(crate) fn logical_group<'a>(&self, kafka_group: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            return kafka_group.starts_with("courier.").then_some(kafka_group);
+        }
+        kafka_group
+            .strip_prefix(&self.prefix)
+            .filter(|g| !g.is_empty())
     }
 
     /// The logical name of a Kafka topic of this namespace's catalog.
@@ -840,5 +856,24 @@ impl EventLog for KafkaLog {
         self.ready().await?;
         let c = consumer::KafkaConsumer::join(self.inner.clone(), group, topics).await?;
         Ok(Box::new(c))
+    }
+
+    async fn groups(&self) -> Result<Vec<String>, LogError> {
+        self.ready().await?;
+        groups::list(&self.inner).await
+    }
+
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription, LogError> {
+        self.ready().await?;
+        groups::describe(&self.inner, group).await
+    }
+
+    async fn reset_committed(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64)],
+    ) -> Result<(), LogError> {
+        self.ready().await?;
+        groups::reset(&self.inner, group, offsets).await
     }
 }

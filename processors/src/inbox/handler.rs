@@ -60,7 +60,8 @@ pub struct InboxProcessor<S> {
 /// does with one record of a batch.
 pub(crate) enum Triage {
     /// Below the view's checkpoint: applied before a crash that came before the
-    /// group's commit.
+    /// group's commit. Or redriven for another processor: not this one's to
+    /// apply, passed over as if applied.
     Applied,
     /// Cannot be applied (undecodable, or no conversation event), and why.
     Rejected(String),
@@ -68,14 +69,16 @@ pub(crate) enum Triage {
     Fold(Event, String),
 }
 
-/// Sorts one record: `checkpoint` is the view's next offset for its partition.
-/// `decoder` skips the schema-header check for header blocks it accepted before.
+/// Sorts one record for processor `me`: `checkpoint` is the view's next offset
+/// for its partition. `decoder` skips the schema-header check for header
+/// blocks it accepted before.
 pub(crate) fn triage(
+    me: &str,
     r: &ConsumedRecord,
     checkpoint: Option<u64>,
     decoder: &mut replay::Decoder,
 ) -> Triage {
-    if checkpoint.is_some_and(|cp| r.offset < cp) {
+    if checkpoint.is_some_and(|cp| r.offset < cp) || dead_letter::addressed_to_another(r, me) {
         return Triage::Applied;
     }
     let event = match decoder.decode(r) {
@@ -279,6 +282,7 @@ impl<S: InboxStore> Handler for InboxProcessor<S> {
         for r in batch {
             next.insert(r.partition, r.offset + 1);
             match triage(
+                PROCESSOR,
                 r,
                 self.checkpoints.get(&r.partition).copied(),
                 &mut self.decoder,
@@ -680,6 +684,58 @@ mod tests {
         assert_same_views(fresh.store(), &want).await;
         assert_eq!(dead_letters(&*log).await.len(), 2);
         assert_eq!(dead_letter_count(&*log).await, sent, "none sent again");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redriven_dead_letter_applies_once_and_only_for_its_processor() {
+        let (_dir, log) = log_with_stream().await;
+        let mut p = InboxProcessor::new(MemoryStore::default(), log.clone());
+        run(log.clone(), &mut p, opts(100), Shutdown::never())
+            .await
+            .unwrap();
+        // u3's send while removed (e7) was dead-lettered; u3 is a member again.
+        let mut letters = Vec::new();
+        for part in 0..log.partitions(DEAD_LETTERS).unwrap() {
+            for r in log
+                .read(DEAD_LETTERS, part, 0, 100, Duration::ZERO)
+                .await
+                .unwrap()
+            {
+                letters.push(dead_letter::Letter::parse(&r).unwrap());
+            }
+        }
+        let e7 = letters
+            .iter()
+            .find(|l| l.letter.reason.contains("m2"))
+            .expect("e7's dead letter");
+        assert_eq!(e7.processor.as_deref(), Some("inbox"));
+        let sent = dead_letter_count(&*log).await;
+
+        // First a copy for search (the inbox passes over it), then the inbox's
+        // twice: a redrive stopped between its append and its commit.
+        let (topic, for_search) = dead_letter::redrive_record(e7, "search");
+        let (_, for_inbox) = dead_letter::redrive_record(e7, "inbox");
+        let at = log
+            .append(&topic, vec![for_search, for_inbox.clone(), for_inbox])
+            .await
+            .unwrap();
+        let stats = run(log.clone(), &mut p, opts(100), Shutdown::never())
+            .await
+            .unwrap();
+        assert_eq!(stats.records, 3);
+        let row = &p.store().messages[&("c1".to_string(), "m2".to_string())];
+        assert_eq!(
+            row.version.offset, at[1].offset,
+            "applied from the inbox's first copy, not search's nor the repeat"
+        );
+        let seen: Vec<String> = messages(p.store(), "c1", "u3")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.message_id)
+            .collect();
+        assert_eq!(seen.iter().filter(|m| *m == "m2").count(), 1, "{seen:?}");
+        assert_eq!(dead_letter_count(&*log).await, sent, "nothing failed again");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

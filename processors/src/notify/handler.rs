@@ -219,6 +219,7 @@ impl<S: NotifyStore, P: PresenceStore> Handler for NotifyProcessor<S, P> {
             // The inbox processor dead-letters what cannot be applied (under the
             // same dead-letter id); the notifier only makes no job of it.
             match triage(
+                "notify",
                 r,
                 self.checkpoints.get(&r.partition).copied(),
                 &mut self.decoder,

@@ -66,11 +66,13 @@ impl<S: PresenceStore> Handler for PresenceProcessor<S> {
         let mut next: BTreeMap<u32, u64> = BTreeMap::new();
         for r in batch {
             next.insert(r.partition, r.offset + 1);
-            // Records at or below the checkpoint were applied before a crash.
+            // Records at or below the checkpoint were applied before a crash; a
+            // record redriven for another processor is not ours to apply.
             if self
                 .applied
                 .get(&r.partition)
                 .is_some_and(|cp| r.offset < *cp)
+                || dead_letter::addressed_to_another(r, "presence")
             {
                 continue;
             }

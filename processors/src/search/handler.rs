@@ -150,7 +150,9 @@ impl<S: SearchIndex> SearchProcessor<S> {
     ) -> Result<(), HandlerError> {
         let mut attempt = 1;
         loop {
-            match dead_letter::send(log, name, rejected).await {
+            // Attributed to the view, `search`, even from `search-rebuild`: its
+            // redrive is search's.
+            match dead_letter::send_as(log, name, PROCESSOR, rejected).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt >= DEAD_LETTER_ATTEMPTS => {
                     return Err(HandlerError::fatal(format!(
@@ -282,6 +284,7 @@ impl<S: SearchIndex> Handler for SearchProcessor<S> {
             // Below the shard's commit: applied before a crash that came before
             // the group's commit.
             match triage(
+                PROCESSOR,
                 r,
                 self.checkpoints.get(&r.partition).copied(),
                 &mut self.decoder,
