@@ -1335,3 +1335,305 @@ fn start_command(mut cmd: std::process::Command) -> Up {
     std::thread::spawn(move || for _ in lines {});
     Up { child, addr }
 }
+
+/// The base64url of `{"alg":"none","typ":"JWT"}`: an unsigned token's header.
+const ALG_NONE_HEADER: &str = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+
+/// Issue 16, deliver 6: every endpoint and the stream against each kind of
+/// caller — a member, a member acting on another user's message, a removed
+/// member, a user who was never a member, no token, an expired token, a token
+/// signed with another key, `alg: none`, a tampered payload — each with its
+/// status, and no body or frame telling anyone what they may not see.
+#[test]
+fn authorization_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = "[gateway]\njwt_leeway_secs = 0\nuser_rate_per_sec = 100000.0\nuser_burst = 100000\nip_rate_per_sec = 100000.0\nip_burst = 100000\n";
+    let up = Up::start(&data, Some(config));
+    let a = &up.addr;
+    let tok = |u: &str| token(&data, Some(config), u);
+    let [alice, bob, rita, nora, dana] = ["alice", "bob", "rita", "nora", "dana"].map(tok);
+    let expired = common::ok(
+        common::courier(&data)
+            .arg("--config")
+            .arg(data.with_extension("toml"))
+            .args(["token", "alice", "--ttl", "1"])
+            .output()
+            .unwrap(),
+    )
+    .trim()
+    .to_string();
+    let minted = std::time::Instant::now();
+    // Signed by another key: the development secret of another data dir.
+    let other_key = token(&dir.path().join("elsewhere"), None, "alice");
+    let part = |t: &str, i: usize| t.split('.').nth(i).unwrap().to_string();
+    let alg_none = format!("{ALG_NONE_HEADER}.{}.", part(&alice, 1));
+    // alice's header and signature around bob's claims.
+    let tampered = format!("{}.{}.{}", part(&alice, 0), part(&bob, 1), part(&alice, 2));
+
+    // g: alice, bob, rita; "secret-before" while rita is in; rita removed;
+    // dana added; "secret-after".
+    let id = |v: Value, field: &str| v[field].as_str().unwrap().to_string();
+    let g = id(
+        call(
+            a,
+            "POST",
+            "/v1/conversations",
+            &alice,
+            json!({"kind": "group", "member_ids": ["bob", "rita"]}),
+            201,
+        ),
+        "conversation_id",
+    );
+    let send = |text: &str| {
+        id(
+            call(
+                a,
+                "POST",
+                "/v1/messages",
+                &alice,
+                json!({"conversation_id": g, "text": text}),
+                201,
+            ),
+            "message_id",
+        )
+    };
+    let before = send("secret-before");
+    let doomed = send("secret-doomed");
+    let members = format!("/v1/conversations/{g}/members");
+    call(
+        a,
+        "POST",
+        &members,
+        &alice,
+        json!({"remove": ["rita"]}),
+        200,
+    );
+    call(a, "POST", &members, &alice, json!({"add": ["dana"]}), 200);
+    let after = send("secret-after");
+    let mut live: Vec<(&str, Ws)> = [
+        ("bob", &bob),
+        ("rita", &rita),
+        ("nora", &nora),
+        ("dana", &dana),
+    ]
+    .into_iter()
+    .map(|(u, t)| (u, ws(a, t)))
+    .collect();
+
+    // Every authenticated endpoint: method, path, body, and the status for
+    // nora (never a member), rita (removed), bob (a member, acting on alice's
+    // message), alice (a member, on her own) — in that order, so alice's
+    // edit and delete come last.
+    type Row = (&'static str, String, Value, [u16; 4]);
+    let rows: Vec<Row> = vec![
+        (
+            "POST",
+            "/v1/conversations".into(),
+            json!({"kind": "group", "member_ids": ["erin"]}),
+            [201, 201, 201, 201],
+        ),
+        (
+            "POST",
+            members.clone(),
+            json!({"add": ["erin"]}),
+            [404, 404, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/v1/conversations/{g}/messages"),
+            Value::Null,
+            [404, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/v1/messages".into(),
+            json!({"conversation_id": g, "text": "hello"}),
+            [404, 404, 201, 201],
+        ),
+        (
+            "PATCH",
+            format!("/v1/messages/{before}"),
+            json!({"conversation_id": g, "text": "secret-edited"}),
+            [404, 404, 422, 200],
+        ),
+        (
+            "DELETE",
+            format!("/v1/messages/{doomed}?conversation_id={g}"),
+            Value::Null,
+            [404, 404, 422, 200],
+        ),
+        (
+            "POST",
+            "/v1/receipts".into(),
+            json!({"conversation_id": g, "message_id": before, "status": "read"}),
+            [404, 404, 200, 200],
+        ),
+        (
+            "PUT",
+            "/v1/presence".into(),
+            json!({"status": "online"}),
+            [200, 200, 200, 200],
+        ),
+        ("GET", "/v1/inbox".into(), Value::Null, [200, 200, 200, 200]),
+        (
+            "GET",
+            "/v1/search?q=secret".into(),
+            Value::Null,
+            [200, 200, 200, 200],
+        ),
+    ];
+    // What each caller may never read: nora nothing of g, rita nothing after
+    // her removal.
+    let forbidden: [&[&str]; 4] = [
+        &[
+            "secret-before",
+            "secret-after",
+            "secret-doomed",
+            "secret-edited",
+            &before,
+            &after,
+        ],
+        &["secret-after", "secret-edited", &after],
+        &[],
+        &[],
+    ];
+    while minted.elapsed() < Duration::from_millis(2100) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bad: [(&str, Option<&str>); 5] = [
+        ("no token", None),
+        ("expired", Some(&expired)),
+        ("another key", Some(&other_key)),
+        ("alg none", Some(&alg_none)),
+        ("tampered", Some(&tampered)),
+    ];
+    let users = [
+        ("nora", &nora),
+        ("rita", &rita),
+        ("bob", &bob),
+        ("alice", &alice),
+    ];
+    let published_before = published(a);
+    for (method, path, body, expect) in &rows {
+        let text = body.to_string();
+        let body = (!body.is_null()).then_some(text.as_str());
+        for (who, t) in bad {
+            let r = http(a, method, path, t, body, NONE);
+            assert_eq!(r.status, 401, "{who}: {method} {path}: {}", r.body);
+            assert!(
+                !r.body.contains("secret"),
+                "{who}: {method} {path}: {}",
+                r.body
+            );
+        }
+        for (i, (who, t)) in users.iter().enumerate() {
+            let r = http(a, method, path, Some(t), body, NONE);
+            assert_eq!(r.status, expect[i], "{who}: {method} {path}: {}", r.body);
+            for f in forbidden[i] {
+                assert!(
+                    !r.body.contains(f),
+                    "{who}: {method} {path} shows {f}: {}",
+                    r.body
+                );
+            }
+            assert!(
+                !r.headers.contains_key("retry-after"),
+                "{who}: {method} {path}"
+            );
+        }
+    }
+    assert!(
+        published(a) > published_before,
+        "the members' writes were published"
+    );
+    // rita keeps what she saw; search agrees once the index has caught up.
+    let history = http(
+        a,
+        "GET",
+        &format!("/v1/conversations/{g}/messages"),
+        Some(&rita),
+        None,
+        NONE,
+    );
+    assert!(history.body.contains(&before), "{}", history.body);
+    eventually("alice finds secret-after", || {
+        let r = http(a, "GET", "/v1/search?q=after", Some(&alice), None, NONE);
+        r.body.contains(&after).then_some(())
+    });
+    for (i, (who, t)) in users.iter().enumerate().take(2) {
+        let r = http(
+            a,
+            "GET",
+            "/v1/search?q=secret+OR+after+OR+edited",
+            Some(t),
+            None,
+            NONE,
+        );
+        for f in forbidden[i] {
+            assert!(!r.body.contains(f), "{who} finds {f}: {}", r.body);
+        }
+    }
+    // The stream: refused without a valid token.
+    for (who, t) in bad {
+        let url = match t {
+            Some(t) => format!("ws://{a}/v1/stream?access_token={t}"),
+            None => format!("ws://{a}/v1/stream"),
+        };
+        match tungstenite::connect(url) {
+            Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401, "{who}"),
+            other => panic!(
+                "{who}: the stream answered {:?}",
+                other.map(|(_, r)| r.status())
+            ),
+        }
+    }
+    // And the frames: a marker conversation with everyone ends each stream;
+    // before it, rita and nora got nothing of g, dana nothing of the messages
+    // sent before she joined (their edit, delete, receipt), bob all of it.
+    let marker = id(
+        call(
+            a,
+            "POST",
+            "/v1/conversations",
+            &alice,
+            json!({"kind": "group", "member_ids": ["bob", "rita", "nora", "dana"]}),
+            201,
+        ),
+        "conversation_id",
+    );
+    for (who, socket) in live.iter_mut() {
+        let frames = frames_until(socket, |f| f["conversation_id"] == marker.as_str());
+        let text = serde_json::to_string(&frames).unwrap();
+        match *who {
+            "rita" | "nora" => assert!(
+                frames.iter().all(|f| f["conversation_id"] != g.as_str()),
+                "{who} got frames of g: {text}"
+            ),
+            "dana" => {
+                for f in [&before, &doomed, "secret-edited"] {
+                    assert!(!text.contains(f), "dana got {f}: {text}");
+                }
+                assert!(text.contains("hello"), "dana got g's new messages: {text}");
+            }
+            _ => {
+                for f in ["message_edited", "message_deleted", "receipt"] {
+                    assert!(text.contains(f), "bob missed a {f}: {text}");
+                }
+            }
+        }
+    }
+    // The operations endpoints are public, to anyone, and name nobody's data.
+    for path in ["/healthz", "/metrics", "/openapi.json"] {
+        for (who, t) in bad {
+            let r = http(a, "GET", path, t, None, NONE);
+            assert_eq!(r.status, 200, "{who}: {path}");
+            assert!(
+                !r.body.contains("secret-") && !r.body.contains(&g),
+                "{path}"
+            );
+        }
+    }
+    drop(live);
+    assert!(up.stop().success());
+}
