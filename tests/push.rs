@@ -5,7 +5,9 @@
 //! stream again adds none. Then `run push` against a real HTTP provider started by
 //! the test on 127.0.0.1:0 that answers in scripted ways (success, 500 then
 //! success, a timeout, 429 with Retry-After, 410): every job ends accepted exactly
-//! once or dead-lettered with the provider's answer, also across a SIGKILL.
+//! once or dead-lettered with the provider's answer, also across a SIGKILL; and
+//! over HTTPS to a provider that demands a client certificate, the TLS files set
+//! from the environment.
 
 mod common;
 
@@ -374,6 +376,12 @@ struct Provider {
 }
 
 fn provider() -> Provider {
+    provider_with(None)
+}
+
+/// [`provider`], over HTTPS when `tls` is given (its URL then names `localhost`,
+/// which the test's server certificate is for).
+fn provider_with(tls: Option<rustls::ServerConfig>) -> Provider {
     use axum::http::{HeaderMap, StatusCode};
     let rt = tokio::runtime::Runtime::new().unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -434,8 +442,21 @@ fn provider() -> Provider {
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
-    let url = format!("http://{}/push", listener.local_addr().unwrap());
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = listener.local_addr().unwrap();
+    let url = match tls {
+        None => {
+            rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+            format!("http://{addr}/push")
+        }
+        Some(config) => {
+            let listener = common::tls::TlsListener {
+                tcp: listener,
+                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            };
+            rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+            format!("https://localhost:{}/push", addr.port())
+        }
+    };
     Provider { seen, url, _rt: rt }
 }
 
@@ -569,6 +590,63 @@ fn push_delivers_every_job_once_or_dead_letters_it_with_the_providers_answer() {
         .map(Vec::len)
         .sum::<usize>();
     assert_eq!(after, before);
+}
+
+#[test]
+fn push_delivers_over_https_to_a_provider_that_demands_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ca = common::tls::Ca::new(dir.path(), "provider-ca");
+    let clients = common::tls::Ca::new(dir.path(), "clients-ca");
+    let (cert, key) = ca.leaf("provider", &["localhost"], false);
+    let (mine, mine_key) = clients.leaf("courier-push", &["courier-push"], true);
+    let p = provider_with(Some(common::tls::server_config(
+        &cert,
+        &key,
+        Some(&clients.cert),
+    )));
+    p.seen.lock().unwrap().accept_all = true;
+    let config = push_config(dir.path(), &p.url, "");
+    let on = || configured(&data, &config);
+    ok(on()
+        .args(["produce", "--file"])
+        .arg(write_lines(dir.path(), "jobs.jsonl", &push_jobs(12)))
+        .output()
+        .unwrap());
+
+    // The TLS files from the environment, as a container would get them.
+    let tls_env = [
+        ("COURIER_PUSH__CA_FILE", ca.cert.clone()),
+        ("COURIER_PUSH__CLIENT_CERT_FILE", mine),
+        ("COURIER_PUSH__CLIENT_KEY_FILE", mine_key),
+    ];
+    // Half a client identity is a configuration mistake, named before any work.
+    let out = on()
+        .envs(tls_env[..2].iter().cloned())
+        .args(["run", "push", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("set both or neither"), "{err}");
+
+    let out = on()
+        .envs(tls_env.iter().cloned())
+        .args(["run", "push", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = p.seen.lock().unwrap();
+    let accepted: BTreeSet<&String> = s.accepted.iter().collect();
+    assert_eq!(accepted.len(), 12, "every job delivered: {:?}", s.accepted);
+    assert_eq!(s.accepted.len(), 12, "none twice");
+    assert_eq!(s.bad_keys, 0);
+    drop(s);
+    assert!(dead_letters(&mut on()).is_empty());
 }
 
 /// `courier_push_sent_total` of a live process (0 while its endpoint is not up).

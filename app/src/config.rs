@@ -199,6 +199,15 @@ impl Config {
                 *opt = None;
             }
         }
+        for opt in [
+            &mut config.push.ca_file,
+            &mut config.push.client_cert_file,
+            &mut config.push.client_key_file,
+        ] {
+            if opt.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *opt = None;
+            }
+        }
         if let Some(id) = instance_id {
             config
                 .kafka

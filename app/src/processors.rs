@@ -304,8 +304,12 @@ pub async fn run_push(
         "courier run push needs the push provider's URL: set push.endpoint in the config \
          or COURIER_PUSH_ENDPOINT",
     )?;
-    let provider = HttpProvider::new(endpoint, Duration::from_millis(push.timeout_ms))
-        .map_err(anyhow::Error::msg)?;
+    let provider = HttpProvider::with_tls(
+        endpoint,
+        Duration::from_millis(push.timeout_ms),
+        &push.tls(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let dir = config.view_dir(Processor::Push.name());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let sent = RocksSentStore::open(&dir.join("sent"))?;

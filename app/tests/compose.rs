@@ -1538,3 +1538,28 @@ fn metric_names_are_found_in_promql() {
         Vec::<String>::new()
     );
 }
+
+/// Every `COURIER_PUSH_ENDPOINT=URL` the compose file shows (the push service's
+/// example) is an endpoint courier's push client accepts: an example that makes
+/// `courier run push` refuse to start would crash-loop the service.
+#[test]
+fn the_push_endpoint_examples_are_ones_the_push_client_accepts() {
+    let text = read(COMPOSE);
+    let mut p = Problems::default();
+    let examples: Vec<&str> = text
+        .split("COURIER_PUSH_ENDPOINT=")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    p.check(!examples.is_empty(), || {
+        format!("{COMPOSE}: no COURIER_PUSH_ENDPOINT=URL example for the push service")
+    });
+    for url in examples {
+        if let Err(e) =
+            courier_sinks::push::HttpProvider::new(url, std::time::Duration::from_secs(5))
+        {
+            p.push(format!("{COMPOSE}: push endpoint example {url}: {e}"));
+        }
+    }
+    p.assert_none();
+}

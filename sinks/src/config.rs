@@ -3,9 +3,12 @@
 //! provider and how hard to try). The application crate puts every crate's
 //! sections together.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::inbox::CassandraSettings;
+use crate::push::ClientTls;
 
 /// The view store (`[views]`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
@@ -136,9 +139,22 @@ impl CassandraConfig {
 #[serde(deny_unknown_fields)]
 pub struct PushConfig {
     /// The push provider endpoint each job is POSTed to as JSON, e.g.
-    /// `http://127.0.0.1:8088/push` (plain HTTP). Required by `courier run push`.
+    /// `https://push.example/v1/send` or `http://127.0.0.1:8088/push` (a local
+    /// relay). Required by `courier run push`.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// PEM file of the CA certificates that verify an `https://` endpoint, in
+    /// place of the system's roots (a private provider or relay). Default none:
+    /// the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain courier presents to an `https://` endpoint that
+    /// asks for one (mutual TLS); set with `client_key_file`. Default none.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1). Default none.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
     /// Jobs in flight at once.
     #[serde(default = "default_push_concurrency")]
     pub concurrency: usize,
@@ -184,6 +200,9 @@ impl Default for PushConfig {
     fn default() -> Self {
         PushConfig {
             endpoint: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             concurrency: default_push_concurrency(),
             timeout_ms: default_push_timeout_ms(),
             max_attempts: default_push_attempts(),
@@ -208,6 +227,21 @@ impl PushConfig {
                     .into(),
             );
         }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return Err(
+                "push.client_cert_file and push.client_key_file go together: set both or neither"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+
+    /// How an `https://` endpoint is trusted and how courier identifies itself.
+    pub fn tls(&self) -> ClientTls {
+        ClientTls {
+            ca_file: self.ca_file.clone(),
+            client_cert_file: self.client_cert_file.clone(),
+            client_key_file: self.client_key_file.clone(),
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod gateway;
+pub mod tls;
 pub mod views;
 
 /// The binary, pointed at `data`, with no configuration leaking in from the

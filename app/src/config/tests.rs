@@ -255,6 +255,33 @@ fn push_endpoint_comes_from_the_file_or_the_environment_and_limits_are_checked()
 }
 
 #[test]
+fn push_tls_files_come_from_the_file_or_the_environment_and_go_in_pairs() {
+    let c =
+        Config::parse("[push]\nendpoint = \"https://p/x\"\nca_file = \"/etc/ca.pem\"\n").unwrap();
+    assert_eq!(c.push.tls().ca_file, Some(PathBuf::from("/etc/ca.pem")));
+    let c = Config::load(
+        None,
+        env(&[
+            ("COURIER_PUSH__CA_FILE", "/run/ca.pem"),
+            ("COURIER_PUSH__CLIENT_CERT_FILE", "/run/c.pem"),
+            ("COURIER_PUSH__CLIENT_KEY_FILE", "/run/c.key"),
+        ]),
+    )
+    .unwrap();
+    let tls = c.push.tls();
+    assert_eq!(tls.ca_file, Some(PathBuf::from("/run/ca.pem")));
+    assert_eq!(tls.client_cert_file, Some(PathBuf::from("/run/c.pem")));
+    assert_eq!(tls.client_key_file, Some(PathBuf::from("/run/c.key")));
+    // Empty means unset, as for every optional text key.
+    let c = Config::load(None, env(&[("COURIER_PUSH__CA_FILE", "")])).unwrap();
+    assert_eq!(c.push.ca_file, None);
+    let e = Config::load(None, env(&[("COURIER_PUSH__CLIENT_CERT_FILE", "/c.pem")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("set both or neither"), "{e}");
+}
+
+#[test]
 fn the_instance_id_comes_from_the_environment_only_and_is_checked() {
     let c = Config::load(None, env(&[("COURIER_INSTANCE_ID", "inbox-1")])).unwrap();
     assert_eq!(c.kafka.instance_id.as_deref(), Some("inbox-1"));

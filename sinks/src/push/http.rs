@@ -1,6 +1,11 @@
-//! The push provider over plain HTTP/1.1 (hyper, pooled keep-alive connections):
-//! one POST per job with a JSON body and the job id as `Idempotency-Key`.
+//! The push provider over HTTP/1.1 or HTTPS (hyper with rustls, pooled keep-alive
+//! connections): one POST per job with a JSON body and the job id as
+//! `Idempotency-Key`. An `https://` endpoint is verified against the system's
+//! roots or a CA file of the operator's, and courier can present a client
+//! certificate (mutual TLS), as providers and private relays ask.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,48 +13,166 @@ use bytes::Bytes;
 use courier_processors::push::{Answer, NoAnswer, PushProvider};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Uri, header};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Most of a provider's answer body kept for a dead letter.
 const MAX_ANSWER: usize = 2_048;
+
+/// How an `https://` endpoint is trusted and how courier identifies itself to
+/// it (the `[push]` keys of the same names). Every file is PEM.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// CA certificates that verify the endpoint instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Certificate chain presented to the endpoint; with `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// Private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl ClientTls {
+    /// Whether any key is set (they only mean something for `https://`).
+    fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.client_cert_file.is_some() || self.client_key_file.is_some()
+    }
+
+    /// The rustls configuration: roots, then the client certificate if any.
+    /// Errors name the key and the file.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, String> {
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return Err(
+                "push.client_cert_file and push.client_key_file go together: \
+                        set both or neither"
+                    .into(),
+            );
+        }
+        // The provider is named, so a second crypto backend somewhere in the
+        // tree can never make rustls's process-wide choice ambiguous.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS protocol versions: {e}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                for cert in read_certs("push.ca_file", path)? {
+                    roots.add(cert).map_err(|e| {
+                        format!(
+                            "push.ca_file {}: not a usable CA certificate: {e}",
+                            path.display()
+                        )
+                    })?;
+                }
+            }
+            None => {
+                // Unreadable entries of the system store are skipped: one bad
+                // file there must not stop delivery to a provider the others verify.
+                let native = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(native.certs);
+                if roots.is_empty() {
+                    return Err(
+                        "https: no CA certificates in the system's store (install                          ca-certificates) and no push.ca_file"
+                            .into(),
+                    );
+                }
+            }
+        }
+        let builder = builder.with_root_certificates(roots);
+        match (&self.client_cert_file, &self.client_key_file) {
+            (None, None) => Ok(builder.with_no_client_auth()),
+            (Some(cert), Some(key)) => {
+                let chain = read_certs("push.client_cert_file", cert)?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    format!(
+                        "push.client_key_file {}: no private key read: {e}",
+                        key.display()
+                    )
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("push.client_cert_file and push.client_key_file: {e}"))
+            }
+            _ => unreachable!("checked above: both or neither"),
+        }
+    }
+}
+
+/// Every certificate of a PEM file, at least one.
+fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{key} {}: no PEM certificate in it",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
 
 /// POSTs jobs to one endpoint.
 pub struct HttpProvider {
     endpoint: String,
     uri: Uri,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
 }
 
 impl HttpProvider {
-    /// A provider for `endpoint` (`http://host:port/path`) with a per-request
-    /// deadline. Anything else than a plain-HTTP URL is refused with the reason.
+    /// A provider for `endpoint` (`http://` or `https://host:port/path`) with a
+    /// per-request deadline; an `https://` endpoint is verified against the
+    /// system's roots.
     pub fn new(endpoint: &str, timeout: Duration) -> Result<Self, String> {
+        Self::with_tls(endpoint, timeout, &ClientTls::default())
+    }
+
+    /// A provider for `endpoint` with a per-request deadline, trusting and
+    /// identifying itself as `tls` says. Anything else than an HTTP(S) URL, or
+    /// TLS settings for a plain-HTTP endpoint, is refused with the reason.
+    pub fn with_tls(endpoint: &str, timeout: Duration, tls: &ClientTls) -> Result<Self, String> {
         let uri: Uri = endpoint
             .parse()
             .map_err(|e| format!("push.endpoint `{endpoint}` is not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
+        let config = match uri.scheme_str() {
+            Some("https") => tls.client_config()?,
+            Some("http") if tls.is_set() => {
                 return Err(format!(
-                    "push.endpoint `{endpoint}`: https needs TLS, which this build leaves out \
-                     (no OpenSSL here); use http:// (e.g. a local relay)"
+                    "push.endpoint `{endpoint}` is plain http, so push.ca_file,                      push.client_cert_file and push.client_key_file would do nothing:                      use https:// or unset them"
                 ));
             }
+            // Never used: the client only speaks TLS to https:// URLs.
+            Some("http") => rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS protocol versions: {e}"))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
             _ => {
                 return Err(format!(
-                    "push.endpoint `{endpoint}` must start with http://"
+                    "push.endpoint `{endpoint}` must start with http:// or https://"
                 ));
             }
-        }
+        };
         if uri.host().is_none() {
             return Err(format!("push.endpoint `{endpoint}` has no host"));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        // The TLS connector hands https:// to rustls over this TCP connector.
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -132,17 +255,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_plain_http_urls_are_accepted() {
+    fn only_http_and_https_urls_are_accepted() {
         let t = Duration::from_secs(1);
         assert!(HttpProvider::new("http://127.0.0.1:1/push", t).is_ok());
-        let e = HttpProvider::new("https://push.example/x", t)
-            .err()
-            .unwrap();
-        assert!(e.contains("https needs TLS"), "{e}");
+        assert!(HttpProvider::new("https://push.example/x", t).is_ok());
         let e = HttpProvider::new("ftp://x/y", t).err().unwrap();
-        assert!(e.contains("must start with http://"), "{e}");
+        assert!(e.contains("must start with http:// or https://"), "{e}");
         let e = HttpProvider::new("not a url", t).err().unwrap();
         assert!(e.contains("is not a URL"), "{e}");
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_apply_are_refused_with_the_key() {
+        let t = Duration::from_secs(1);
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClientTls {
+            ca_file: Some(dir.path().join("ca.pem")),
+            ..ClientTls::default()
+        };
+        let e = HttpProvider::with_tls("http://127.0.0.1:1/push", t, &ca)
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("plain http") && e.contains("push.ca_file"),
+            "{e}"
+        );
+        let e = HttpProvider::with_tls("https://127.0.0.1:1/push", t, &ca)
+            .err()
+            .unwrap();
+        assert!(e.contains("push.ca_file") && e.contains("ca.pem"), "{e}");
+        std::fs::write(dir.path().join("ca.pem"), "not pem").unwrap();
+        let e = HttpProvider::with_tls("https://127.0.0.1:1/push", t, &ca)
+            .err()
+            .unwrap();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let half = ClientTls {
+            client_cert_file: Some(dir.path().join("c.pem")),
+            ..ClientTls::default()
+        };
+        let e = HttpProvider::with_tls("https://127.0.0.1:1/push", t, &half)
+            .err()
+            .unwrap();
+        assert!(e.contains("set both or neither"), "{e}");
     }
 
     #[test]

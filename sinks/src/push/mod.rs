@@ -4,5 +4,5 @@
 mod http;
 mod sent;
 
-pub use http::HttpProvider;
+pub use http::{ClientTls, HttpProvider};
 pub use sent::RocksSentStore;
