@@ -111,7 +111,9 @@ impl<P: PushProvider + 'static, S: SentStore + 'static> PushProcessor<P, S> {
 }
 
 /// Delivers one job: retries until the provider accepts it, refuses it for good,
-/// or the attempts run out.
+/// or the attempts run out. A `redriven` job (a dead letter taken back by
+/// `courier dead-letters redrive`) is tried again though it is recorded as
+/// dead-lettered; one recorded as sent never is.
 async fn deliver<P: PushProvider, S: SentStore>(
     provider: &P,
     sent: &S,
@@ -119,12 +121,17 @@ async fn deliver<P: PushProvider, S: SentStore>(
     max_attempts: u32,
     job: &PushJob,
     at_ms: i64,
+    redriven: bool,
 ) -> Result<Ended, HandlerError> {
     let m = metrics();
     let endpoint = provider.endpoint();
-    if sent.get(&job.job_id)?.is_some() {
-        m.push_already_sent.inc();
-        return Ok(Ended::AlreadyDone);
+    match sent.get(&job.job_id)? {
+        Some(Done::DeadLettered) if redriven => {}
+        Some(_) => {
+            m.push_already_sent.inc();
+            return Ok(Ended::AlreadyDone);
+        }
+        None => {}
     }
     let payload = body::json(job, at_ms);
     let started = Instant::now();
@@ -234,6 +241,11 @@ impl<P: PushProvider + 'static, S: SentStore + 'static> Handler for PushProcesso
         let mut jobs = Vec::new();
         let mut seen = HashSet::new();
         for r in batch {
+            // Redriven for another processor: not ours (push alone reads its
+            // topic, so none is, but the rule is every processor's).
+            if dead_letter::addressed_to_another(r, "push") {
+                continue;
+            }
             match job_of(r) {
                 // The same job twice in one batch (a notifier crash republished it)
                 // is delivered once.
@@ -251,16 +263,25 @@ impl<P: PushProvider + 'static, S: SentStore + 'static> Handler for PushProcesso
         let deliveries: Vec<_> = jobs
             .iter()
             .enumerate()
-            .map(|(i, (_, job, at_ms))| {
+            .map(|(i, (r, job, at_ms))| {
                 let (provider, sent, breaker) = (
                     self.provider.clone(),
                     self.sent.clone(),
                     self.breaker.clone(),
                 );
                 let (job, at_ms) = (job.clone(), *at_ms);
+                let redriven = r.header(dead_letter::REDRIVE_FOR).is_some();
                 async move {
-                    let ended =
-                        deliver(&*provider, &*sent, &breaker, max_attempts, &job, at_ms).await;
+                    let ended = deliver(
+                        &*provider,
+                        &*sent,
+                        &breaker,
+                        max_attempts,
+                        &job,
+                        at_ms,
+                        redriven,
+                    )
+                    .await;
                     (i, ended)
                 }
             })
