@@ -10,7 +10,7 @@
 //! stopped between its append and its commit appends the same records again
 //! under the same derived event ids, which the processor applies once. One
 //! that fails again is dead-lettered again: a new dead letter, which a later
-//! redrive takes back. See docs/decisions/2026-12-07-dead-letter-redrive.md.
+//! redrive takes back. See docs/decisions/2026-12-07-redrive.md.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;

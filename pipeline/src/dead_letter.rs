@@ -6,7 +6,7 @@
 //! to that processor and to no other: the original record is appended again to
 //! its own topic (same key, so the same partition) with a [`REDRIVE_FOR`]
 //! header, which every other processor reading the topic skips
-//! ([`addressed_to_another`]). docs/decisions/2026-12-07-dead-letter-redrive.md
+//! ([`addressed_to_another`]). docs/decisions/2026-12-07-redrive.md
 //! has the reasoning.
 
 use std::time::{SystemTime, UNIX_EPOCH};
