@@ -394,6 +394,52 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redriven_job_is_tried_again_unless_it_was_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(
+            EmbeddedLog::open(dir.path(), Catalog::builtin(), Default::default()).unwrap(),
+        );
+        let redriven = |id: &str| {
+            let mut r = producer::to_record(&job(id));
+            r.headers
+                .push((dead_letter::REDRIVE_FOR.to_string(), b"push".to_vec()));
+            r
+        };
+        // `refused` was dead-lettered, `sent` delivered; both come back as
+        // redrives, and `refused` once more as a plain record.
+        let records = vec![
+            redriven("refused"),
+            redriven("sent"),
+            producer::to_record(&job("refused")),
+        ];
+        for r in records {
+            log.append(PUSH_JOBS, vec![r]).await.unwrap();
+        }
+        let sent = MemorySent::default();
+        sent.put("refused", Done::DeadLettered, 0).unwrap();
+        sent.put("sent", Done::Sent, 0).unwrap();
+        let mut p = PushProcessor::new(
+            Script::default(),
+            sent,
+            log.clone(),
+            PushOptions {
+                concurrency: 1,
+                max_attempts: 1,
+                breaker_failures: 5,
+                breaker_cooldown: Duration::from_millis(10),
+                sent_ttl: Duration::from_secs(60),
+            },
+        );
+        run(log.clone(), &mut p, opts(), Shutdown::never())
+            .await
+            .unwrap();
+        let calls = p.provider.calls.lock().unwrap().clone();
+        assert_eq!(calls.get("refused"), Some(&1), "delivered once: {calls:?}");
+        assert_eq!(calls.get("sent"), None, "a sent job never again");
+        assert_eq!(p.sent().get("refused").unwrap(), Some(Done::Sent));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn exhausted_and_invalid_jobs_are_dead_lettered_done_ones_skipped_and_the_breaker_probes()
     {
         let dir = tempfile::tempdir().unwrap();
