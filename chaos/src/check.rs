@@ -8,6 +8,37 @@ use serde_json::Value;
 
 use crate::model::Model;
 
+/// A bug courier is known to have: differences with its signature are reported
+/// under its name instead of failing a run, where the caller allows it (CI
+/// does, while the bug is open, so its own runs stay green; RELIABILITY.md
+/// describes each one). Each signature is as narrow as the bug.
+pub struct KnownIssue {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub matches: fn(&str) -> bool,
+}
+
+/// The known issues.
+pub const KNOWN_ISSUES: &[KnownIssue] = &[KnownIssue {
+    name: "up-views-race",
+    what: "courier up (embedded) answers a member's first send to an existing conversation \
+           with 404 'not found among yours' when its gateway's read-only opens of the inbox \
+           views race the inbox processor opening the same store (RELIABILITY.md, \
+           \"Fault schedules\")",
+    matches: |d| {
+        d.contains(": send as ")
+            && d.contains("; 0 retries;")
+            && d.contains("answered 404 ")
+            && d.contains("not found among yours")
+            && d.ends_with("want Created")
+    },
+}];
+
+/// The known issue a difference is, if any.
+pub fn known_issue(difference: &str) -> Option<&'static KnownIssue> {
+    KNOWN_ISSUES.iter().find(|k| (k.matches)(difference))
+}
+
 /// The queries of the views, as the `courier` commands answer them.
 pub trait Views {
     /// `courier inbox USER --json`.
@@ -347,6 +378,20 @@ mod tests {
         let same = [delivery("b", 1), delivery("b", 1)];
         let r = push(&expected(&["b"]), &same, &[1].into());
         assert_eq!(r.differences.len(), 1, "twice by one process");
+    }
+
+    #[test]
+    fn the_known_issue_matches_its_own_signature_only() {
+        let race = "phase 1: send as u3 (m68 in g6; 0 retries; answered by courier up #0 of the phase): answered 404 {\"error\":\"conversation g6 not found among yours\"}, want Created";
+        assert_eq!(known_issue(race).map(|k| k.name), Some("up-views-race"));
+        let retried = race.replace("; 0 retries;", "; 1 retries;");
+        assert!(
+            known_issue(&retried).is_none(),
+            "a retry's answer is bug 2's business"
+        );
+        let conflict = race.replace("answered 404 ", "answered 409 ");
+        assert!(known_issue(&conflict).is_none());
+        assert!(known_issue("inbox u1: got [] want [1]").is_none());
     }
 
     /// Views that answer from a model of their own, to check the comparison

@@ -42,6 +42,10 @@ struct Args {
     /// Print the schedules and stop.
     #[arg(long)]
     plan: bool,
+    /// Report differences that are a known, open courier bug (by name; see
+    /// RELIABILITY.md) without failing. The names: up-views-race.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    allow: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -91,8 +95,27 @@ fn main() -> ExitCode {
     let (mut events, mut dups, mut invalid, mut requests, mut retried, mut republished) =
         (0, 0, 0, 0, 0, 0);
     let (mut queries, mut rows) = (0, 0);
+    for name in &args.allow {
+        if !courier_chaos::check::KNOWN_ISSUES
+            .iter()
+            .any(|k| k.name == name)
+        {
+            eprintln!("error: --allow {name}: no known issue has that name");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut known: Vec<String> = Vec::new();
     for s in &schedules {
-        let r = run::run(s, &opts);
+        let mut r = run::run(s, &opts);
+        // Known, allowed issues are reported, not failures.
+        r.differences
+            .retain(|d| match courier_chaos::check::known_issue(d) {
+                Some(k) if args.allow.iter().any(|a| a == k.name) => {
+                    known.push(format!("seed {}: {}: {d}", s.seed, k.name));
+                    false
+                }
+                _ => true,
+            });
         faults.add(&r.faults);
         extra += r.extra_pushes;
         skipped += r.skipped_kills;
@@ -175,6 +198,12 @@ fn main() -> ExitCode {
         "   differences: {} schedule(s) {failed:?}; pushes delivered: {pushes}, extra deliveries after kills: {extra}",
         failed.len()
     );
+    if !known.is_empty() {
+        println!("   known issues seen (allowed by --allow; RELIABILITY.md):");
+        for k in &known {
+            println!("     {k}");
+        }
+    }
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -36,6 +36,8 @@ struct State {
     fired: Option<Instant>,
     /// The number of the process delivering now (see [`Provider::begin_process`]).
     process: u64,
+    /// Connections still open, by the process they were accepted under.
+    open: std::collections::BTreeMap<u64, usize>,
 }
 
 /// The running provider.
@@ -55,17 +57,37 @@ impl Provider {
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let (s, plan) = (s.clone(), plan.clone());
-                std::thread::spawn(move || serve(conn, &s, &plan));
+                // A connection is the process's that was current when it was
+                // accepted: each courier process opens its own.
+                let process = {
+                    let mut st = s.0.lock().unwrap();
+                    let p = st.process;
+                    *st.open.entry(p).or_default() += 1;
+                    p
+                };
+                std::thread::spawn(move || {
+                    serve(conn, &s, &plan, process);
+                    let mut st = s.0.lock().unwrap();
+                    *st.open.entry(process).or_default() -= 1;
+                    s.1.notify_all();
+                });
             }
         });
         Provider { url, state }
     }
 
-    /// A process that delivers pushes starts: later deliveries are its. The
-    /// harness runs one at a time, and a killed one's last requests reach the
-    /// provider long before the next one is started and ready.
+    /// A process that delivers pushes is about to start (the one before it has
+    /// ended): connections accepted from now on are its. Waits (up to 30 s)
+    /// until every connection of the one before is done, so what that one sent
+    /// before it died is answered and recorded as its own, not the next one's.
     pub fn begin_process(&self) -> u64 {
-        let mut st = self.state.0.lock().unwrap();
+        let (lock, cv) = &*self.state;
+        let st = lock.lock().unwrap();
+        let (mut st, _) = cv
+            .wait_timeout_while(st, Duration::from_secs(30), |st| {
+                st.open.get(&st.process).is_some_and(|n| *n > 0)
+            })
+            .unwrap();
         st.process += 1;
         st.process
     }
@@ -119,7 +141,7 @@ fn kill(pid: u32) {
 }
 
 /// One connection: requests until the client closes it.
-fn serve(conn: TcpStream, state: &(Mutex<State>, Condvar), plan: &Schedule) {
+fn serve(conn: TcpStream, state: &(Mutex<State>, Condvar), plan: &Schedule, process: u64) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
     let mut out = match conn.try_clone() {
         Ok(c) => c,
@@ -188,7 +210,6 @@ fn serve(conn: TcpStream, state: &(Mutex<State>, Condvar), plan: &Schedule) {
                 // the lock, so a delivery precedes any kill that follows it.
                 let value: serde_json::Value =
                     serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                let process = st.process;
                 st.deliveries.push(Delivery {
                     process,
                     body: value,

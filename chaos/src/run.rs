@@ -120,9 +120,11 @@ pub fn run(s: &Schedule, opts: &Options) -> Report {
     let env = vec![
         ("COURIER_RUNNER__MAX_BATCH".into(), s.max_batch.to_string()),
         ("COURIER_PUSH__ENDPOINT".into(), provider.url.clone()),
-        // Timeouts in a fraction of a second keep a schedule short; enough
-        // attempts that no job of a short fault window is dead-lettered.
-        ("COURIER_PUSH__TIMEOUT_MS".into(), "400".into()),
+        // A timeout of 1.5 s keeps a schedule short yet far above an answer's
+        // time on a loaded machine (an answer courier gave up on would be
+        // delivered twice by design); enough attempts that no job of a short
+        // fault window is dead-lettered.
+        ("COURIER_PUSH__TIMEOUT_MS".into(), "1500".into()),
         ("COURIER_PUSH__MAX_ATTEMPTS".into(), "30".into()),
         // The clients are few and fast; rate limits are not what is tested.
         ("COURIER_GATEWAY__USER_RATE_PER_SEC".into(), "100000".into()),
