@@ -865,9 +865,11 @@ fn bench_on_kafka_and_cassandra() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let keyspaces: Vec<String> = rt.block_on(async {
         use courier_sinks::inbox::cassandra;
-        let session = cassandra::connect(&cassandra::CassandraSettings::new(&cassandra, "system"))
-            .await
-            .unwrap();
+        let session = cassandra::connect(&common::cassandra_secured(
+            cassandra::CassandraSettings::new(&cassandra, "system"),
+        ))
+        .await
+        .unwrap();
         let all = cassandra::keyspaces(&session).await.unwrap();
         all.into_iter()
             .filter(|k| k.starts_with(&namespace))

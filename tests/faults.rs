@@ -48,6 +48,8 @@ fn script(name: &str) -> PathBuf {
 }
 
 impl OwnServer {
+    /// Starts it, and points every `courier` the test runs at it in place of
+    /// compose/local's (its TLS and login: `common::use_own`).
     fn start(service: &'static str) -> OwnServer {
         let s = OwnServer {
             service,
@@ -55,7 +57,13 @@ impl OwnServer {
             ports: [free_port(), free_port(), free_port()],
         };
         s.up();
+        common::use_own(service, s.client_env());
         s
+    }
+
+    /// How courier reaches it: the `courier.env` up.sh wrote (none in plaintext).
+    fn client_env(&self) -> Vec<(String, String)> {
+        courier_pipeline::testing::client_env_in(&self.state.path().join(self.service))
     }
 
     fn command(&self, name: &str) -> Command {
@@ -121,6 +129,7 @@ impl OwnServer {
 
 impl Drop for OwnServer {
     fn drop(&mut self) {
+        common::forget_own(self.service);
         let _ = self
             .command("down.sh")
             .args(["--wipe", self.service])
@@ -266,17 +275,13 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
     // the store lost in the kill is applied a second time.
     cassandra.up();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let cfg = courier_app::config::Config::load(Some(&config), Vec::new()).unwrap();
+    let cfg = courier_app::config::Config::load(Some(&config), common::client_env()).unwrap();
     let (log, store) = rt.block_on(async {
         let log = cfg.open_log().unwrap();
-        let store = courier_sinks::inbox::CassandraInboxStore::open(
-            &courier_sinks::inbox::CassandraSettings::new(
-                &cassandra.address(),
-                cfg.cassandra_keyspace().unwrap(),
-            ),
-        )
-        .await
-        .unwrap();
+        let store =
+            courier_sinks::inbox::CassandraInboxStore::open(&cfg.cassandra_settings().unwrap())
+                .await
+                .unwrap();
         (log, store)
     });
     until_then_stop(

@@ -481,10 +481,11 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
         .unwrap();
         log.delete_namespace().await.unwrap();
         let cfg = courier_app::config::Config::load(Some(&config), Vec::new()).unwrap();
-        let settings = courier_sinks::inbox::cassandra::CassandraSettings::new(
-            &cassandra,
-            cfg.cassandra_keyspace().unwrap(),
-        );
+        let settings =
+            common::cassandra_secured(courier_sinks::inbox::cassandra::CassandraSettings::new(
+                &cassandra,
+                cfg.cassandra_keyspace().unwrap(),
+            ));
         let session = courier_sinks::inbox::cassandra::connect(&settings)
             .await
             .unwrap();
@@ -540,10 +541,10 @@ fn on_kafka_and_cassandra_a_second_produce_changes_nothing_and_rebuilds_give_ide
     ok(on().arg("migrate").output().unwrap());
     let current = || {
         let cfg = courier_app::config::Config::load(Some(&config), Vec::new()).unwrap();
-        let settings = courier_sinks::inbox::CassandraSettings::new(
+        let settings = common::cassandra_secured(courier_sinks::inbox::CassandraSettings::new(
             &cassandra,
             cfg.cassandra_keyspace().unwrap(),
-        );
+        ));
         tokio::runtime::Runtime::new().unwrap().block_on(async {
             let g = courier_sinks::inbox::CassandraGenerations::connect(&settings)
                 .await

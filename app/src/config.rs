@@ -147,7 +147,8 @@ pub const INSTANCE_ID_VAR: &str = "COURIER_INSTANCE_ID";
 
 /// Keys whose values `courier config` masks: any text key whose name contains one
 /// of these (`gateway.jwt_secret`, `kafka.properties."sasl.password"`, ...; not
-/// `gateway.token_ttl_secs`, a number).
+/// `gateway.token_ttl_secs`, a number), except a key ending in `_file`, whose value
+/// is where a secret is, not the secret (`cassandra.password_file`).
 const SECRET_WORDS: &[&str] = &["secret", "password", "token", "credential"];
 
 impl Config {
@@ -193,6 +194,8 @@ impl Config {
             &mut config.push.endpoint,
             &mut config.metrics.listen,
             &mut config.cassandra.local_datacenter,
+            &mut config.cassandra.username,
+            &mut config.cassandra.password,
             &mut config.gateway.jwt_secret,
         ] {
             if opt.as_deref() == Some("") {
@@ -203,6 +206,8 @@ impl Config {
             &mut config.push.ca_file,
             &mut config.push.client_cert_file,
             &mut config.push.client_key_file,
+            &mut config.cassandra.ca_file,
+            &mut config.cassandra.password_file,
         ] {
             if opt.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 *opt = None;
@@ -408,7 +413,10 @@ fn mask(table: &mut toml::Table) {
         let lower = key.to_ascii_lowercase();
         if let toml::Value::Table(t) = value {
             mask(t);
-        } else if value.is_str() && SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+        } else if value.is_str()
+            && !lower.ends_with("_file")
+            && SECRET_WORDS.iter().any(|w| lower.contains(w))
+        {
             *value = toml::Value::String("********".into());
         }
     }

@@ -3,12 +3,19 @@
 
   probe.py kafka HOST PORT      ApiVersions + Metadata request; ready when >= 1 broker is listed
   probe.py cql HOST PORT        CQL v4 OPTIONS/STARTUP/QUERY of system.local; ready on a row
+  probe.py cql-exec HOST PORT   runs the CQL statements on stdin, one per line (up.sh's role setup)
+
+Options for a secured server: --ca FILE (TLS, the server's certificate verified with that
+CA), --user NAME and --password-file FILE (log in). `cql` with --ca but no user is ready
+once the server asks for authentication.
 
 Exit status 0 and one line on stdout when the server really serves clients, 1 otherwise
 (the reason goes to stderr).
 """
 
+import argparse
 import socket
+import ssl
 import struct
 import sys
 
@@ -58,9 +65,30 @@ class Reader:
         return b
 
 
+def connect(host, port, ca):
+    """A TCP connection, wrapped in TLS verified with the CA file when there is one."""
+    sock = socket.create_connection((host, port), TIMEOUT)
+    sock.settimeout(TIMEOUT)
+    if ca is None:
+        return sock
+    ctx = ssl.create_default_context(cafile=ca)
+    try:
+        return ctx.wrap_socket(sock, server_hostname=host)
+    except (ssl.SSLError, OSError):
+        sock.close()
+        raise
+
+
+def read_password(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read().rstrip("\r\n")
+
+
 # ---------------------------------------------------------------- Kafka
 
-def kafka(host, port):
+def kafka(host, port, ca=None, user=None, password=None):
+    if ca is not None or user is not None:
+        raise ProbeError("kafka: --ca and --user are for CQL (the local Kafka is plaintext)")
     with socket.create_connection((host, port), TIMEOUT) as sock:
         sock.settimeout(TIMEOUT)
 
@@ -122,42 +150,78 @@ def cql_string(s):
     return struct.pack(">H", len(b)) + b
 
 
-def cql(host, port):
-    with socket.create_connection((host, port), TIMEOUT) as sock:
-        sock.settimeout(TIMEOUT)
+OP_AUTH_RESPONSE, OP_AUTH_SUCCESS = 0x0F, 0x10
+RESULT_ROWS = 0x0002
 
-        def request(stream, opcode, body):
-            sock.sendall(struct.pack(">BBhBi", 0x04, 0, stream, opcode, len(body)) + body)
-            version, _flags, rstream, op, length = struct.unpack(">BBhBi", recv_exact(sock, 9))
-            data = recv_exact(sock, length)
-            if version != 0x84:
-                raise ProbeError(f"unexpected response version 0x{version:02x}")
-            if rstream != stream:
-                raise ProbeError("stream id mismatch")
-            r = Reader(data)
-            if op == OP_ERROR:
-                code = r.unpack(">i")
-                raise ProbeError(f"server error 0x{code:04x}: {r.string()}")
-            return op, r
 
-        op, r = request(1, OP_OPTIONS, b"")
+class Cql:
+    """One CQL v4 connection: handshake, optional login, queries."""
+
+    def __init__(self, host, port, ca=None):
+        self.sock = connect(host, port, ca)
+        self.stream = 0
+
+    def close(self):
+        self.sock.close()
+
+    def request(self, opcode, body):
+        self.stream += 1
+        stream = self.stream
+        self.sock.sendall(struct.pack(">BBhBi", 0x04, 0, stream, opcode, len(body)) + body)
+        version, _flags, rstream, op, length = struct.unpack(">BBhBi", recv_exact(self.sock, 9))
+        data = recv_exact(self.sock, length)
+        if version != 0x84:
+            raise ProbeError(f"unexpected response version 0x{version:02x}")
+        if rstream != stream:
+            raise ProbeError("stream id mismatch")
+        r = Reader(data)
+        if op == OP_ERROR:
+            code = r.unpack(">i")
+            raise ProbeError(f"server error 0x{code:04x}: {r.string()}")
+        return op, r
+
+    def startup(self, user=None, password=None):
+        """OPTIONS, STARTUP and, when the server asks, a login; returns the CQL versions
+        the server supports and whether it asked for authentication."""
+        op, r = self.request(OP_OPTIONS, b"")
         if op != OP_SUPPORTED:
             raise ProbeError(f"OPTIONS answered with opcode {op}")
         supported = {}
         for _ in range(r.unpack(">H")):
             key = r.string()
             supported[key] = [r.string() for _ in range(r.unpack(">H"))]
-
-        op, r = request(2, OP_STARTUP, struct.pack(">H", 1) + cql_string("CQL_VERSION") + cql_string("3.0.0"))
-        if op == OP_AUTHENTICATE:
-            raise ProbeError(f"server wants authentication ({r.string()}); expected AllowAllAuthenticator")
-        if op != OP_READY:
+        op, r = self.request(OP_STARTUP, struct.pack(">H", 1) + cql_string("CQL_VERSION") + cql_string("3.0.0"))
+        asked = op == OP_AUTHENTICATE
+        if asked:
+            authenticator = r.string()
+            if user is None:
+                return supported, authenticator
+            token = b"\0" + user.encode() + b"\0" + password.encode()
+            op, r = self.request(OP_AUTH_RESPONSE, struct.pack(">i", len(token)) + token)
+            if op != OP_AUTH_SUCCESS:
+                raise ProbeError(f"AUTH_RESPONSE answered with opcode {op}")
+        elif op != OP_READY:
             raise ProbeError(f"STARTUP answered with opcode {op}")
+        return supported, None
 
-        query = b"SELECT release_version FROM system.local"
-        body = struct.pack(">i", len(query)) + query + struct.pack(">HB", 0x0001, 0)  # consistency ONE, no flags
-        op, r = request(3, OP_QUERY, body)
-        if op != OP_RESULT or r.unpack(">i") != 0x0002:
+    def query(self, text):
+        q = text.encode()
+        body = struct.pack(">i", len(q)) + q + struct.pack(">HB", 0x0001, 0)  # consistency ONE, no flags
+        op, r = self.request(OP_QUERY, body)
+        if op != OP_RESULT:
+            raise ProbeError(f"QUERY answered with opcode {op}")
+        return r
+
+
+def cql(host, port, ca=None, user=None, password=None):
+    conn = Cql(host, port, ca)
+    try:
+        supported, authenticator = conn.startup(user, password)
+        versions = ",".join(supported.get("CQL_VERSION", []))
+        if authenticator is not None:
+            return f"cql ok: TLS, asks for authentication ({authenticator}) cql_versions={versions}"
+        r = conn.query("SELECT release_version FROM system.local")
+        if r.unpack(">i") != RESULT_ROWS:
             raise ProbeError("system.local query did not return rows")
         flags, columns = r.unpack(">ii")
         global_spec = flags & 0x0001
@@ -178,19 +242,48 @@ def cql(host, port):
             raise ProbeError("system.local returned no row")
         release = r.bytes_()
         release = release.decode() if release is not None else "?"
-        return f"cql ok: release_version={release} cql_versions={','.join(supported.get('CQL_VERSION', []))}"
+        how = f"TLS, logged in as {user}, " if user else ("TLS, " if ca else "")
+        return f"cql ok: {how}release_version={release} cql_versions={versions}"
+    finally:
+        conn.close()
+
+
+def cql_exec(host, port, ca=None, user=None, password=None):
+    """Runs each non-empty line of stdin as one statement; stops at the first error."""
+    conn = Cql(host, port, ca)
+    try:
+        _, authenticator = conn.startup(user, password)
+        if authenticator is not None:
+            raise ProbeError(f"the server asks for authentication ({authenticator}): pass --user")
+        n = 0
+        for line in sys.stdin:
+            statement = line.strip().rstrip(";")
+            if statement:
+                conn.query(statement)
+                n += 1
+        return f"cql ok: {n} statement(s)"
+    finally:
+        conn.close()
 
 
 def main(argv):
-    if len(argv) != 4 or argv[1] not in ("kafka", "cql"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    probe = kafka if argv[1] == "kafka" else cql
+    parser = argparse.ArgumentParser(prog="probe.py", description=__doc__.split("\n")[0])
+    parser.add_argument("kind", choices=["kafka", "cql", "cql-exec"])
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--ca", help="CA certificate (PEM): speak TLS and verify the server with it")
+    parser.add_argument("--user", help="log in as this user")
+    parser.add_argument("--password-file", help="the user's password")
+    args = parser.parse_args(argv[1:])
+    if (args.user is None) != (args.password_file is None):
+        parser.error("--user and --password-file go together")
     try:
-        print(probe(argv[2], int(argv[3])))
+        password = read_password(args.password_file) if args.password_file else None
+        probe = {"kafka": kafka, "cql": cql, "cql-exec": cql_exec}[args.kind]
+        print(probe(args.host, args.port, args.ca, args.user, password))
         return 0
     except (OSError, ProbeError, struct.error, UnicodeDecodeError) as exc:
-        print(f"{argv[1]} not ready: {exc}", file=sys.stderr)
+        print(f"{args.kind} not ready: {exc}", file=sys.stderr)
         return 1
 
 

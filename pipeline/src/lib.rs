@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod producer;
 pub mod replay;
 pub mod runner;
+pub mod secret;
 pub mod shutdown;
 pub mod testing;
 

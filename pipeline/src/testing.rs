@@ -5,9 +5,17 @@
 //! `CI=true` (CI must never skip silently) and otherwise is skipped with a message
 //! naming the command that starts it — written straight to stderr, because the test
 //! harness captures `eprintln!` of passing tests.
+//!
+//! How to reach a secured server (TLS, user and password) is what up.sh wrote into
+//! its state directory, `courier.env` ([`Server::client_env`]): every test gets its
+//! credentials from there, one place, and a server started with
+//! `COURIER_LOCAL_PLAINTEXT=1` has none. Point `COURIER_LOCAL_STATE` at the state
+//! directory of the servers `COURIER_TEST_KAFKA` and `COURIER_TEST_CASSANDRA` name,
+//! as up.sh takes it.
 
 use std::io::Write as _;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A real server a test needs.
@@ -45,6 +53,31 @@ impl Server {
         std::env::var(self.env).unwrap_or_else(|_| self.default.to_string())
     }
 
+    /// Where compose/local/up.sh keeps this server's state, as it decides it:
+    /// `$COURIER_LOCAL_STATE/SERVICE`, by default `$COURIER_CACHE/local/SERVICE`,
+    /// `~/.cache/courier/local/SERVICE`.
+    pub fn state_dir(&self) -> PathBuf {
+        let local = std::env::var_os("COURIER_LOCAL_STATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("COURIER_CACHE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                            .join(".cache/courier")
+                    })
+                    .join("local")
+            });
+        local.join(self.service)
+    }
+
+    /// The `COURIER_*` variables that let courier reach this server (its
+    /// `courier.env`: TLS, CA file, user, password file); none for a plaintext
+    /// server.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        client_env_in(&self.state_dir())
+    }
+
     /// The address if some host of it accepts a TCP connection; `None` after a
     /// visible skip message; a panic under `CI=true`.
     pub fn reachable(&self) -> Option<String> {
@@ -75,4 +108,18 @@ impl Server {
         );
         None
     }
+}
+
+/// The variables of `DIR/courier.env` (`KEY=VALUE` lines, `#` comments), which
+/// compose/local/up.sh writes for a secured server; none when there is no such file.
+pub fn client_env_in(dir: &Path) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(dir.join("courier.env")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }

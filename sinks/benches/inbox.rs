@@ -231,8 +231,15 @@ async fn main() {
     producer::publish(&*log, &events).await.unwrap();
     let mut keyspaces = Vec::new();
     for r in 0..rounds {
-        let views = CassandraSettings::new(&contact, format!("{namespace}_v{r}"));
-        let raw_ks = CassandraSettings::new(&contact, format!("{namespace}_r{r}"));
+        // Over TLS and logged in as compose/local's courier.env says.
+        let views = courier_sinks::testing::secured(CassandraSettings::new(
+            &contact,
+            format!("{namespace}_v{r}"),
+        ));
+        let raw_ks = courier_sinks::testing::secured(CassandraSettings::new(
+            &contact,
+            format!("{namespace}_r{r}"),
+        ));
         cassandra::migrate(&views).await.unwrap();
         cassandra::migrate(&raw_ks).await.unwrap();
         keyspaces.extend([views.clone(), raw_ks.clone()]);

@@ -5,9 +5,11 @@
 
 use std::path::PathBuf;
 
+use courier_pipeline::secret::{self, Secret};
 use serde::{Deserialize, Serialize};
 
 use crate::inbox::CassandraSettings;
+use crate::inbox::cassandra::{CassandraTls, Credentials};
 use crate::push::ClientTls;
 
 /// The view store (`[views]`).
@@ -51,6 +53,28 @@ pub struct CassandraConfig {
     /// `NetworkTopologyStrategy` in it (otherwise `SimpleStrategy`). Default none.
     #[serde(default)]
     pub local_datacenter: Option<String>,
+    /// Client-to-node TLS: every connection is encrypted and the node's certificate
+    /// verified (it must name the node's IP address, which is what the driver
+    /// checks). Default false.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA certificates that verify the nodes when `tls` is on, in
+    /// place of the system's roots. A leading `~/` is the home directory. Default
+    /// none.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Role to log in as (PasswordAuthenticator), with `password` or
+    /// `password_file`. Default none: no login (AllowAllAuthenticator).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The role's password. Better kept out of the file: `COURIER_CASSANDRA__PASSWORD`
+    /// or `password_file`. Masked by `courier config`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A file holding the role's password alone (one trailing newline ignored), read
+    /// when courier connects; e.g. a secret mounted by the container runtime.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for CassandraConfig {
@@ -60,6 +84,11 @@ impl Default for CassandraConfig {
             keyspace: default_keyspace(),
             replication_factor: default_cassandra_replication_factor(),
             local_datacenter: None,
+            tls: false,
+            ca_file: None,
+            username: None,
+            password: None,
+            password_file: None,
         }
     }
 }
@@ -88,7 +117,39 @@ impl CassandraConfig {
         if self.replication_factor < 1 {
             return Err("cassandra.replication_factor must be at least 1, not 0".into());
         }
-        Ok(())
+        if self.ca_file.is_some() && !self.tls {
+            return Err(
+                "cassandra.ca_file is set but cassandra.tls is false: set tls = true \
+                 (COURIER_CASSANDRA__TLS=true) or unset ca_file"
+                    .into(),
+            );
+        }
+        // The password file is read when courier connects, not here: a config
+        // names it before the server that makes it has started.
+        secret::at_most_one(
+            "cassandra",
+            self.password.is_some(),
+            self.password_file.is_some(),
+        )?;
+        let has_password = self.password.is_some() || self.password_file.is_some();
+        match (&self.username, has_password) {
+            (Some(_), false) => Err(
+                "cassandra.username is set without a password: set cassandra.password \
+                 (COURIER_CASSANDRA__PASSWORD) or cassandra.password_file"
+                    .into(),
+            ),
+            (None, true) => Err("cassandra has a password but no username".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The password, from `password` or `password_file`.
+    fn password(&self) -> Result<Option<Secret>, String> {
+        secret::password(
+            "cassandra",
+            self.password.as_deref(),
+            self.password_file.as_deref(),
+        )
     }
 
     /// The keyspace of the views: `keyspace`, prefixed by the namespace
@@ -125,11 +186,22 @@ impl CassandraConfig {
         }
     }
 
-    /// The driver settings for `namespace` (keyspace prefixed by it).
+    /// The driver settings for `namespace` (keyspace prefixed by it), with the
+    /// password read (from its file, if it is there).
     pub fn settings_in(&self, namespace: &str) -> Result<CassandraSettings, String> {
+        self.validate()?;
         let mut s = CassandraSettings::new(&self.contact_points, self.keyspace_in(namespace)?);
         s.replication_factor = self.replication_factor;
         s.local_datacenter = self.local_datacenter.clone();
+        s.tls = self.tls.then(|| CassandraTls {
+            ca_file: self.ca_file.clone(),
+        });
+        if let (Some(username), Some(password)) = (&self.username, self.password()?) {
+            s.credentials = Some(Credentials {
+                username: username.clone(),
+                password,
+            });
+        }
         Ok(s)
     }
 }

@@ -13,3 +13,5 @@ pub mod push;
 mod rocks;
 pub mod search;
 mod states;
+pub mod testing;
+pub mod tls;

@@ -10,7 +10,8 @@ pub mod tls;
 pub mod views;
 
 /// The binary, pointed at `data`, with no configuration leaking in from the
-/// environment of whoever runs the tests.
+/// environment of whoever runs the tests, and with what it takes to reach the
+/// secured servers ([`client_env`]).
 pub fn courier(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
     c.arg("--data").arg(data);
@@ -19,7 +20,62 @@ pub fn courier(data: &Path) -> Command {
         .env_remove("COURIER_METRICS_LISTEN")
         .env_remove("COURIER_NAMESPACE")
         .env_remove("COURIER_LOG");
+    c.envs(client_env());
     c
+}
+
+/// `COURIER_*` variables, as `courier.env` holds them.
+pub type ClientEnv = Vec<(String, String)>;
+
+/// A test's own server in place of compose/local's, by service (`kafka`,
+/// `cassandra`): its `courier.env` (tests/faults.rs).
+static OWN: std::sync::Mutex<Vec<(&'static str, ClientEnv)>> = std::sync::Mutex::new(Vec::new());
+
+/// The `COURIER_*` variables that reach the secured servers: TLS, CA, user and
+/// password file of compose/local's Kafka and Cassandra as up.sh wrote them
+/// (`courier_pipeline::testing`), or of a test's own server ([`use_own`]). Every
+/// `courier` a test runs gets them, and they are what in-process clients load
+/// their config with; none for plaintext servers.
+pub fn client_env() -> Vec<(String, String)> {
+    let own = OWN.lock().unwrap_or_else(|e| e.into_inner());
+    [
+        courier_pipeline::testing::KAFKA,
+        courier_pipeline::testing::CASSANDRA,
+    ]
+    .iter()
+    .flat_map(
+        |server| match own.iter().find(|(s, _)| *s == server.service) {
+            Some((_, env)) => env.clone(),
+            None => server.client_env(),
+        },
+    )
+    .collect()
+}
+
+/// `settings` with the TLS and login [`client_env`] gives Cassandra.
+pub fn cassandra_secured(
+    settings: courier_sinks::inbox::CassandraSettings,
+) -> courier_sinks::inbox::CassandraSettings {
+    let env: Vec<(String, String)> = client_env()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("COURIER_CASSANDRA__"))
+        .collect();
+    courier_sinks::testing::secured_by(settings, &env)
+}
+
+/// From now on, [`client_env`] (and so every `courier` started) reaches
+/// `service` as its own server's `courier.env` says, until [`forget_own`].
+pub fn use_own(service: &'static str, env: Vec<(String, String)>) {
+    let mut own = OWN.lock().unwrap_or_else(|e| e.into_inner());
+    own.retain(|(s, _)| *s != service);
+    own.push((service, env));
+}
+
+/// Back to compose/local's `service`.
+pub fn forget_own(service: &str) {
+    OWN.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(s, _)| *s != service);
 }
 
 /// Stdout of a command that must succeed; on failure, everything it printed.
@@ -248,7 +304,10 @@ pub fn drop_distributed(config: &Path, brokers: &str, cassandra: &str, namespace
     rt.block_on(async {
         let cfg = courier_app::config::Config::load(Some(config), Vec::new()).unwrap();
         let base = cfg.cassandra_keyspace().unwrap();
-        let settings = courier_sinks::inbox::CassandraSettings::new(cassandra, base.clone());
+        let settings = cassandra_secured(courier_sinks::inbox::CassandraSettings::new(
+            cassandra,
+            base.clone(),
+        ));
         let session = courier_sinks::inbox::cassandra::connect(&settings)
             .await
             .unwrap();

@@ -385,6 +385,92 @@ fn empty_optional_text_means_unset() {
 }
 
 #[test]
+fn cassandra_tls_and_login_from_file_environment_or_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "from-the-file\n").unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[cassandra]\ntls = true\nca_file = \"/etc/ca.pem\"\nusername = \"courier\"\npassword_file = \"{}\"\n",
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let c = Config::load(Some(&path), env(&[])).unwrap();
+    let s = c.cassandra_settings().unwrap();
+    assert_eq!(
+        s.tls.unwrap().ca_file.as_deref(),
+        Some(Path::new("/etc/ca.pem"))
+    );
+    let login = s.credentials.unwrap();
+    assert_eq!(login.username, "courier");
+    assert_eq!(login.password.expose(), "from-the-file");
+    // The password never prints, the file's name does (it is no secret).
+    let printed = c.to_masked_toml();
+    assert!(!printed.contains("from-the-file"), "{printed}");
+    assert!(printed.contains(&pw.display().to_string()), "{printed}");
+
+    // From the environment, the file unset by an empty variable.
+    let c = Config::load(
+        Some(&path),
+        env(&[
+            ("COURIER_CASSANDRA__PASSWORD", "from-env"),
+            ("COURIER_CASSANDRA__PASSWORD_FILE", ""),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.cassandra_settings()
+            .unwrap()
+            .credentials
+            .unwrap()
+            .password
+            .expose(),
+        "from-env"
+    );
+    assert!(!c.to_masked_toml().contains("from-env"));
+
+    // Both at once, a username without a password, a CA without TLS, a missing
+    // password file: each named.
+    for (vars, wanted) in [
+        (
+            vec![("COURIER_CASSANDRA__PASSWORD", "x")],
+            "cassandra.password and cassandra.password_file are both set",
+        ),
+        (
+            vec![("COURIER_CASSANDRA__PASSWORD_FILE", "")],
+            "cassandra.username is set without a password",
+        ),
+        (
+            vec![("COURIER_CASSANDRA__TLS", "false")],
+            "cassandra.ca_file is set but cassandra.tls is false",
+        ),
+    ] {
+        let e = Config::load(Some(&path), env(&vars))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(wanted), "{wanted} in {e}");
+    }
+    // The file is read when courier connects: a config may name it before the
+    // server that writes it first started.
+    let c = Config::load(
+        Some(&path),
+        env(&[("COURIER_CASSANDRA__PASSWORD_FILE", "/no/such/file")]),
+    )
+    .unwrap();
+    let e = c.cassandra_settings().unwrap_err().to_string();
+    assert!(e.contains("cassandra.password_file /no/such/file"), "{e}");
+    // Without any of it: plaintext, no login.
+    let s = Config::load(None, env(&[]))
+        .unwrap()
+        .cassandra_settings()
+        .unwrap();
+    assert_eq!((s.tls, s.credentials), (None, None));
+}
+
+#[test]
 fn the_printed_config_has_every_section_and_masks_secrets() {
     let c = Config::load(
         None,

@@ -25,9 +25,11 @@
 //! rewriting a batch changes nothing and an older version never replaces a newer.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use courier_pipeline::secret::Secret;
 use courier_processors::inbox::store::{ConversationRows, InboxBatch, InboxStore};
 use courier_processors::inbox::{ConversationState, InboxRow, MessageRow, ParticipantRow};
 use courier_processors::store::StoreError;
@@ -60,6 +62,26 @@ pub struct CassandraSettings {
     /// Datacenter to send requests to (and replicate in, with
     /// `NetworkTopologyStrategy`); `None`: any, `SimpleStrategy`.
     pub local_datacenter: Option<String>,
+    /// Client-to-node TLS; `None`: plaintext.
+    pub tls: Option<CassandraTls>,
+    /// The role to log in as; `None`: no login.
+    pub credentials: Option<Credentials>,
+}
+
+/// How the nodes' certificates are verified.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CassandraTls {
+    /// PEM CA certificates; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A role and its password (which never prints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The role.
+    pub username: String,
+    /// Its password.
+    pub password: Secret,
 }
 
 impl CassandraSettings {
@@ -75,6 +97,8 @@ impl CassandraSettings {
             keyspace: keyspace.into(),
             replication_factor: 1,
             local_datacenter: None,
+            tls: None,
+            credentials: None,
         }
     }
 }
@@ -96,20 +120,33 @@ pub async fn connect(settings: &CassandraSettings) -> Result<Session, StoreError
         .consistency(Consistency::LocalQuorum)
         .load_balancing_policy(policy.build())
         .build();
-    SessionBuilder::new()
+    let mut builder = SessionBuilder::new()
         .known_nodes(&settings.contact_points)
-        .default_execution_profile_handle(profile.into_handle())
-        .build()
-        .await
-        .map_err(|e| {
-            retryable(
-                &format!(
-                    "connecting to Cassandra at {}",
-                    settings.contact_points.join(",")
-                ),
-                e,
-            )
-        })
+        .default_execution_profile_handle(profile.into_handle());
+    if let Some(tls) = &settings.tls {
+        // A CA file that cannot be read is a mistake to fix, not an outage.
+        let config = crate::tls::client_config("cassandra.ca_file", tls.ca_file.as_deref(), None)
+            .map_err(|e| StoreError::fatal(STORE, e))?;
+        builder = builder.tls_context(Some(Arc::new(config)));
+    }
+    if let Some(c) = &settings.credentials {
+        builder = builder.user(&c.username, c.password.expose());
+    }
+    builder.build().await.map_err(|e| {
+        let how = match (&settings.tls, &settings.credentials) {
+            (None, None) => String::new(),
+            (Some(_), None) => " over TLS".to_string(),
+            (None, Some(c)) => format!(" as {}", c.username),
+            (Some(_), Some(c)) => format!(" over TLS as {}", c.username),
+        };
+        retryable(
+            &format!(
+                "connecting to Cassandra at {}{how}",
+                settings.contact_points.join(",")
+            ),
+            e,
+        )
+    })
 }
 
 /// Creates the keyspace if needed, then applies, in order, every embedded

@@ -4,8 +4,7 @@
 //! roots or a CA file of the operator's, and courier can present a client
 //! certificate (mutual TLS), as providers and private relays ask.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,8 +16,6 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Most of a provider's answer body kept for a dead letter.
 const MAX_ANSWER: usize = 2_048;
@@ -44,76 +41,23 @@ impl ClientTls {
     /// The rustls configuration: roots, then the client certificate if any.
     /// Errors name the key and the file.
     pub fn client_config(&self) -> Result<rustls::ClientConfig, String> {
-        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
-            return Err(
-                "push.client_cert_file and push.client_key_file go together: \
-                        set both or neither"
-                    .into(),
-            );
-        }
-        // The provider is named, so a second crypto backend somewhere in the
-        // tree can never make rustls's process-wide choice ambiguous.
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS protocol versions: {e}"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        match &self.ca_file {
-            Some(path) => {
-                for cert in read_certs("push.ca_file", path)? {
-                    roots.add(cert).map_err(|e| {
-                        format!(
-                            "push.ca_file {}: not a usable CA certificate: {e}",
-                            path.display()
-                        )
-                    })?;
-                }
+        let client = match (&self.client_cert_file, &self.client_key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((
+                cert.as_path(),
+                key.as_path(),
+                "push.client_cert_file and push.client_key_file",
+            )),
+            _ => {
+                return Err(
+                    "push.client_cert_file and push.client_key_file go together: \
+                            set both or neither"
+                        .into(),
+                );
             }
-            None => {
-                // Unreadable entries of the system store are skipped: one bad
-                // file there must not stop delivery to a provider the others verify.
-                let native = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(native.certs);
-                if roots.is_empty() {
-                    return Err(
-                        "https: no CA certificates in the system's store (install                          ca-certificates) and no push.ca_file"
-                            .into(),
-                    );
-                }
-            }
-        }
-        let builder = builder.with_root_certificates(roots);
-        match (&self.client_cert_file, &self.client_key_file) {
-            (None, None) => Ok(builder.with_no_client_auth()),
-            (Some(cert), Some(key)) => {
-                let chain = read_certs("push.client_cert_file", cert)?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    format!(
-                        "push.client_key_file {}: no private key read: {e}",
-                        key.display()
-                    )
-                })?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("push.client_cert_file and push.client_key_file: {e}"))
-            }
-            _ => unreachable!("checked above: both or neither"),
-        }
+        };
+        crate::tls::client_config("push.ca_file", self.ca_file.as_deref(), client)
     }
-}
-
-/// Every certificate of a PEM file, at least one.
-fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{key} {}: no PEM certificate in it",
-            path.display()
-        ));
-    }
-    Ok(certs)
 }
 
 /// POSTs jobs to one endpoint.
@@ -147,13 +91,7 @@ impl HttpProvider {
                 ));
             }
             // Never used: the client only speaks TLS to https:// URLs.
-            Some("http") => rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS protocol versions: {e}"))?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
+            Some("http") => crate::tls::unused_client_config()?,
             _ => {
                 return Err(format!(
                     "push.endpoint `{endpoint}` must start with http:// or https://"
