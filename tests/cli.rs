@@ -660,7 +660,7 @@ fn produce_and_replay_through_real_kafka_match_the_embedded_log() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let log = courier_pipeline::KafkaLog::new(
-            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace),
+            common::kafka_settings(&brokers).with_namespace(namespace),
             courier_topics::Catalog::builtin(),
         )
         .unwrap();
@@ -854,9 +854,10 @@ fn bench_on_kafka_and_cassandra() {
 
     // Nothing left behind on the shared servers: no topic (the run's nor the
     // perf tools') and no keyspace (the run's nor the raw writes') of the namespace.
-    let topics =
-        courier_pipeline::kafka::perf::run(&["topics", "--bootstrap-server", &brokers, "--list"])
-            .unwrap();
+    let topics = courier_pipeline::kafka::perf::Tools::new(&common::kafka_settings(&brokers))
+        .unwrap()
+        .run(&["topics", "--bootstrap-server", &brokers, "--list"])
+        .unwrap();
     let left: Vec<&str> = topics
         .lines()
         .filter(|t| t.starts_with(&namespace))
@@ -1044,7 +1045,10 @@ fn on_kafka_produce_never_publishes_half_a_file_unsaid_and_a_rerun_publishes_the
             &topic,
         ];
         args.extend_from_slice(change);
-        courier_pipeline::kafka::perf::run(&args).unwrap();
+        courier_pipeline::kafka::perf::Tools::new(&common::kafka_settings(&brokers))
+            .unwrap()
+            .run(&args)
+            .unwrap();
     };
     configs(&["--add-config", "max.message.bytes=2000"]);
     let mut rng = common::Rng(7);
@@ -1236,4 +1240,92 @@ fn on_kafka_a_static_member_restarted_takes_its_partitions_back_without_a_rebala
         .collect();
     assert!(steps.is_empty(), "b saw a rebalance: {steps:?}");
     common::delete_namespace(&brokers, &namespace);
+}
+
+/// compose/local/courier.toml reaches the servers compose/local/up.sh runs, as
+/// they are secured: its CA and password files are where up.sh keeps them in its
+/// default state directory; and when those servers run here with that state,
+/// `courier --config compose/local/courier.toml` logs in to both (topics apply,
+/// migrate) with no other setting.
+#[test]
+fn the_compose_local_config_logs_in_to_the_local_servers() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/local/courier.toml");
+    let c = courier_app::config::Config::load(Some(&file), Vec::new()).unwrap();
+    let state =
+        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/courier/local");
+    let expand = |p: &Option<std::path::PathBuf>| {
+        courier_pipeline::secret::expand_home(p.as_deref().expect("a file is named"))
+    };
+    for (section, tls, ca, password, dir) in [
+        (
+            "kafka",
+            c.kafka.tls,
+            &c.kafka.ca_file,
+            &c.kafka.password_file,
+            "kafka",
+        ),
+        (
+            "cassandra",
+            c.cassandra.tls,
+            &c.cassandra.ca_file,
+            &c.cassandra.password_file,
+            "cassandra",
+        ),
+    ] {
+        assert!(tls, "{section}: tls");
+        assert_eq!(expand(ca), state.join(dir).join("tls/ca.pem"), "{section}");
+        assert_eq!(
+            expand(password),
+            state.join(dir).join("secrets/courier.password"),
+            "{section}"
+        );
+    }
+    assert_eq!(c.kafka.username.as_deref(), Some("courier"));
+    assert_eq!(c.cassandra.username.as_deref(), Some("courier"));
+
+    // Live, only against compose/local's own servers in their default state.
+    let defaults = [
+        "COURIER_LOCAL_STATE",
+        "COURIER_CACHE",
+        "COURIER_TEST_KAFKA",
+        "COURIER_TEST_CASSANDRA",
+    ]
+    .iter()
+    .all(|v| std::env::var_os(v).is_none());
+    if !defaults {
+        return;
+    }
+    let (Some(brokers), Some(cassandra)) =
+        (kafka(), courier_pipeline::testing::CASSANDRA.reachable())
+    else {
+        return;
+    };
+    if courier_pipeline::testing::KAFKA.client_env().is_empty()
+        || courier_pipeline::testing::CASSANDRA.client_env().is_empty()
+    {
+        // Plaintext servers (COURIER_LOCAL_PLAINTEXT=1): the config is not for them.
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let namespace = unique_namespace("localtoml");
+    let on = |args: &[&str]| {
+        let mut cmd = configured(&dir.path().join("data"), &file);
+        for (var, _) in common::client_env() {
+            cmd.env_remove(var);
+        }
+        cmd.env("COURIER_NAMESPACE", &namespace).args(args);
+        cmd
+    };
+    ok(on(&["topics", "apply"]).output().unwrap());
+    ok(on(&["migrate"]).output().unwrap());
+    let copy = dir.path().join("local.toml");
+    std::fs::write(
+        &copy,
+        format!(
+            "namespace = \"{namespace}\"\n{}",
+            std::fs::read_to_string(&file).unwrap()
+        ),
+    )
+    .unwrap();
+    common::drop_distributed(&copy, &brokers, &cassandra, &namespace);
 }

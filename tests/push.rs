@@ -326,7 +326,7 @@ fn notify_on_kafka_makes_exactly_one_job_per_offline_recipient() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let log = courier_pipeline::KafkaLog::new(
-            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace.clone()),
+            common::kafka_settings(&brokers).with_namespace(namespace.clone()),
             courier_topics::Catalog::builtin(),
         )
         .unwrap();

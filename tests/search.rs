@@ -416,7 +416,7 @@ fn every_word_search_equals_the_model_on_kafka() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let log = courier_pipeline::KafkaLog::new(
-            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace.clone()),
+            common::kafka_settings(&brokers).with_namespace(namespace.clone()),
             courier_topics::Catalog::builtin(),
         )
         .unwrap();

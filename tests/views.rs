@@ -475,7 +475,7 @@ fn two_instances_on_kafka_and_cassandra_with_one_killed_end_with_the_views_of_on
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let log = courier_pipeline::KafkaLog::new(
-            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace.clone()),
+            common::kafka_settings(&brokers).with_namespace(namespace.clone()),
             courier_topics::Catalog::builtin(),
         )
         .unwrap();
@@ -705,7 +705,7 @@ fn until_caught_up_on_kafka_and_cassandra_waits_for_partitions_another_member_ho
     // committing. It polls all along, so it takes part in rebalances.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let log = courier_pipeline::KafkaLog::new(
-        courier_pipeline::KafkaSettings::new(brokers.clone()).with_namespace(namespace.clone()),
+        common::kafka_settings(&brokers).with_namespace(namespace.clone()),
         courier_topics::Catalog::builtin(),
     )
     .unwrap();
@@ -765,7 +765,7 @@ fn until_caught_up_on_kafka_and_cassandra_waits_for_partitions_another_member_ho
     // Every partition committed to its end by the group.
     rt.block_on(async {
         let log = courier_pipeline::KafkaLog::new(
-            courier_pipeline::KafkaSettings::new(brokers.clone()).with_namespace(namespace.clone()),
+            common::kafka_settings(&brokers).with_namespace(namespace.clone()),
             courier_topics::Catalog::builtin(),
         )
         .unwrap();

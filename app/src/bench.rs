@@ -416,7 +416,7 @@ impl Namespace {
         config.cassandra_keyspace()?;
         let kafka = config.log.backend == Backend::Kafka;
         if kafka {
-            let log = KafkaLog::new(config.kafka_settings(), Catalog::builtin())?;
+            let log = KafkaLog::new(config.kafka_settings()?, Catalog::builtin())?;
             log.apply_topics(Catalog::builtin())
                 .await
                 .context("creating the run's Kafka topics")?;
@@ -441,7 +441,7 @@ impl Namespace {
 
     async fn remove(&self) -> anyhow::Result<()> {
         if self.kafka {
-            KafkaLog::new(self.config.kafka_settings(), Catalog::builtin())?
+            KafkaLog::new(self.config.kafka_settings()?, Catalog::builtin())?
                 .delete_namespace()
                 .await
                 .context("deleting the run's Kafka topics")?;

@@ -196,6 +196,8 @@ impl Config {
             &mut config.cassandra.local_datacenter,
             &mut config.cassandra.username,
             &mut config.cassandra.password,
+            &mut config.kafka.username,
+            &mut config.kafka.password,
             &mut config.gateway.jwt_secret,
         ] {
             if opt.as_deref() == Some("") {
@@ -208,6 +210,8 @@ impl Config {
             &mut config.push.client_key_file,
             &mut config.cassandra.ca_file,
             &mut config.cassandra.password_file,
+            &mut config.kafka.ca_file,
+            &mut config.kafka.password_file,
         ] {
             if opt.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 *opt = None;
@@ -316,9 +320,12 @@ impl Config {
         self.local_root().join("views").join(name)
     }
 
-    /// The Kafka client settings of this configuration.
-    pub fn kafka_settings(&self) -> KafkaSettings {
-        self.kafka.settings(&self.namespace)
+    /// The Kafka client settings of this configuration (the password read from
+    /// its file, if it is there).
+    pub fn kafka_settings(&self) -> Result<KafkaSettings, ConfigError> {
+        self.kafka
+            .settings(&self.namespace)
+            .map_err(ConfigError::Invalid)
     }
 
     /// Opens the configured log.

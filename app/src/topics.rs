@@ -34,7 +34,7 @@ async fn apply(config: &Config) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let log = KafkaLog::new(config.kafka_settings(), Catalog::builtin())?;
+    let log = KafkaLog::new(config.kafka_settings()?, Catalog::builtin())?;
     let reports = log.apply_topics(Catalog::builtin()).await?;
     let mut drifted = false;
     for r in &reports {

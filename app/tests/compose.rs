@@ -1214,6 +1214,20 @@ fn dockerfile_builds_the_whole_workspace_and_runs_courier() {
     p.check(dockerfile.contains("libclang-dev"), || {
         format!("{DOCKERFILE}: does not install libclang-dev, which rocksdb's bindgen needs")
     });
+    // librdkafka is built with TLS and SASL against the system's OpenSSL: headers
+    // to build, the library to run.
+    let runtime = dockerfile
+        .rsplit_once("\nFROM ")
+        .map_or("", |(_, last)| last);
+    p.check(
+        dockerfile.contains("libssl-dev") && dockerfile.contains("pkg-config"),
+        || {
+            format!("{DOCKERFILE}: the build stage does not install libssl-dev and pkg-config, which librdkafka's TLS needs")
+        },
+    );
+    p.check(runtime.contains("libssl3"), || {
+        format!("{DOCKERFILE}: the runtime stage does not install libssl3, which librdkafka links")
+    });
     p.check(dockerfile.contains("cargo build --release"), || {
         format!("{DOCKERFILE}: no `cargo build --release`")
     });

@@ -14,6 +14,10 @@ Exit status 0 and one line on stdout when the server really serves clients, 1 ot
 """
 
 import argparse
+import base64
+import hashlib
+import hmac
+import os
 import socket
 import ssl
 import struct
@@ -86,24 +90,45 @@ def read_password(path):
 
 # ---------------------------------------------------------------- Kafka
 
-def kafka(host, port, ca=None, user=None, password=None):
-    if ca is not None or user is not None:
-        raise ProbeError("kafka: --ca and --user are for CQL (the local Kafka is plaintext)")
-    with socket.create_connection((host, port), TIMEOUT) as sock:
-        sock.settimeout(TIMEOUT)
+def scram_sha512(user, password, exchange):
+    """A SCRAM-SHA-512 login (RFC 5802) over `exchange(bytes) -> bytes`; checks the
+    server's signature too, so a server without the credentials cannot pass."""
+    nonce = base64.b64encode(os.urandom(24)).decode()
+    first_bare = f"n={user},r={nonce}"
+    server_first = exchange(("n,," + first_bare).encode()).decode()
+    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+    if not attrs.get("r", "").startswith(nonce):
+        raise ProbeError("SCRAM: the server's nonce does not extend ours")
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
+    client_key = hmac.new(salted, b"Client Key", "sha512").digest()
+    without_proof = f"c=biws,r={attrs['r']}"
+    auth_message = f"{first_bare},{server_first},{without_proof}".encode()
+    signature = hmac.new(hashlib.sha512(client_key).digest(), auth_message, "sha512").digest()
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
+    server_final = exchange(f"{without_proof},p={proof}".encode()).decode()
+    server_key = hmac.new(salted, b"Server Key", "sha512").digest()
+    expected = base64.b64encode(hmac.new(server_key, auth_message, "sha512").digest()).decode()
+    if server_final != f"v={expected}":
+        raise ProbeError(f"SCRAM: unexpected server signature {server_final!r}")
 
-        def call(api_key, version, corr, body):
+
+def kafka(host, port, ca=None, user=None, password=None):
+    with connect(host, port, ca) as sock:
+        corr = [0]
+
+        def call(api_key, version, body):
+            corr[0] += 1
             client = b"courier-probe"
-            msg = struct.pack(">hhih", api_key, version, corr, len(client)) + client + body
+            msg = struct.pack(">hhih", api_key, version, corr[0], len(client)) + client + body
             sock.sendall(struct.pack(">i", len(msg)) + msg)
             size = struct.unpack(">i", recv_exact(sock, 4))[0]
             data = recv_exact(sock, size)
-            if struct.unpack_from(">i", data, 0)[0] != corr:
+            if struct.unpack_from(">i", data, 0)[0] != corr[0]:
                 raise ProbeError("correlation id mismatch")
             return Reader(data[4:])
 
-        # ApiVersions v0: every broker answers it.
-        r = call(18, 0, 1, b"")
+        # ApiVersions v0: every broker answers it, before any login too.
+        r = call(18, 0, b"")
         err, count = r.unpack(">hi")
         if err:
             raise ProbeError(f"ApiVersions error code {err}")
@@ -111,6 +136,31 @@ def kafka(host, port, ca=None, user=None, password=None):
         for _ in range(count):
             key, lo, hi = r.unpack(">hhh")
             versions[key] = (lo, hi)
+
+        how = ""
+        if user is not None:
+            # SaslHandshake v1 then SaslAuthenticate v1 (both non-flexible).
+            mechanism = b"SCRAM-SHA-512"
+            r = call(17, 1, struct.pack(">h", len(mechanism)) + mechanism)
+            err = r.unpack(">h")
+            if err:
+                enabled = [r.string() for _ in range(r.unpack(">i"))]
+                raise ProbeError(f"SaslHandshake error code {err} (broker enables {enabled})")
+
+            def exchange(token):
+                r = call(36, 1, struct.pack(">i", len(token)) + token)
+                err = r.unpack(">h")
+                message = r.string(nullable=True)
+                if err:
+                    raise ProbeError(f"SaslAuthenticate error code {err}: {message}")
+                n = r.unpack(">i")
+                return r.data[r.off:r.off + n]
+
+            scram_sha512(user, password, exchange)
+            how = f"TLS, logged in as {user}, "
+        elif ca is not None:
+            how = "TLS, "
+
         if 3 not in versions:
             raise ProbeError("broker lists no Metadata API")
         lo, hi = versions[3]
@@ -121,7 +171,7 @@ def kafka(host, port, ca=None, user=None, password=None):
         body = struct.pack(">i?", -1, False)  # all topics, no auto-creation
         if v >= 8:
             body += struct.pack(">??", False, False)
-        r = call(3, v, 2, body)
+        r = call(3, v, body)
         r.unpack(">i")  # throttle_time_ms
         brokers = []
         for _ in range(r.unpack(">i")):
@@ -136,7 +186,7 @@ def kafka(host, port, ca=None, user=None, password=None):
             raise ProbeError("metadata lists no broker yet")
         if controller < 0:
             raise ProbeError("no active controller yet")
-        return f"kafka ok: cluster_id={cluster_id} brokers={','.join(brokers)} controller={controller} metadata_v{v}"
+        return f"kafka ok: {how}cluster_id={cluster_id} brokers={','.join(brokers)} controller={controller} metadata_v{v}"
 
 
 # ---------------------------------------------------------------- CQL

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use courier_pipeline::kafka::perf;
 use courier_pipeline::producer::{publish, to_record};
 use courier_pipeline::replay::{Replay, ReplaySpec};
-use courier_pipeline::{ConsumerEvent, EventLog, KafkaLog, KafkaSettings, Position, testing};
+use courier_pipeline::{ConsumerEvent, EventLog, KafkaLog, Position, testing};
 use courier_schemas::json;
 use courier_topics::{CONVERSATIONS, Catalog};
 
@@ -111,9 +111,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // Logged in as compose/local's courier.env says (none for a plaintext broker).
+    let settings = testing::kafka_settings(&brokers);
+    let tools = perf::Tools::new(&settings).expect("Kafka's tools");
     let log = rt
         .block_on(KafkaLog::connect(
-            KafkaSettings::new(brokers.clone()).with_namespace(ns.clone()),
+            settings.clone().with_namespace(ns.clone()),
             Catalog::builtin(),
         ))
         .expect("connect to Kafka (compose/local/up.sh kafka)");
@@ -126,7 +129,9 @@ fn main() {
 
     let rounds = if smoke() { 1 } else { arg("--rounds", 3) };
     let perf_topic = format!("{ns}.perf");
-    perf::create_topic(&brokers, &perf_topic, 12).expect("create the perf tools' topic");
+    tools
+        .create_topic(&perf_topic, 12)
+        .expect("create the perf tools' topic");
     // Each pair runs back to back, `rounds` times: the cores are shared with the
     // broker and the JVM, and a single pair swings by 2-3x between runs; medians of
     // alternating pairs are what the ratios use.
@@ -156,8 +161,9 @@ fn main() {
         });
         let courier = n as f64 / started.elapsed().as_secs_f64();
         // Kafka's producer perf tool, same size, same durability and compression.
-        let reference =
-            perf::produce(&brokers, &perf_topic, n as u64, size).expect("producer perf tool");
+        let reference = tools
+            .produce(&perf_topic, n as u64, size)
+            .expect("producer perf tool");
         produce.push("produce", round, courier, reference);
     }
     for round in 0..rounds {
@@ -183,12 +189,20 @@ fn main() {
             (n as f64 / started.elapsed().as_secs_f64(), c)
         });
         rt.block_on(c.close()).expect("close");
-        let reference = perf::consume(&brokers, &perf_topic, n as u64).expect("consumer perf tool");
+        let reference = tools
+            .consume(&perf_topic, n as u64)
+            .expect("consumer perf tool");
         consume.push("consume", round, courier, reference);
     }
     // courier replay --format json vs kcat -C -e of the same topic (all rounds'
     // records: both read everything).
     let total = n * rounds;
+    // kcat is librdkafka too: the same properties, from a private file (they hold
+    // the password).
+    let mut kcat_config = tempfile::NamedTempFile::new().expect("kcat config");
+    for (k, v) in &settings.properties {
+        writeln!(kcat_config, "{k}={v}").expect("kcat config");
+    }
     for round in 0..rounds {
         let started = Instant::now();
         let replayed = rt.block_on(async {
@@ -213,6 +227,8 @@ fn main() {
         assert_eq!(replayed, total);
         let started = Instant::now();
         let out = Command::new("kcat")
+            .arg("-F")
+            .arg(kcat_config.path())
             .args([
                 "-C",
                 "-e",
@@ -239,12 +255,10 @@ fn main() {
     consume.report("courier consume (group member)", "kafka-consumer-perf-test");
     replay.report("courier replay --format json path", "kcat -C -e (raw)");
 
-    let kafka = KafkaLog::new(
-        KafkaSettings::new(brokers.clone()).with_namespace(ns),
-        Catalog::builtin(),
-    )
-    .expect("log");
+    let kafka = KafkaLog::new(settings.with_namespace(ns), Catalog::builtin()).expect("log");
     rt.block_on(kafka.delete_namespace())
         .expect("delete namespace topics");
-    perf::delete_topic(&brokers, &perf_topic).expect("delete the perf tools' topic");
+    tools
+        .delete_topic(&perf_topic)
+        .expect("delete the perf tools' topic");
 }

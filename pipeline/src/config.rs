@@ -5,7 +5,7 @@
 //! are errors, so a typo never silently falls back to a default.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,7 @@ use crate::embedded::{EmbeddedLog, EmbeddedOptions};
 #[cfg(feature = "kafka")]
 use crate::kafka::{KafkaLog, KafkaSettings};
 use crate::log::{EventLog, LogError};
+use crate::secret;
 
 /// Where a local broker listens (compose/local/up.sh).
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
@@ -54,8 +55,34 @@ pub struct KafkaConfig {
     /// Replication factor of the topics courier creates. Default 1 (one broker).
     #[serde(default = "default_replication_factor")]
     pub replication_factor: i32,
+    /// TLS to the brokers (librdkafka's `security.protocol` SSL, or SASL_SSL with
+    /// `username`). Default false.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA certificates that verify the brokers when `tls` is on
+    /// (`ssl.ca.location`), in place of the system's. A leading `~/` is the home
+    /// directory. Default none.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// SASL user (`sasl.username`), with `password` or `password_file` and
+    /// `sasl_mechanism`. Default none: no SASL.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The user's password. Better kept out of the file: `COURIER_KAFKA__PASSWORD`
+    /// or `password_file`. Masked by `courier config`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A file holding the user's password alone (one trailing newline ignored),
+    /// read when courier connects; e.g. a secret mounted by the container runtime.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// SASL mechanism with `username` (`sasl.mechanism`): `SCRAM-SHA-512`,
+    /// `SCRAM-SHA-256` or `PLAIN` (PLAIN only over TLS). Default `SCRAM-SHA-512`.
+    #[serde(default = "default_sasl_mechanism")]
+    pub sasl_mechanism: String,
     /// Extra librdkafka properties for every Kafka client (e.g.
-    /// `"security.protocol" = "SSL"`); they override courier's own defaults.
+    /// `"ssl.certificate.location"`); they override courier's own defaults and the
+    /// properties the keys above set.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// This instance's `group.instance.id` (static membership). Never read from
@@ -70,6 +97,12 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: default_brokers(),
             replication_factor: default_replication_factor(),
+            tls: false,
+            ca_file: None,
+            username: None,
+            password: None,
+            password_file: None,
+            sasl_mechanism: default_sasl_mechanism(),
             properties: BTreeMap::new(),
             instance_id: None,
         }
@@ -110,6 +143,9 @@ fn default_brokers() -> String {
 }
 fn default_replication_factor() -> i32 {
     1
+}
+fn default_sasl_mechanism() -> String {
+    "SCRAM-SHA-512".to_string()
 }
 fn default_max_batch() -> usize {
     1000
@@ -156,7 +192,9 @@ impl LogConfig {
             // log's first use (`KafkaLog::connect` does it at once).
             #[cfg(feature = "kafka")]
             Backend::Kafka => Ok(Arc::new(KafkaLog::new(
-                kafka.settings(namespace),
+                kafka
+                    .settings(namespace)
+                    .map_err(|e| LogError::backend("configure Kafka", e))?,
                 courier_topics::Catalog::builtin(),
             )?)),
             #[allow(unreachable_patterns)]
@@ -180,7 +218,84 @@ impl KafkaConfig {
                 self.replication_factor
             ));
         }
-        Ok(())
+        if self.ca_file.is_some() && !self.tls {
+            return Err(
+                "kafka.ca_file is set but kafka.tls is false: set tls = true \
+                        (COURIER_KAFKA__TLS=true) or unset ca_file"
+                    .into(),
+            );
+        }
+        // The password file is read when courier connects, not here: a config
+        // names it before the server that makes it has started.
+        secret::at_most_one(
+            "kafka",
+            self.password.is_some(),
+            self.password_file.is_some(),
+        )?;
+        let has_password = self.password.is_some() || self.password_file.is_some();
+        match (&self.username, has_password) {
+            (Some(_), false) => Err("kafka.username is set without a password: set \
+                                     kafka.password (COURIER_KAFKA__PASSWORD) or \
+                                     kafka.password_file"
+                .into()),
+            (None, true) => Err("kafka has a password but no username".into()),
+            (Some(_), true)
+                if !matches!(
+                    self.sasl_mechanism.as_str(),
+                    "SCRAM-SHA-512" | "SCRAM-SHA-256" | "PLAIN"
+                ) =>
+            {
+                Err(format!(
+                    "kafka.sasl_mechanism `{}`: expected SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN",
+                    self.sasl_mechanism
+                ))
+            }
+            // PLAIN sends the password as it is: only inside TLS.
+            (Some(_), true) if self.sasl_mechanism == "PLAIN" && !self.tls => Err(
+                "kafka.sasl_mechanism PLAIN sends the password in clear: only with tls = true"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The `security.protocol` that `tls` and `username` stand for (SSL, SASL_SSL,
+    /// SASL_PLAINTEXT); `None` for plaintext. `properties` may still override it.
+    pub fn security_protocol(&self) -> Option<&'static str> {
+        match (self.tls, &self.username) {
+            (false, None) => None,
+            (true, None) => Some("SSL"),
+            (false, Some(_)) => Some("SASL_PLAINTEXT"),
+            (true, Some(_)) => Some("SASL_SSL"),
+        }
+    }
+
+    /// The librdkafka properties the security keys stand for (`security.protocol`,
+    /// `ssl.ca.location`, `sasl.*`), the password read from its file if it is
+    /// there. Before `properties`, which override them.
+    pub fn security_properties(&self) -> Result<BTreeMap<String, String>, String> {
+        self.validate()?;
+        let mut p = BTreeMap::new();
+        let password = secret::password(
+            "kafka",
+            self.password.as_deref(),
+            self.password_file.as_deref(),
+        )?;
+        if let Some(protocol) = self.security_protocol() {
+            p.insert("security.protocol".into(), protocol.into());
+        }
+        if let Some(ca) = &self.ca_file {
+            p.insert(
+                "ssl.ca.location".into(),
+                secret::expand_home(ca).display().to_string(),
+            );
+        }
+        if let (Some(user), Some(password)) = (&self.username, password) {
+            p.insert("sasl.mechanism".into(), self.sasl_mechanism.clone());
+            p.insert("sasl.username".into(), user.clone());
+            p.insert("sasl.password".into(), password.expose().to_string());
+        }
+        Ok(p)
     }
 
     /// Sets this instance's `group.instance.id` (static group membership), as
@@ -200,16 +315,19 @@ impl KafkaConfig {
         Ok(())
     }
 
-    /// The client settings (brokers, properties, instance id) for `namespace`.
+    /// The client settings (brokers, security and other properties, instance id)
+    /// for `namespace`; an error when the password file cannot be read.
     #[cfg(feature = "kafka")]
-    pub fn settings(&self, namespace: &str) -> KafkaSettings {
-        KafkaSettings {
+    pub fn settings(&self, namespace: &str) -> Result<KafkaSettings, String> {
+        let mut properties = self.security_properties()?;
+        properties.extend(self.properties.clone());
+        Ok(KafkaSettings {
             brokers: self.brokers.clone(),
             namespace: namespace.to_string(),
             replication_factor: self.replication_factor,
-            properties: self.properties.clone(),
+            properties,
             instance_id: self.instance_id.clone(),
-        }
+        })
     }
 }
 

@@ -123,3 +123,35 @@ pub fn client_env_in(dir: &Path) -> Vec<(String, String)> {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
 }
+
+/// Settings for the Kafka at `brokers` with the TLS and login of compose/local's
+/// (its `courier.env`; none for a plaintext broker).
+#[cfg(feature = "kafka")]
+pub fn kafka_settings(brokers: &str) -> crate::KafkaSettings {
+    kafka_settings_by(&KAFKA.client_env(), brokers)
+}
+
+/// Settings for the Kafka at `brokers` with the TLS and login that the
+/// `COURIER_KAFKA__*` variables of `env` describe (a `courier.env`). Panics on a
+/// variable it does not know or settings that do not hold together: a test must
+/// not silently run with less security than its broker asks for.
+#[cfg(feature = "kafka")]
+pub fn kafka_settings_by(env: &[(String, String)], brokers: &str) -> crate::KafkaSettings {
+    let mut c = crate::config::KafkaConfig {
+        brokers: brokers.to_string(),
+        ..Default::default()
+    };
+    for (var, value) in env {
+        match var.strip_prefix("COURIER_KAFKA__") {
+            Some("TLS") => c.tls = value == "true",
+            Some("CA_FILE") => c.ca_file = Some(value.into()),
+            Some("USERNAME") => c.username = Some(value.clone()),
+            Some("PASSWORD") => c.password = Some(value.clone()),
+            Some("PASSWORD_FILE") => c.password_file = Some(value.into()),
+            Some("SASL_MECHANISM") => c.sasl_mechanism = value.clone(),
+            _ => panic!("{var}: not a Kafka client setting this helper knows"),
+        }
+    }
+    c.settings("")
+        .unwrap_or_else(|e| panic!("the local Kafka's client settings: {e}"))
+}

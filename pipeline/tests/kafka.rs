@@ -1,9 +1,11 @@
 //! The Kafka backend against a real broker (compose/local/up.sh kafka): the EventLog
-//! conformance suite, namespace isolation, topic drift reports and the explicit
-//! murmur2 partitioning.
+//! conformance suite, namespace isolation, topic drift reports, the explicit
+//! murmur2 partitioning, and the broker's refusal of clients without TLS or
+//! without credentials.
 //!
-//! The broker is `127.0.0.1:9092` unless `COURIER_TEST_KAFKA` names another. When it
-//! cannot be reached, each test fails under `CI=true` and otherwise prints
+//! The broker is `127.0.0.1:9092` unless `COURIER_TEST_KAFKA` names another, reached
+//! with the TLS and SCRAM login up.sh wrote for it (`testing::kafka_settings`). When
+//! it cannot be reached, each test fails under `CI=true` and otherwise prints
 //! "skipping: Kafka not reachable …" and passes. Every test uses fresh namespaces
 //! and deletes their topics at the end.
 
@@ -22,6 +24,21 @@ use rdkafka::client::DefaultClientContext;
 
 fn brokers() -> String {
     testing::KAFKA.address()
+}
+
+/// The broker with the TLS and login compose/local/up.sh wrote for it.
+fn settings() -> KafkaSettings {
+    testing::kafka_settings(&brokers())
+}
+
+/// A raw librdkafka client config for the broker, logged in as `settings`.
+fn client_config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers());
+    for (k, v) in &settings().properties {
+        c.set(k, v);
+    }
+    c
 }
 
 /// Whether the broker answers; panics under CI when it does not.
@@ -44,12 +61,9 @@ fn fresh_namespace() -> String {
 }
 
 async fn connect(namespace: &str) -> KafkaLog {
-    KafkaLog::connect(
-        KafkaSettings::new(brokers()).with_namespace(namespace),
-        Catalog::builtin(),
-    )
-    .await
-    .expect("connect to Kafka")
+    KafkaLog::connect(settings().with_namespace(namespace), Catalog::builtin())
+        .await
+        .expect("connect to Kafka")
 }
 
 struct Kafka {
@@ -83,11 +97,7 @@ struct KafkaFactory {
 }
 
 fn connect_lazy(namespace: &str) -> KafkaLog {
-    KafkaLog::new(
-        KafkaSettings::new(brokers()).with_namespace(namespace),
-        Catalog::builtin(),
-    )
-    .expect("kafka clients")
+    KafkaLog::new(settings().with_namespace(namespace), Catalog::builtin()).expect("kafka clients")
 }
 
 #[async_trait]
@@ -217,10 +227,7 @@ async fn apply_topics_creates_missing_and_reports_drift_without_touching_data() 
     }
     let ns = fresh_namespace();
     // Someone created the conversations topic by hand, wrongly: 3 partitions, compacted.
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
+    let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
     let wrong = format!("{ns}.{CONVERSATIONS}");
     let res = admin
         .create_topics(
@@ -295,10 +302,7 @@ async fn apply_topics_creates_missing_and_reports_drift_without_touching_data() 
     );
     let md = {
         use rdkafka::consumer::{BaseConsumer, Consumer};
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .create()
-            .expect("client");
+        let c: BaseConsumer = client_config().create().expect("client");
         c.fetch_metadata(Some(&wrong), Duration::from_secs(10))
             .expect("metadata")
     };
@@ -670,3 +674,119 @@ async fn groups_show_their_members_and_offsets_move_only_while_empty() {
     c.close().await.expect("close");
     connect_lazy(&ns).delete_namespace().await.expect("cleanup");
 }
+
+/// A secured broker (compose/local's default: one SASL_SSL listener) serves only a
+/// client that speaks TLS, trusts the broker's CA and logs in with the right SCRAM
+/// password: a plaintext client, one without credentials, one with a wrong password
+/// and one trusting another CA all fail to connect, and fail fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_client_or_one_without_credentials_is_refused() {
+    if !kafka_available() {
+        return;
+    }
+    let good = settings();
+    let secured = good.properties.get("security.protocol").map(String::as_str) == Some("SASL_SSL");
+    if !secured {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and the Kafka at {} is not SASL_SSL: compose/local/up.sh starts it \
+             secured unless COURIER_LOCAL_PLAINTEXT=1",
+            brokers()
+        );
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "skipping: the Kafka at {} is plaintext (COURIER_LOCAL_PLAINTEXT=1)\n",
+                brokers()
+            )
+            .as_bytes(),
+        );
+        return;
+    }
+    // The control: the right settings get in.
+    KafkaLog::connect(
+        good.clone().with_namespace(fresh_namespace()),
+        Catalog::builtin(),
+    )
+    .await
+    .expect("the secured settings connect")
+    .delete_namespace()
+    .await
+    .expect("delete");
+
+    let dir = tempfile::tempdir().unwrap();
+    let other_ca = dir.path().join("other-ca.pem");
+    // A CA of another deployment (a well-formed certificate that signed nothing here).
+    std::fs::write(&other_ca, OTHER_CA).unwrap();
+    let with = |changes: &[(&str, Option<&str>)]| {
+        let mut s = good.clone().with_namespace(fresh_namespace());
+        for (k, v) in changes {
+            match v {
+                Some(v) => s.properties.insert(k.to_string(), v.to_string()),
+                None => s.properties.remove(*k),
+            };
+        }
+        s
+    };
+    let other_ca = other_ca.display().to_string();
+    let cases = [
+        (
+            "a plaintext client",
+            with(&[
+                ("security.protocol", None),
+                ("sasl.mechanism", None),
+                ("sasl.username", None),
+                ("sasl.password", None),
+                ("ssl.ca.location", None),
+            ]),
+        ),
+        (
+            "TLS without credentials",
+            with(&[
+                ("security.protocol", Some("SSL")),
+                ("sasl.mechanism", None),
+                ("sasl.username", None),
+                ("sasl.password", None),
+            ]),
+        ),
+        (
+            "a wrong password",
+            with(&[("sasl.password", Some("not-the-password"))]),
+        ),
+        (
+            "a CA that did not sign the broker's certificate",
+            with(&[("ssl.ca.location", Some(&other_ca))]),
+        ),
+    ];
+    for (what, settings) in cases {
+        let started = std::time::Instant::now();
+        let e = KafkaLog::connect(settings, Catalog::builtin())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: the broker let it in"));
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: refused only after {:?}",
+            started.elapsed()
+        );
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("{what}: refused: {e}\n").as_bytes(),
+        );
+    }
+}
+
+/// A self-signed CA certificate (P-256, its key discarded) that signed nothing of
+/// compose/local's.
+const OTHER_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBmDCCAT2gAwIBAgIUT15ykSZSRShZ3QiN8hMyPWuUII4wCgYIKoZIzj0EAwIw
+IDEeMBwGA1UEAwwVYW5vdGhlciBkZXBsb3ltZW50IENBMCAXDTI2MTIwNzEzMjIw
+MloYDzIxMjYxMTEzMTMyMjAyWjAgMR4wHAYDVQQDDBVhbm90aGVyIGRlcGxveW1l
+bnQgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASs+UyEj3brfL1HSYfl/FJE
+xQLwKH+JgBSTgA5fQeb9e3xSyuUn9M3npfkSSHFOgtxqBS1oXDEa9fz0CYDdy4Iv
+o1MwUTAdBgNVHQ4EFgQU5muvdMEjBUoLJiAy6YCEdDfXKPEwHwYDVR0jBBgwFoAU
+5muvdMEjBUoLJiAy6YCEdDfXKPEwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD
+AgNJADBGAiEA23Xs6bZlOWs3wQQofdNytfqT1fzmGrcSSOHjoP4jDrUCIQCFLxJB
+ZRV765tK4t2A43ekJucBnqF1rIfk/Uo/BBetrg==
+-----END CERTIFICATE-----
+";

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use courier_pipeline::config::RunnerConfig;
 use courier_pipeline::runner::{RunOptions, run};
 use courier_pipeline::shutdown::Shutdown;
-use courier_pipeline::{EmbeddedLog, EventLog, KafkaLog, KafkaSettings, producer};
+use courier_pipeline::{EmbeddedLog, EventLog, KafkaLog, producer};
 use courier_processors::inbox::InboxProcessor;
 use courier_processors::inbox::store::{ConversationRows, InboxBatch, InboxStore};
 use courier_processors::inbox::{ConversationState, InboxRow};
@@ -223,7 +223,7 @@ async fn main() {
     let namespace = format!("bi_{}_{nanos}", std::process::id());
     let log = Arc::new(
         KafkaLog::new(
-            KafkaSettings::new(brokers).with_namespace(namespace.clone()),
+            courier_pipeline::testing::kafka_settings(&brokers).with_namespace(namespace.clone()),
             Catalog::builtin(),
         )
         .unwrap(),

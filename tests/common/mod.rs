@@ -52,6 +52,15 @@ pub fn client_env() -> Vec<(String, String)> {
     .collect()
 }
 
+/// Client settings for the Kafka at `brokers`, logged in as [`client_env`] says.
+pub fn kafka_settings(brokers: &str) -> courier_pipeline::KafkaSettings {
+    let env: Vec<(String, String)> = client_env()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("COURIER_KAFKA__"))
+        .collect();
+    courier_pipeline::testing::kafka_settings_by(&env, brokers)
+}
+
 /// `settings` with the TLS and login [`client_env`] gives Cassandra.
 pub fn cassandra_secured(
     settings: courier_sinks::inbox::CassandraSettings,
@@ -286,7 +295,7 @@ pub fn delete_namespace(brokers: &str, namespace: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         courier_pipeline::KafkaLog::new(
-            courier_pipeline::KafkaSettings::new(brokers).with_namespace(namespace.to_string()),
+            kafka_settings(brokers).with_namespace(namespace.to_string()),
             courier_topics::Catalog::builtin(),
         )
         .unwrap()

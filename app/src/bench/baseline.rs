@@ -322,13 +322,14 @@ async fn kafka_perf(traffic: &Traffic, config: &Config) -> anyhow::Result<LogCei
         .get(CONVERSATIONS)
         .context("the catalog has no conversations topic")?
         .partitions;
-    let brokers = config.kafka.brokers.clone();
+    let tools = perf::Tools::new(&config.kafka_settings()?)?;
     let topic = format!("{}.baselines.perf", config.namespace);
     let (produced, consumed) = tokio::task::spawn_blocking(move || {
-        perf::create_topic(&brokers, &topic, partitions)?;
-        let rates = perf::produce(&brokers, &topic, records, size)
-            .and_then(|p| Ok((p, perf::consume(&brokers, &topic, records)?)));
-        let deleted = perf::delete_topic(&brokers, &topic);
+        tools.create_topic(&topic, partitions)?;
+        let rates = tools
+            .produce(&topic, records, size)
+            .and_then(|p| Ok((p, tools.consume(&topic, records)?)));
+        let deleted = tools.delete_topic(&topic);
         let rates = rates?;
         deleted?;
         anyhow::Ok(rates)

@@ -72,7 +72,7 @@ fn kafka_backend_from_file_and_environment() {
     let c = Config::load(Some(&path), env(&[])).unwrap();
     assert_eq!(c.log.backend, Backend::Kafka);
     assert_eq!(c.namespace, "staging");
-    let k = c.kafka_settings();
+    let k = c.kafka_settings().unwrap();
     assert_eq!(k.brokers, "k1:9092,k2:9092");
     assert_eq!(k.namespace, "staging");
     assert_eq!(k.replication_factor, 3);
@@ -285,7 +285,10 @@ fn push_tls_files_come_from_the_file_or_the_environment_and_go_in_pairs() {
 fn the_instance_id_comes_from_the_environment_only_and_is_checked() {
     let c = Config::load(None, env(&[("COURIER_INSTANCE_ID", "inbox-1")])).unwrap();
     assert_eq!(c.kafka.instance_id.as_deref(), Some("inbox-1"));
-    assert_eq!(c.kafka_settings().instance_id.as_deref(), Some("inbox-1"));
+    assert_eq!(
+        c.kafka_settings().unwrap().instance_id.as_deref(),
+        Some("inbox-1")
+    );
     for bad in ["", "a b", "a/b", &"x".repeat(250)] {
         let e = Config::load(None, env(&[("COURIER_INSTANCE_ID", bad)]))
             .unwrap_err()

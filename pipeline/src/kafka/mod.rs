@@ -53,8 +53,9 @@ pub use crate::config::DEFAULT_BROKERS;
 /// Time allowed to metadata, watermark, offset and admin requests.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How to reach Kafka and how to name things on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach Kafka and how to name things on it. `Debug` masks every
+/// property whose name says password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaSettings {
     /// `bootstrap.servers`.
     pub brokers: String,
@@ -71,6 +72,30 @@ pub struct KafkaSettings {
     /// back without a rebalance. One per process (ids are per group, and Kafka
     /// fences a second member with the same id); `None`: dynamic members.
     pub instance_id: Option<String>,
+}
+
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if k.contains("password") {
+                    "********"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("namespace", &self.namespace)
+            .field("replication_factor", &self.replication_factor)
+            .field("properties", &properties)
+            .field("instance_id", &self.instance_id)
+            .finish()
+    }
 }
 
 impl KafkaSettings {
