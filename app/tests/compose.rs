@@ -1,7 +1,10 @@
 //! Checks that the Docker stack in compose/ is consistent: docker-compose.yml,
 //! courier.docker.toml (read with `courier_app::config::Config::parse`),
 //! prometheus/prometheus.yml, the Grafana datasource and the Dockerfile agree with
-//! each other, with the processors the `courier` CLI knows and with the workspace.
+//! each other, with the processors the `courier` CLI knows and with the workspace;
+//! and that it is secured: Kafka only over TLS (clients with SCRAM over SASL_SSL,
+//! brokers by certificate), ScyllaDB checking logins, every secret a compose
+//! secret that compose/secrets.sh makes, none written in the files.
 //! It only parses files, so it runs (and guards the stack) on machines without Docker.
 //! Every failure names the file and what disagrees; each test reports all its
 //! problems at once.
@@ -27,6 +30,7 @@ const CONFIG: &str = "compose/courier.docker.toml";
 const PROMETHEUS: &str = "compose/prometheus/prometheus.yml";
 const GRAFANA_DATASOURCES: &str = "compose/grafana/provisioning/datasources";
 const DOCKERFILE: &str = "compose/Dockerfile";
+const SECRETS_SCRIPT: &str = "compose/secrets.sh";
 
 /// Keys of courier.docker.toml checked here, which no service may override from
 /// its environment (any variable `courier_app::config::env_key` maps to one).
@@ -229,6 +233,40 @@ impl Service {
         }
     }
 
+    /// `secrets` as (source, path in the container), short or long syntax.
+    fn secrets(&self) -> Vec<(String, String)> {
+        let Some(Value::Sequence(items)) = self.get("secrets") else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|v| match v {
+                Value::Mapping(_) => {
+                    let source = v.get("source").and_then(scalar)?;
+                    let target = v
+                        .get("target")
+                        .and_then(scalar)
+                        .unwrap_or_else(|| source.clone());
+                    Some((source, target))
+                }
+                _ => scalar(v).map(|n| (n.clone(), n)),
+            })
+            .map(|(source, target)| {
+                let path = if target.starts_with('/') {
+                    target
+                } else {
+                    format!("/run/secrets/{target}")
+                };
+                (source, path)
+            })
+            .collect()
+    }
+
+    /// Whether a file of `/run/secrets/` is mounted in this service.
+    fn mounts_secret(&self, path: &str) -> bool {
+        self.secrets().iter().any(|(_, p)| p == path)
+    }
+
     /// A healthcheck that actually tests something.
     fn has_healthcheck(&self) -> bool {
         let Some(h) = self.get("healthcheck") else {
@@ -316,10 +354,24 @@ impl Stack {
             .collect()
     }
 
+    /// ScyllaDB nodes: the image run as itself (a one-shot that runs its cqlsh
+    /// through another entrypoint is no node).
     fn scylla(&self) -> Vec<&Service> {
         self.services
             .iter()
-            .filter(|s| s.image().starts_with("scylladb/scylla"))
+            .filter(|s| s.image().starts_with("scylladb/scylla") && s.get("entrypoint").is_none())
+            .collect()
+    }
+
+    /// The top-level `secrets`: name → file, relative to compose/.
+    fn secret_files(&self) -> BTreeMap<String, Option<String>> {
+        let compose = yaml(COMPOSE, &read(COMPOSE));
+        let Some(Value::Mapping(secrets)) = compose.get("secrets") else {
+            return BTreeMap::new();
+        };
+        secrets
+            .iter()
+            .filter_map(|(k, v)| Some((scalar(k)?, v.get("file").and_then(scalar))))
             .collect()
     }
 
@@ -384,6 +436,15 @@ impl Stack {
         self.courier()
             .into_iter()
             .filter(|s| matches!(courier_invocation(s), Ok((_, Role::TopicsApply))))
+            .collect()
+    }
+
+    /// Services with a `restart: "no"` whose command contains `needle`.
+    fn one_shots_whose_command_has(&self, needle: &str) -> Vec<&Service> {
+        self.services
+            .iter()
+            .filter(|s| s.str("restart").as_deref() == Some("no"))
+            .filter(|s| words(s.get("command")).join(" ").contains(needle))
             .collect()
     }
 
@@ -519,10 +580,18 @@ fn config_brokers_are_the_advertised_client_listeners_of_the_kafka_services() {
             env.get("KAFKA_ADVERTISED_LISTENERS")
                 .map_or("", String::as_str),
         );
-        let on_network: Vec<_> = adv.iter().filter(|(_, h, _)| names.contains(h)).collect();
+        // Brokers replicate over their own listener; the clients' is the other one.
+        let inter_broker = env
+            .get("KAFKA_INTER_BROKER_LISTENER_NAME")
+            .cloned()
+            .unwrap_or_default();
+        let on_network: Vec<_> = adv
+            .iter()
+            .filter(|(n, h, _)| names.contains(h) && *n != inter_broker)
+            .collect();
         let [(name, host, port)] = on_network.as_slice() else {
             p.push(format!(
-                "{COMPOSE}: service {}: KAFKA_ADVERTISED_LISTENERS should have exactly one listener on the compose network (host {}), found {on_network:?}",
+                "{COMPOSE}: service {}: KAFKA_ADVERTISED_LISTENERS should have exactly one client listener on the compose network (host {}, besides the inter-broker {inter_broker}), found {on_network:?}",
                 k.name, k.name
             ));
             continue;
@@ -559,7 +628,9 @@ fn config_brokers_are_the_advertised_client_listeners_of_the_kafka_services() {
             .kafka
             .properties
             .get("security.protocol")
-            .map_or("PLAINTEXT", String::as_str)
+            .map(String::as_str)
+            .or(stack.config.kafka.security_protocol())
+            .unwrap_or("PLAINTEXT")
             .to_uppercase();
         p.check(protocol == client_protocol, || {
             format!(
@@ -831,6 +902,22 @@ fn processors_start_after_topics_apply_which_waits_for_every_broker() {
             topics.name
         )
     });
+    // courier logs in to Kafka: the user must exist before anything of courier's runs.
+    if stack.config.kafka.username.is_some() {
+        let makers = stack.one_shots_whose_command_has("--entity-type users");
+        p.check(
+            makers
+                .iter()
+                .any(|m| deps.get(&m.name).map(String::as_str) == Some("service_completed_successfully")),
+            || {
+                format!(
+                    "{COMPOSE}: service {}: must wait (service_completed_successfully) for the one-shot that makes courier's Kafka user ({:?})",
+                    topics.name,
+                    makers.iter().map(|m| &m.name).collect::<Vec<_>>()
+                )
+            },
+        );
+    }
     p.assert_none();
 }
 
@@ -1219,12 +1306,9 @@ fn dockerfile_builds_the_whole_workspace_and_runs_courier() {
     let runtime = dockerfile
         .rsplit_once("\nFROM ")
         .map_or("", |(_, last)| last);
-    p.check(
-        dockerfile.contains("libssl-dev") && dockerfile.contains("pkg-config"),
-        || {
-            format!("{DOCKERFILE}: the build stage does not install libssl-dev and pkg-config, which librdkafka's TLS needs")
-        },
-    );
+    p.check(dockerfile.contains("libssl-dev") && dockerfile.contains("pkg-config"), || {
+        format!("{DOCKERFILE}: the build stage does not install libssl-dev and pkg-config, which librdkafka's TLS needs")
+    });
     p.check(runtime.contains("libssl3"), || {
         format!("{DOCKERFILE}: the runtime stage does not install libssl3, which librdkafka links")
     });
@@ -1573,6 +1657,248 @@ fn the_push_endpoint_examples_are_ones_the_push_client_accepts() {
             courier_sinks::push::HttpProvider::new(url, std::time::Duration::from_secs(5))
         {
             p.push(format!("{COMPOSE}: push endpoint example {url}: {e}"));
+        }
+    }
+    p.assert_none();
+}
+
+/// Every Kafka listener speaks TLS: clients' listeners SASL_SSL with SCRAM, the
+/// others (controller quorum, replication) SSL with a client certificate required,
+/// so nothing on any port is plaintext or anonymous; and courier.docker.toml logs
+/// in over TLS, its password from a file.
+#[test]
+fn kafka_listens_only_over_tls_and_every_client_authenticates() {
+    let stack = Stack::load();
+    let mut p = Problems::default();
+    for k in stack.kafka() {
+        let env = k.env();
+        let map: Vec<(String, String)> = env
+            .get("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP")
+            .map(|m| {
+                m.split(',')
+                    .filter_map(|e| e.split_once(':'))
+                    .map(|(n, pr)| (n.trim().to_string(), pr.trim().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let bound = listeners(env.get("KAFKA_LISTENERS").map_or("", String::as_str));
+        for (name, _, port) in &bound {
+            let protocol = map
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(name.as_str(), |(_, pr)| pr.as_str());
+            match protocol {
+                "SASL_SSL" => {
+                    let mechanisms = env
+                        .get("KAFKA_SASL_ENABLED_MECHANISMS")
+                        .cloned()
+                        .unwrap_or_default();
+                    p.check(
+                        !mechanisms.is_empty() && mechanisms.split(',').all(|m| m.trim().starts_with("SCRAM-")),
+                        || {
+                            format!(
+                                "{COMPOSE}: service {}: KAFKA_SASL_ENABLED_MECHANISMS is {mechanisms:?}; only SCRAM (no PLAIN, whose passwords the brokers would keep in their config)",
+                                k.name
+                            )
+                        },
+                    );
+                }
+                "SSL" => {
+                    let key = format!(
+                        "KAFKA_LISTENER_NAME_{}_SSL_CLIENT_AUTH",
+                        name.to_uppercase()
+                    );
+                    p.check(env.get(&key).map(String::as_str) == Some("required"), || {
+                        format!(
+                            "{COMPOSE}: service {}: listener {name} (:{port}) is SSL without a login, so {key} must be \"required\" (mutual TLS); it is {:?}",
+                            k.name,
+                            env.get(&key)
+                        )
+                    });
+                }
+                other => p.push(format!(
+                    "{COMPOSE}: service {}: listener {name} (:{port}) speaks {other}; every listener must be SSL or SASL_SSL",
+                    k.name
+                )),
+            }
+        }
+        for key in [
+            "KAFKA_SSL_KEYSTORE_LOCATION",
+            "KAFKA_SSL_TRUSTSTORE_LOCATION",
+        ] {
+            match env.get(key) {
+                Some(path) => p.check(k.mounts_secret(path), || {
+                    format!(
+                        "{COMPOSE}: service {}: {key} is {path}, which no secret of the service is mounted at ({:?})",
+                        k.name,
+                        k.secrets()
+                    )
+                }),
+                None => p.push(format!("{COMPOSE}: service {}: {key} is not set", k.name)),
+            }
+        }
+    }
+    let kafka = &stack.config.kafka;
+    p.check(kafka.tls && kafka.username.is_some(), || {
+        format!("{CONFIG}: [kafka] must log in over TLS (tls = true, username)")
+    });
+    p.check(
+        kafka.password.is_none()
+            && kafka
+                .password_file
+                .as_ref()
+                .is_some_and(|f| f.starts_with("/run/secrets/")),
+        || format!("{CONFIG}: [kafka] takes its password from a compose secret (password_file = \"/run/secrets/...\"), never inline"),
+    );
+    p.assert_none();
+}
+
+/// ScyllaDB checks logins, courier.docker.toml logs in with a password from a
+/// compose secret, and the views are migrated only once the role exists.
+#[test]
+fn scylla_checks_logins_and_courier_has_a_role_before_it_migrates() {
+    let stack = Stack::load();
+    let mut p = Problems::default();
+    for s in stack.scylla() {
+        let command = words(s.get("command")).join(" ");
+        p.check(command.contains("--authenticator PasswordAuthenticator"), || {
+            format!(
+                "{COMPOSE}: service {}: command `{command}` lacks `--authenticator PasswordAuthenticator`; anyone on the network could read and write the views",
+                s.name
+            )
+        });
+    }
+    let c = &stack.config.cassandra;
+    p.check(c.username.is_some(), || {
+        format!("{CONFIG}: [cassandra] has no username: ScyllaDB refuses anonymous logins")
+    });
+    p.check(
+        c.password.is_none()
+            && c.password_file
+                .as_ref()
+                .is_some_and(|f| f.starts_with("/run/secrets/")),
+        || format!("{CONFIG}: [cassandra] takes its password from a compose secret (password_file = \"/run/secrets/...\"), never inline"),
+    );
+    let makers = stack.one_shots_whose_command_has("CREATE ROLE");
+    p.check(!makers.is_empty(), || {
+        format!("{COMPOSE}: no one-shot service makes courier's ScyllaDB role (CREATE ROLE)")
+    });
+    for (s, _) in stack.with_role(|r| matches!(r, Role::Migrate)) {
+        let deps = s.depends_on();
+        p.check(
+            makers
+                .iter()
+                .any(|m| deps.get(&m.name).map(String::as_str) == Some("service_completed_successfully")),
+            || {
+                format!(
+                    "{COMPOSE}: service {}: must wait (service_completed_successfully) for the one-shot that makes courier's role",
+                    s.name
+                )
+            },
+        );
+    }
+    p.assert_none();
+}
+
+/// Secrets are compose secrets, made by compose/secrets.sh into the git-ignored
+/// compose/secrets/; every file the stack reads from /run/secrets is mounted into
+/// the service that reads it; and no password, key or secret value is written in
+/// docker-compose.yml (a variable naming one holds a file reference instead).
+#[test]
+fn secrets_are_compose_secrets_made_by_the_script_and_none_is_written_in_the_files() {
+    let stack = Stack::load();
+    let mut p = Problems::default();
+    let script = read(SECRETS_SCRIPT);
+    let files = stack.secret_files();
+    p.check(!files.is_empty(), || {
+        format!("{COMPOSE}: no top-level `secrets`")
+    });
+    for (name, file) in &files {
+        match file.as_deref().and_then(|f| f.strip_prefix("./secrets/")) {
+            Some(base) => p.check(script.contains(base.trim_end_matches(".pem").trim_end_matches(".p12").trim_end_matches(".properties")), || {
+                format!("{COMPOSE}: secret {name} is ./secrets/{base}, which {SECRETS_SCRIPT} does not make")
+            }),
+            None => p.push(format!(
+                "{COMPOSE}: secret {name} is {file:?}; expected `file: ./secrets/...` (made by {SECRETS_SCRIPT}, never committed)"
+            )),
+        }
+    }
+    p.check(
+        read(".gitignore")
+            .lines()
+            .any(|l| l.trim() == "/compose/secrets"),
+        || {
+            ".gitignore: /compose/secrets is not ignored; generated secrets would be committed"
+                .to_string()
+        },
+    );
+    for s in &stack.services {
+        for (source, _) in s.secrets() {
+            p.check(files.contains_key(&source), || {
+                format!(
+                    "{COMPOSE}: service {} mounts secret {source}, which is not a top-level secret",
+                    s.name
+                )
+            });
+        }
+        // Every /run/secrets path its environment or command names is mounted.
+        let text = format!(
+            "{} {}",
+            words(s.get("command")).join(" "),
+            s.env().values().cloned().collect::<Vec<_>>().join(" ")
+        );
+        for path in text
+            .split(|c: char| c.is_whitespace() || "\\\"':;,[]()=$".contains(c))
+            .filter(|w| w.starts_with("/run/secrets/"))
+        {
+            p.check(s.mounts_secret(path), || {
+                format!(
+                    "{COMPOSE}: service {} reads {path}, which is not mounted in it",
+                    s.name
+                )
+            });
+        }
+        for (key, value) in s.env() {
+            let upper = key.to_uppercase();
+            let secretish = ["PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "JAAS"]
+                .iter()
+                .any(|w| upper.contains(w));
+            let literal = !value.is_empty()
+                && !value.starts_with("${file:")
+                && !value.starts_with("$${file:")
+                && !value.starts_with("/run/secrets/")
+                && !value.ends_with("ScramLoginModule required;");
+            p.check(!(secretish && literal), || {
+                format!(
+                    "{COMPOSE}: service {}: {key} is written in the file; read it from a secret (a /run/secrets/ file, or Kafka's ${{file:...}})",
+                    s.name
+                )
+            });
+            p.check(!value.to_lowercase().contains("password=\""), || {
+                format!("{COMPOSE}: service {}: {key} holds a password", s.name)
+            });
+        }
+    }
+    // courier's own services read what its config names.
+    let config = &stack.config;
+    let named: Vec<String> = [
+        config.kafka.ca_file.as_ref(),
+        config.kafka.password_file.as_ref(),
+        config.cassandra.ca_file.as_ref(),
+        config.cassandra.password_file.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|f| f.display().to_string())
+    .collect();
+    for s in stack.courier() {
+        for path in &named {
+            p.check(s.mounts_secret(path), || {
+                format!(
+                    "{COMPOSE}: service {}: {CONFIG} reads {path}, which is not mounted in it",
+                    s.name
+                )
+            });
         }
     }
     p.assert_none();
