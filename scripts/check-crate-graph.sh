@@ -89,10 +89,17 @@ forbid() {
     courier-sinks courier-app \
     $log_backends $view_stores $cli
 
-  forbid "fuzz links no log backend, view store or HTTP" \
+  forbid "search-query (the query side, fuzzed) links no RocksDB or other store, no log, HTTP, CLI or runtime, and no courier crate" \
+    -p courier-search-query -- \
+    courier-schemas courier-topics courier-pipeline courier-processors courier-sinks courier-gateway courier-app \
+    $log_backends rocksdb librocksdb-sys scylla $http $cli $runtime
+
+  # tantivy, through courier-search-query, is the one view-store crate allowed:
+  # pure Rust, and its index lives in RAM there.
+  forbid "fuzz links no log backend, no view store but tantivy in RAM, and no HTTP" \
     --manifest-path fuzz/Cargo.toml -p courier-fuzz -- \
     courier-sinks courier-gateway courier-app \
-    $log_backends $view_stores $http
+    $log_backends rocksdb librocksdb-sys scylla $http
 }
 
 if ((failures)); then

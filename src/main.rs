@@ -161,10 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let log = config.open_log().context("opening the log")?;
             courier_app::rebuild::run(&config, log, args).await
         }
-        Command::Lag(args) => {
-            let log = config.open_log().context("opening the log")?;
-            courier_app::lag::run(&config, &*log, args).await
-        }
+        Command::Lag(args) => courier_app::lag::run(&config, args).await,
         Command::Migrate(args) => courier_app::migrate::run(&config, args).await,
         Command::Topics { command } => courier_app::topics::run(&config, command).await,
         Command::Groups { command } => courier_app::groups::run(&config, command).await,

@@ -137,6 +137,25 @@ impl Drop for OwnServer {
     }
 }
 
+/// A Kafka broker of the test's own with courier's topics on it, and a config
+/// (under `dir`, data in `dir/data`) pointing courier at it in a namespace of
+/// its own, with `runner.max_batch`.
+fn own_kafka(dir: &Path, prefix: &str, max_batch: usize) -> (OwnServer, PathBuf) {
+    let kafka = OwnServer::start("kafka");
+    let config = kafka_config(
+        dir,
+        "own-kafka",
+        &unique_namespace(prefix),
+        &kafka.address(),
+        &format!("[runner]\nmax_batch = {max_batch}\n"),
+    );
+    ok(configured(&dir.join("data"), &config)
+        .args(["topics", "apply"])
+        .output()
+        .unwrap());
+    (kafka, config)
+}
+
 /// A generated stream in two halves, and the views of one clean pass over all
 /// of it on the embedded log: what a run with a fault in the middle must end with.
 struct Reference {
@@ -306,10 +325,33 @@ fn the_inbox_processor_rides_out_a_cassandra_kill_9_and_restart() {
             eprintln!("inbox: {line}");
         }
     }
+    // What the store acknowledged survives a kill -9 of the node at once:
+    // nothing would write it again, neither this stopped processor nor a
+    // member of its group that saw no error.
+    drop(store);
+    cassandra.kill_9();
+    cassandra.up();
+    // The checkpoints are what every batch writes last: the first to go.
+    let store = rt.block_on(courier_sinks::inbox::CassandraInboxStore::open(
+        &cfg.cassandra_settings().unwrap(),
+    ));
+    let store = store.unwrap();
+    rt.block_on(async {
+        let topic = courier_topics::CONVERSATIONS;
+        for p in 0..log.partitions(topic).unwrap() {
+            let (_, high) = log.watermarks(topic, p).await.unwrap();
+            // An empty partition never had a batch, so no checkpoint.
+            let checkpoint = store.checkpoint(p).await.unwrap().unwrap_or(0);
+            assert_eq!(
+                checkpoint, high,
+                "partition {p}: the checkpoint the node acknowledged before its kill -9"
+            );
+        }
+    });
     assert_views_of_one_clean_pass(
         on,
         &r.clean,
-        "nothing lost, nothing applied twice across the outage",
+        "nothing lost, nothing applied twice across the outage, nothing forgotten by a node killed right after",
     );
     // The shared broker as we found it; the own Cassandra is wiped on drop.
     common::delete_namespace(&brokers, &namespace);
@@ -323,17 +365,9 @@ fn the_inbox_processor_rides_out_a_kafka_kill_9_and_restart() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let r = reference(dir.path());
-    let kafka = OwnServer::start("kafka");
-    let config = kafka_config(
-        dir.path(),
-        "own-kafka",
-        &unique_namespace("broker"),
-        &kafka.address(),
-        "[runner]\nmax_batch = 20\n",
-    );
+    let (kafka, config) = own_kafka(dir.path(), "broker", 20);
     let data = dir.path().join("data");
     let on = || configured(&data, &config);
-    ok(on().args(["topics", "apply"]).output().unwrap());
     ok(on()
         .args(["produce", "--file"])
         .arg(&r.first)
@@ -360,6 +394,79 @@ fn the_inbox_processor_rides_out_a_kafka_kill_9_and_restart() {
         on,
         &r.clean,
         "nothing lost, nothing applied twice across the broker's outage",
+    );
+}
+
+/// A processor committing after every record while its broker is killed: the
+/// commit in flight meets the outage (it waits for the broker, or fails with
+/// WaitingForCoordinator when the client already lost the coordinator: the
+/// fault schedules found a processor ending there, RELIABILITY.md; the
+/// runner's unit tests pin the retry). The processor stays up through the
+/// outage and, once the broker is back, ends with every offset committed and
+/// the views of one clean pass.
+#[test]
+fn a_processor_committing_through_a_broker_kill_9_goes_on_after_the_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let r = reference(dir.path());
+    let (kafka, config) = own_kafka(dir.path(), "commit", 1);
+    let data = dir.path().join("data");
+    let on = || configured(&data, &config);
+    for file in [&r.first, &r.second] {
+        ok(on().args(["produce", "--file"]).arg(file).output().unwrap());
+    }
+    let Live { child, addr, rest } = spawn_live(&mut on(), "inbox", None);
+    let mut inbox = common::KillOnDrop(child);
+    await_progress(&addr, "inbox", 5);
+    kafka.kill_9();
+    // Alive until it has seen the outage, at least.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("AllBrokersDown")) {
+        seen.extend(rest.try_iter());
+        assert!(
+            inbox.0.try_wait().unwrap().is_none(),
+            "the processor ended in the outage:\n{}",
+            seen.join("\n")
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the processor never noticed the outage"
+        );
+        std::thread::yield_now();
+    }
+    kafka.up();
+    await_progress(&addr, "inbox", r.total);
+    // Every offset committed: the group has no lag left.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let lag: serde_json::Value =
+            serde_json::from_str(&ok(on().args(["lag", "--json"]).output().unwrap())).unwrap();
+        let left: u64 = lag
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|row| {
+                row["group"]
+                    .as_str()
+                    .is_some_and(|g| g.ends_with("courier.inbox"))
+            })
+            .filter_map(|row| row["lag"].as_u64())
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the inbox group still lags by {left}"
+        );
+        std::thread::yield_now();
+    }
+    stop_cleanly(&mut inbox);
+    assert_views_of_one_clean_pass(
+        on,
+        &r.clean,
+        "nothing lost, nothing applied twice across commits in the outage",
     );
 }
 

@@ -1,7 +1,11 @@
 //! End-to-end tests of `courier up`: the gateway and the processors in one child
 //! process on 127.0.0.1:0, driven through HTTP and WebSocket like a client would.
 
+#[path = "gateway/browser.rs"]
+mod browser;
 mod common;
+#[path = "gateway/resume.rs"]
+mod resume;
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -28,8 +32,12 @@ type BadRequest = (
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
 fn ws(addr: &str, token: &str) -> Ws {
-    let (mut socket, resp) =
-        tungstenite::connect(format!("ws://{addr}/v1/stream?access_token={token}")).unwrap();
+    ws_at(&format!("ws://{addr}/v1/stream?access_token={token}"))
+}
+
+/// A live connection to `url`, its reads timing out after 20 s.
+fn ws_at(url: &str) -> Ws {
+    let (mut socket, resp) = tungstenite::connect(url).unwrap();
     assert_eq!(resp.status(), 101);
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_mut() {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -37,12 +45,26 @@ fn ws(addr: &str, token: &str) -> Ws {
     socket
 }
 
+/// A text frame's event (`{"cursor", "event"}`; a notice, `{"type": "error", …}`,
+/// as it is).
+fn event_of(text: &str) -> Value {
+    let v: Value = serde_json::from_str(text).unwrap();
+    if v["type"] == "error" {
+        return v;
+    }
+    assert!(
+        v["cursor"].as_str().is_some_and(|c| !c.is_empty()),
+        "a frame without its cursor: {v}"
+    );
+    v["event"].clone()
+}
+
 /// The next live event whose `type` is `ty`.
 fn next_event(ws: &mut Ws, ty: &str) -> Value {
     loop {
         match ws.read().expect("a live event before the timeout") {
             tungstenite::Message::Text(t) => {
-                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                let v = event_of(t.as_str());
                 if v["type"] == ty {
                     return v;
                 }
@@ -59,7 +81,11 @@ fn frames_until(ws: &mut Ws, last: impl Fn(&Value) -> bool) -> Vec<Value> {
     loop {
         match ws.read().expect("a live event before the timeout") {
             tungstenite::Message::Text(t) => {
-                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                let v = event_of(t.as_str());
+                // `{"cursor"}` alone: the stream moved on, nothing for us.
+                if v.is_null() {
+                    continue;
+                }
                 let done = last(&v);
                 seen.push(v);
                 if done {
@@ -167,7 +193,97 @@ fn two_users_talk_through_the_gateway_and_bad_requests_publish_nothing() {
             .output()
             .unwrap(),
     );
-    assert_eq!(inbox.body, cli.trim_end());
+    // Each row is `courier inbox`'s, with whom it is with (issue 18).
+    let mut rows = inbox.json();
+    for row in rows.as_array_mut().unwrap() {
+        let row = row.as_object_mut().unwrap();
+        assert_eq!(
+            (
+                row.remove("kind"),
+                row.remove("title"),
+                row.remove("member_ids")
+            ),
+            (
+                Some(json!("direct")),
+                Some(Value::Null),
+                Some(json!(["alice", "bob"]))
+            ),
+        );
+    }
+    assert_eq!(rows, serde_json::from_str::<Value>(&cli).unwrap());
+
+    // The conversation's details: to its members, and to nobody else, who gets
+    // the 404 of a conversation that does not exist.
+    let details = http(
+        a,
+        "GET",
+        &format!("/v1/conversations/{c}"),
+        Some(&bob),
+        None,
+        &[],
+    );
+    assert_eq!(details.status, 200, "{}", details.body);
+    let d = details.json();
+    let joined = d["members"][0]["joined_at_ms"].as_i64().unwrap();
+    assert_eq!(
+        d,
+        json!({"conversation_id": c, "kind": "direct", "title": null, "created_by": "alice",
+               "created_at_ms": joined,
+               "members": [{"user_id": "alice", "joined_at_ms": joined},
+                           {"user_id": "bob", "joined_at_ms": joined}]})
+    );
+    let stranger = http(
+        a,
+        "GET",
+        &format!("/v1/conversations/{c}"),
+        Some(&carol),
+        None,
+        &[],
+    );
+    let missing = http(a, "GET", "/v1/conversations/nope", Some(&carol), None, &[]);
+    assert_eq!(
+        (stranger.status, stranger.body.replace(&c, "ID")),
+        (404, missing.body.replace("nope", "ID"))
+    );
+
+    // Presence, to oneself and one's contacts: exactly `courier presence --json`
+    // (read beside the running processor); a stranger gets the 404 of a user
+    // who does not exist.
+    call(
+        a,
+        "PUT",
+        "/v1/presence",
+        &alice,
+        json!({"status": "online"}),
+        200,
+    );
+    let online = eventually("alice online to bob", || {
+        let r = http(a, "GET", "/v1/presence/alice", Some(&bob), None, &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        (r.json()["status"] == "online").then_some(r.json())
+    });
+    assert!(online["last_seen_ms"].is_i64(), "{online}");
+    let cli = common::ok(
+        common::courier(&data)
+            .args(["presence", "alice", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(online, serde_json::from_str::<Value>(&cli).unwrap());
+    assert_eq!(
+        call(a, "GET", "/v1/presence/alice", &alice, Value::Null, 200),
+        online
+    );
+    assert_eq!(
+        call(a, "GET", "/v1/presence/carol", &carol, Value::Null, 200),
+        json!({"user_id": "carol", "status": "offline", "last_seen_ms": null})
+    );
+    let stranger = http(a, "GET", "/v1/presence/alice", Some(&carol), None, &[]);
+    let nobody = http(a, "GET", "/v1/presence/nobody", Some(&carol), None, &[]);
+    assert_eq!(
+        (stranger.status, stranger.body.replace("alice", "U")),
+        (404, nobody.body.replace("nobody", "U"))
+    );
 
     // bob reads it; alice sees the receipt live and the tick in history.
     let r = http(
@@ -677,6 +793,10 @@ fn a_gateway_alone_searches_through_a_distributed_search_instance() {
     let carol = token(&data, Some(&config), "carol");
     let r = http(a, "GET", "/v1/search?q=lighthouse", Some(&carol), None, &[]);
     assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    // No presence processor beside this gateway: presence reads are unavailable.
+    let r = http(a, "GET", "/v1/presence/alice", Some(&bob), None, &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("presence view not available"), "{}", r.body);
     // The peer's 400 for a malformed query stays a 400.
     let bad = http(a, "GET", "/v1/search?q=%22unclosed", Some(&bob), None, &[]);
     assert_eq!(bad.status, 400, "{}", bad.body);
@@ -850,6 +970,44 @@ fn a_send_retried_after_a_kill_gets_its_first_answer(data: &Path, config: Option
     assert_eq!(list.len(), 1, "{history}");
     assert_eq!(list[0]["message_id"], "m-retry");
     assert_eq!(list[0]["text"], "are you there?");
+    // After the restart, the details and the inbox's names come from the states
+    // the views stored (JSON in Cassandra, binary in RocksDB) and the log.
+    let details = call(
+        a,
+        "GET",
+        &format!("/v1/conversations/{g}"),
+        &bob,
+        Value::Null,
+        200,
+    );
+    assert_eq!(
+        (&details["kind"], &details["title"], &details["created_by"]),
+        (&json!("group"), &json!("retried"), &json!("alice")),
+        "{details}"
+    );
+    eventually("bob's inbox names both conversations", || {
+        let rows = call(a, "GET", "/v1/inbox", &bob, Value::Null, 200);
+        let named: Vec<(Value, Value, Value)> = [&c, &g]
+            .iter()
+            .filter_map(|id| {
+                let r = rows
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["conversation_id"] == id.as_str())?;
+                Some((
+                    r["kind"].clone(),
+                    r["title"].clone(),
+                    r["member_ids"].clone(),
+                ))
+            })
+            .collect();
+        (named
+            == [
+                (json!("direct"), Value::Null, json!(["alice", "bob"])),
+                (json!("group"), json!("retried"), json!(["alice", "bob"])),
+            ])
+        .then_some(())
+    });
     assert!(up.stop().success());
 }
 
@@ -1379,7 +1537,7 @@ fn authorization_matrix() {
             "POST",
             "/v1/conversations",
             &alice,
-            json!({"kind": "group", "member_ids": ["bob", "rita"]}),
+            json!({"kind": "group", "member_ids": ["bob", "rita"], "title": "the-g"}),
             201,
         ),
         "conversation_id",
@@ -1445,6 +1603,12 @@ fn authorization_matrix() {
             [404, 200, 200, 200],
         ),
         (
+            "GET",
+            format!("/v1/conversations/{g}"),
+            Value::Null,
+            [404, 200, 200, 200],
+        ),
+        (
             "POST",
             "/v1/messages".into(),
             json!({"conversation_id": g, "text": "hello"}),
@@ -1474,6 +1638,14 @@ fn authorization_matrix() {
             json!({"status": "online"}),
             [200, 200, 200, 200],
         ),
+        // alice's presence: to bob (in g with her) and herself; not to rita,
+        // since removed, nor to nora.
+        (
+            "GET",
+            "/v1/presence/alice".into(),
+            Value::Null,
+            [404, 404, 200, 200],
+        ),
         ("GET", "/v1/inbox".into(), Value::Null, [200, 200, 200, 200]),
         (
             "GET",
@@ -1483,20 +1655,27 @@ fn authorization_matrix() {
         ),
     ];
     // What each caller may never read: nora nothing of g, rita nothing after
-    // her removal.
+    // her removal (not even who joined since).
     let forbidden: [&[&str]; 4] = [
         &[
             "secret-before",
             "secret-after",
             "secret-doomed",
             "secret-edited",
+            "the-g",
             &before,
             &after,
         ],
-        &["secret-after", "secret-edited", &after],
+        &["secret-after", "secret-edited", "dana", &after],
         &[],
         &[],
     ];
+    // Contacts are read from the views, which lag the log: await them up to
+    // dana's joining (after rita's removal, in the same partition).
+    eventually("dana a contact of alice", || {
+        let r = http(a, "GET", "/v1/presence/alice", Some(&dana), None, NONE);
+        (r.status == 200).then_some(())
+    });
     // The short-lived token is refused once it has expired: await exactly that.
     eventually("the short-lived token to expire", || {
         (http(a, "GET", "/v1/inbox", Some(&expired), None, NONE).status == 401).then_some(())
@@ -1547,6 +1726,50 @@ fn authorization_matrix() {
         published(a) > published_before,
         "the members' writes were published"
     );
+    // rita sees g as it was when she left; the members see it as it is, and
+    // their inboxes name it.
+    let seen = |t: &str| {
+        let d = call(
+            a,
+            "GET",
+            &format!("/v1/conversations/{g}"),
+            t,
+            Value::Null,
+            200,
+        );
+        assert_eq!(
+            (&d["kind"], &d["title"], &d["created_by"]),
+            (&json!("group"), &json!("the-g"), &json!("alice")),
+            "{d}"
+        );
+        let members: Vec<&str> = d["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["user_id"].as_str().unwrap())
+            .collect();
+        members.join(",")
+    };
+    assert_eq!(seen(&rita), "alice,bob,rita");
+    assert_eq!(seen(&bob), "alice,bob,dana,erin");
+    for (t, members) in [
+        (&rita, json!(["alice", "bob", "rita"])),
+        (&dana, json!(["alice", "bob", "dana", "erin"])),
+    ] {
+        eventually("g in the inbox with its members", || {
+            let rows = call(a, "GET", "/v1/inbox", t, Value::Null, 200);
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["conversation_id"] == g.as_str() && r["member_ids"] == members)
+                .map(|r| {
+                    assert_eq!(
+                        (&r["kind"], &r["title"]),
+                        (&json!("group"), &json!("the-g"))
+                    )
+                })
+        });
+    }
     // rita keeps what she saw; search agrees once the index has caught up.
     let history = http(
         a,
@@ -1591,6 +1814,10 @@ fn authorization_matrix() {
     // And the frames: a marker conversation with everyone ends each stream;
     // before it, rita and nora got nothing of g, dana nothing of the messages
     // sent before she joined (their edit, delete, receipt), bob all of it.
+    // alice's presence (set in the table above) goes to her contacts at once,
+    // in one delivery: once bob has it, the marker comes after it for all.
+    let alice_presence = |f: &Value| f["type"] == "presence" && f["user_id"] == "alice";
+    let bob_before = frames_until(&mut live[0].1, alice_presence);
     let marker = id(
         call(
             a,
@@ -1602,24 +1829,34 @@ fn authorization_matrix() {
         ),
         "conversation_id",
     );
+    assert_eq!(live[0].0, "bob");
     for (who, socket) in live.iter_mut() {
-        let frames = frames_until(socket, |f| f["conversation_id"] == marker.as_str());
+        let mut frames = frames_until(socket, |f| f["conversation_id"] == marker.as_str());
+        if *who == "bob" {
+            frames.splice(0..0, bob_before.iter().cloned());
+        }
         let text = serde_json::to_string(&frames).unwrap();
+        let presence = frames.iter().filter(|f| alice_presence(f)).count();
         match *who {
-            "rita" | "nora" => assert!(
-                frames.iter().all(|f| f["conversation_id"] != g.as_str()),
-                "{who} got frames of g: {text}"
-            ),
+            "rita" | "nora" => {
+                assert!(
+                    frames.iter().all(|f| f["conversation_id"] != g.as_str()),
+                    "{who} got frames of g: {text}"
+                );
+                assert_eq!(presence, 0, "{who} got alice's presence: {text}");
+            }
             "dana" => {
                 for f in [&before, &doomed, "secret-edited"] {
                     assert!(!text.contains(f), "dana got {f}: {text}");
                 }
                 assert!(text.contains("hello"), "dana got g's new messages: {text}");
+                assert_eq!(presence, 1, "dana, in g with alice: {text}");
             }
             _ => {
                 for f in ["message_edited", "message_deleted", "receipt"] {
                     assert!(text.contains(f), "bob missed a {f}: {text}");
                 }
+                assert_eq!(presence, 1, "bob, in g with alice: {text}");
             }
         }
     }
@@ -1635,5 +1872,96 @@ fn authorization_matrix() {
         }
     }
     drop(live);
+    assert!(up.stop().success());
+}
+
+/// What schemathesis (scripts/api-fuzz.sh) found answered outside the document:
+/// a body not declared JSON got 415 from every write that reads one, and an id
+/// with a control character got 422 from `GET /v1/conversations/{id}`; both
+/// are refusals saying what is wrong, and both are now in `/openapi.json`. And
+/// `?before=` of the messages was refused in words that did not say what was
+/// wrong with it.
+#[test]
+fn refusals_schemathesis_found_are_documented_where_they_happen() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = Up::start(&data, None);
+    let a = &up.addr;
+    let alice = token(&data, None, "alice");
+    let doc = http(a, "GET", "/openapi.json", None, None, NONE).json();
+    let documented = |template: &str, method: &str, status: u16| {
+        let answer =
+            &doc["paths"][template][method.to_lowercase()]["responses"][status.to_string()];
+        assert_eq!(
+            answer["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error",
+            "{method} {template}: {status} is not documented as an error"
+        );
+    };
+
+    let writes = [
+        ("/v1/conversations", "/v1/conversations", "POST"),
+        (
+            "/v1/conversations/{id}/members",
+            "/v1/conversations/c/members",
+            "POST",
+        ),
+        ("/v1/messages", "/v1/messages", "POST"),
+        ("/v1/messages/{id}", "/v1/messages/m", "PATCH"),
+        ("/v1/receipts", "/v1/receipts", "POST"),
+        ("/v1/presence", "/v1/presence", "PUT"),
+    ];
+    for (template, path, method) in writes {
+        // No Content-Type at all, as schemathesis sent it, and a wrong one.
+        for extra in [NONE, PLAIN] {
+            let r = http(a, method, path, Some(&alice), None, extra);
+            assert_eq!(r.status, 415, "{method} {path}: {}", r.body);
+            assert!(r.json()["error"].as_str().unwrap().contains("Content-Type"));
+        }
+        documented(template, method, 415);
+    }
+
+    // U+008A, as schemathesis sent it (percent-encoded UTF-8).
+    let r = http(
+        a,
+        "GET",
+        "/v1/conversations/a%C2%8Ab",
+        Some(&alice),
+        None,
+        NONE,
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let err = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("conversation_id") && err.contains("U+008A"),
+        "{err}"
+    );
+    documented("/v1/conversations/{id}", "GET", 422);
+
+    // An empty `before` was looked up as a message id and named in a sentence
+    // that did not read ("`before` names , which is not a message of …").
+    let c = http(
+        a,
+        "POST",
+        "/v1/conversations",
+        Some(&alice),
+        Some(r#"{"kind":"direct","member_ids":["bob"]}"#),
+        NONE,
+    )
+    .json()["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (before, says) in [
+        ("", "`before` must not be empty"),
+        ("%1B", "`before` contains"),
+    ] {
+        let path = format!("/v1/conversations/{c}/messages?before={before}");
+        let r = http(a, "GET", &path, Some(&alice), None, NONE);
+        assert_eq!(r.status, 422, "{path}: {}", r.body);
+        let err = r.json()["error"].as_str().unwrap().to_string();
+        assert!(err.contains(says), "{path}: {err}");
+    }
+    documented("/v1/conversations/{id}/messages", "GET", 422);
+
     assert!(up.stop().success());
 }

@@ -1,7 +1,8 @@
 //! End-to-end tests of `courier groups` and `courier dead-letters` through the
 //! binary, embedded and on Kafka: a group described while `courier run` holds
-//! it (members, assignment, offsets), a reset refused while that member lives,
-//! a reset followed by `run` that processes again exactly the chosen range
+//! it (members, assignment, offsets), `courier lag` beside `courier up`, a
+//! reset refused while that member lives, a reset followed by `run` that
+//! processes again exactly the chosen range
 //! (presence), the folds moving only forward (and that move reaching the
 //! view's own checkpoint, on RocksDB and on Cassandra), push moving back only
 //! with --resend-notifications,
@@ -20,6 +21,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use courier_topics::{CONVERSATIONS, PRESENCE, partition_for_key};
 use serde_json::Value;
@@ -273,6 +275,60 @@ fn a_group_is_described_beside_the_process_holding_the_log_and_not_reset_while_i
         .output()
         .unwrap());
     assert_eq!(applied(courier(&data), "presence"), 30);
+}
+
+/// `courier lag` beside `courier up` on the embedded log, which `up` holds: it
+/// reads the log read-only, sees every processor's group, and follows what
+/// `up` appends and commits after `lag` first looked.
+#[test]
+fn lag_is_shown_beside_courier_up_holding_the_embedded_log() {
+    use common::gateway::{Up, direct_conversation, eventually_within, token};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = Up::start(&data, None);
+    let lag = |mut cmd: Command| -> Vec<Value> {
+        json(cmd.args(["lag", "--json"]).output().unwrap())
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let groups = |rows: &[Value]| -> std::collections::BTreeSet<String> {
+        rows.iter()
+            .map(|r| r["group"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = lag(courier(&data));
+    for g in ["courier.presence", "courier.notify"] {
+        assert!(groups(&before).contains(g), "{g} missing: {before:?}");
+    }
+    assert!(
+        groups(&before)
+            .iter()
+            .any(|g| g.starts_with("courier.inbox")),
+        "{before:?}"
+    );
+
+    // Appended through the running gateway: the next `lag` sees the records
+    // and, once up's processors committed them, nothing left.
+    let alice = token(&data, None, "alice");
+    direct_conversation(&up.addr, &alice, "bob");
+    let rows = eventually_within("up's processors to commit", Duration::from_secs(60), || {
+        let rows = lag(courier(&data));
+        let conversations: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["topic"] == CONVERSATIONS)
+            .collect();
+        let ended = conversations.iter().any(|r| r["end"].as_u64() > Some(0));
+        (ended && conversations.iter().all(|r| r["lag"] == 0)).then_some(rows)
+    });
+    assert_eq!(groups(&rows), groups(&before), "{rows:?}");
+    assert!(
+        rows.iter()
+            .filter(|r| r["topic"] == CONVERSATIONS && r["end"].as_u64() > Some(0))
+            .all(|r| r["committed"] == r["end"]),
+        "{rows:?}"
+    );
+    drop(up);
 }
 
 /// A conversation of `n` messages from `from` on, in c1 (members a and b).

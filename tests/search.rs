@@ -564,3 +564,313 @@ fn search_fans_out_to_instances_and_merges_their_shards() {
         );
     }
 }
+
+/// The partitions whose search shard the instance with metrics at `addr` owns
+/// (`courier_search_shard_owned`).
+fn owned_by(addr: &str) -> BTreeSet<u32> {
+    common::metrics_text(addr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("courier_search_shard_owned{partition=\""))
+        .filter_map(|l| {
+            let (p, rest) = l.split_once('"')?;
+            (rest.trim_start_matches('}').trim() == "1").then(|| p.parse().ok())?
+        })
+        .collect()
+}
+
+/// (conversation/message) of every hit `peers` answer for `user` `word`.
+fn ask_peers(querier: &std::path::Path, peers: &str, user: &str, word: &str) -> BTreeSet<String> {
+    let out = ok(courier(querier)
+        .args([
+            "search", user, word, "--json", "--limit", "100000", "--peers", peers,
+        ])
+        .output()
+        .unwrap());
+    let hits: Vec<Value> = serde_json::from_str(&out).unwrap();
+    hits.iter()
+        .map(|h| {
+            format!(
+                "{}/{}",
+                h["conversation_id"].as_str().unwrap(),
+                h["message_id"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Waits (up to `within`) until `peers` answer every (user, word) of `want`
+/// exactly: answers only grow to it while shards catch up and commit.
+fn await_exact(
+    querier: &std::path::Path,
+    peers: &str,
+    want: &BTreeMap<(String, String), BTreeSet<String>>,
+    within: std::time::Duration,
+) {
+    let deadline = std::time::Instant::now() + within;
+    for ((user, word), ids) in want {
+        loop {
+            let got = ask_peers(querier, peers, user, word);
+            if &got == ids {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "search {user} {word} from {peers}: got {got:?}, want {ids:?}"
+            );
+        }
+    }
+}
+
+/// Issue 17, search hand-over, on Kafka: two `run search --serve` instances
+/// over one topic, each snapshotting its shards into one shared directory. One
+/// is SIGKILLed; the survivor takes its partitions over after the session
+/// timeout, restores each of their shards from the newest snapshot (its log
+/// and `courier_search_shard_restores_total{source="snapshot"}` say so),
+/// applies exactly the records produced after the snapshots (some on the moved
+/// partitions), nothing again, and alone answers every query exactly as the
+/// model of everything produced says.
+#[test]
+fn on_kafka_a_killed_instance_s_shards_are_restored_from_snapshots_by_the_survivor() {
+    let Some(brokers) = courier_pipeline::testing::KAFKA.reachable() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated(16, 20, 41);
+    let file = write_lines(dir.path(), "stream.jsonl", &lines);
+    let want = expected(&lines);
+    let namespace = unique_namespace("handover");
+    let snapshots = dir.path().join("snapshots");
+    let config = kafka_config(
+        dir.path(),
+        "kafka",
+        &namespace,
+        &brokers,
+        &format!(
+            "[runner]\nmax_batch = 50\n[search]\nsnapshot_dir = \"{}\"\nsnapshot_interval_ms = 200\n",
+            snapshots.display()
+        ),
+    );
+    let data = |name: &str| dir.path().join(name);
+    ok(configured(&data("a"), &config)
+        .args(["topics", "apply"])
+        .output()
+        .unwrap());
+    ok(configured(&data("a"), &config)
+        .args(["produce", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap());
+
+    struct Instance {
+        child: common::KillOnDrop,
+        metrics: String,
+        search: String,
+        rest: std::sync::mpsc::Receiver<String>,
+    }
+    let start = |name: &str| {
+        let Live { child, addr, rest } = spawn_live(
+            configured(&data(name), &config).env("COURIER_SEARCH_SERVE", "127.0.0.1:0"),
+            "search",
+            None,
+        );
+        let search = format!("http://{}", search_serves(&rest));
+        Instance {
+            child: common::KillOnDrop(child),
+            metrics: addr,
+            search,
+            rest,
+        }
+    };
+    // `a` alone first, so it owns every partition: `b` then gets its share
+    // from `a` (restored from the snapshots `a` takes as it lets them go) and
+    // never owned what `a` keeps, so nothing of that is on its disk.
+    let mut a = start("a");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while owned_by(&a.metrics).len() < 12 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first instance never owned every partition"
+        );
+        std::thread::yield_now();
+    }
+    let b = start("b");
+
+    // Both in the group, the partitions split between them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let (on_a, on_b) = loop {
+        let (on_a, on_b) = (owned_by(&a.metrics), owned_by(&b.metrics));
+        if !on_a.is_empty()
+            && !on_b.is_empty()
+            && on_a.is_disjoint(&on_b)
+            && on_a.len() + on_b.len() == 12
+        {
+            break (on_a, on_b);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instances never split the partitions: {on_a:?} {on_b:?}"
+        );
+        std::thread::yield_now();
+    };
+    let querier = data("querier");
+    let both = format!("{},{}", a.search, b.search);
+    await_exact(&querier, &both, &want, std::time::Duration::from_secs(120));
+
+    // Every shard of the instance about to die is in the store up to the end of
+    // its partition.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let kafka = courier_pipeline::KafkaLog::new(
+        common::kafka_settings(&brokers).with_namespace(namespace.clone()),
+        courier_topics::Catalog::builtin(),
+    )
+    .unwrap();
+    let store = courier_sinks::search::SnapshotStore::new(
+        snapshots.join(&namespace).join("search/g0"),
+        std::time::Duration::from_secs(1),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // An empty partition has no commit, so no snapshot: its next owner starts
+    // it from nothing, which is its end.
+    let mut moving = BTreeSet::new();
+    let mut ends = BTreeMap::new();
+    for &p in &on_a {
+        let (_, end) = rt
+            .block_on(courier_pipeline::EventLog::watermarks(
+                &kafka,
+                courier_topics::CONVERSATIONS,
+                p,
+            ))
+            .unwrap();
+        ends.insert(p, end);
+        if end == 0 {
+            continue;
+        }
+        moving.insert(p);
+        while store.newest(p).unwrap().is_none_or(|s| s.next_offset < end) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no snapshot of p{p} reaches its end {end}"
+            );
+            std::thread::yield_now();
+        }
+    }
+    assert!(!moving.is_empty(), "the killed instance indexed something");
+    let applied_before = common::processed_so_far(&b.metrics, "search");
+    // Partitions may have moved already as the instances joined (from `a` to
+    // `b`, through a snapshot at the revoke): only what follows counts.
+    let restores_before = common::metrics_text(&b.metrics);
+    while b.rest.try_recv().is_ok() {}
+
+    // SIGKILL: no revoke, no last commit, no leaving the group.
+    a.child.0.kill().unwrap();
+    a.child.0.wait().unwrap();
+    // More conversations (other ids) while nobody indexes them: the survivor
+    // must replay them after the snapshots.
+    let later: Vec<String> = generated(8, 10, 43)
+        .into_iter()
+        .map(|l| {
+            l.replace("\"conversation_id\":\"c", "\"conversation_id\":\"x")
+                .replace("\"event_id\":\"", "\"event_id\":\"x")
+        })
+        .collect();
+    ok(configured(&data("a"), &config)
+        .args(["produce", "--file"])
+        .arg(write_lines(dir.path(), "later.jsonl", &later))
+        .output()
+        .unwrap());
+    let mut want = want;
+    for (k, v) in expected(&later) {
+        want.entry(k).or_default().extend(v);
+    }
+    let grown = on_a.iter().any(|&p| {
+        let (_, end) = rt
+            .block_on(courier_pipeline::EventLog::watermarks(
+                &kafka,
+                courier_topics::CONVERSATIONS,
+                p,
+            ))
+            .unwrap();
+        end > ends[&p]
+    });
+    assert!(grown, "some of the later records are on moved partitions");
+
+    // The survivor owns everything once the session times out.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while owned_by(&b.metrics).len() < 12 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the survivor never took the partitions over"
+        );
+        std::thread::yield_now();
+    }
+    await_exact(
+        &querier,
+        &b.search,
+        &want,
+        std::time::Duration::from_secs(60),
+    );
+    let text = common::metrics_text(&b.metrics);
+    let restores = |p: u32, source: &str| {
+        let (partition, source) = (format!("partition=\"{p}\""), format!("source=\"{source}\""));
+        let name = "courier_search_shard_restores_total";
+        common::metric_sum(&text, name, &[&partition, &source])
+            - common::metric_sum(&restores_before, name, &[&partition, &source])
+    };
+    for &p in &on_a {
+        let (snapshot, reindex) = (restores(p, "snapshot"), restores(p, "reindex"));
+        if moving.contains(&p) {
+            assert_eq!(
+                (snapshot, reindex),
+                (1.0, 0.0),
+                "p{p} restored from a snapshot once: {text}"
+            );
+        } else {
+            assert_eq!(
+                (snapshot, reindex),
+                (0.0, 1.0),
+                "empty p{p}: nothing to restore"
+            );
+        }
+    }
+    for &p in &on_b {
+        assert_eq!(
+            restores(p, "snapshot") + restores(p, "reindex") + restores(p, "local"),
+            0.0,
+            "p{p} stayed open on the survivor"
+        );
+    }
+    // Records after the last message (receipts) may still be on their way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let applied = loop {
+        let applied = common::processed_so_far(&b.metrics, "search") - applied_before;
+        if applied >= later.len() as u64 || std::time::Instant::now() >= deadline {
+            break applied;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(
+        applied,
+        later.len() as u64,
+        "only the records after the snapshots are applied, each once"
+    );
+    // Its log says which shards came from a snapshot.
+    let mut restored = BTreeSet::new();
+    while restored.len() < moving.len() {
+        let line = b
+            .rest
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a log line per restored shard");
+        if line.contains("restored search shard from a snapshot") {
+            let p = line
+                .split("partition=")
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|d| d.parse::<u32>().ok())
+                .expect("the line names its partition");
+            restored.insert(p);
+        }
+    }
+    assert_eq!(restored, moving);
+    drop(b);
+    common::delete_namespace(&brokers, &namespace);
+}

@@ -1138,6 +1138,9 @@ fn print_human(s: &Summary) {
         "    {:<28} {:>8} {:>8} {:>8} {:>8} {:>9}",
         "view", "p50", "p99", "p99.9", "max", "messages"
     );
+    if let Some(note) = unthrottled_note(s) {
+        println!("{note}");
+    }
     let ms = |x: Option<f64>| x.unwrap_or(0.0);
     for (view, what) in [
         ("inbox", "inbox (in the views)"),
@@ -1197,9 +1200,39 @@ fn print_human(s: &Summary) {
     baseline::print_human(s);
 }
 
+/// Why an unthrottled run's latencies are large: every message waits behind
+/// all those sent before it, so they measure the backlog, not the pipeline.
+fn unthrottled_note(s: &Summary) -> Option<String> {
+    (s.offered_rate.is_none() && !s.produce_only).then(|| {
+        format!(
+            "  unthrottled: all {} messages were offered at once (no --rate), so each waits behind \
+             those before it and the latencies below measure that queue, not the pipeline; \
+             for latency at a load, give --rate (e.g. --rate {:.0}, about 80% of this run's {:.0}/s)",
+            s.messages,
+            (s.messages_per_s * 0.8).max(1.0),
+            s.messages_per_s
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unthrottled_run_says_its_latencies_are_the_queue() {
+        let mut s: Summary = serde_json::from_value(summary::tests::example()).unwrap();
+        s.offered_rate = None;
+        s.produce_only = false;
+        let note = unthrottled_note(&s).expect("a note without --rate");
+        assert!(note.contains("no --rate"), "{note}");
+        assert!(note.contains("--rate "), "{note}");
+        s.offered_rate = Some(500.0);
+        assert_eq!(unthrottled_note(&s), None);
+        s.offered_rate = None;
+        s.produce_only = true;
+        assert_eq!(unthrottled_note(&s), None, "nothing to wait for");
+    }
 
     #[test]
     fn percentiles_are_nearest_rank_over_every_sample() {

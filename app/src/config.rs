@@ -18,7 +18,7 @@ use courier_gateway::GatewayConfig;
 use courier_pipeline::config::{KafkaConfig, LogConfig, MetricsConfig, RunnerConfig};
 use courier_pipeline::kafka::KafkaSettings;
 use courier_pipeline::{EventLog, LogError};
-use courier_sinks::config::{CassandraConfig, PushConfig, ViewsConfig};
+use courier_sinks::config::{CassandraConfig, PushConfig, SearchConfig, ViewsConfig};
 use courier_sinks::inbox::CassandraSettings;
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +61,9 @@ pub struct Config {
     /// Push delivery, `courier run push` (courier-sinks).
     #[serde(default)]
     pub push: PushConfig,
+    /// The search view's shard snapshots (courier-sinks).
+    #[serde(default)]
+    pub search: SearchConfig,
     /// The HTTP/WebSocket gateway of `courier up` (courier-gateway).
     #[serde(default)]
     pub gateway: GatewayConfig,
@@ -82,6 +85,7 @@ impl Default for Config {
             views: ViewsConfig::default(),
             cassandra: CassandraConfig::default(),
             push: PushConfig::default(),
+            search: SearchConfig::default(),
             gateway: GatewayConfig::default(),
         }
     }
@@ -212,6 +216,7 @@ impl Config {
             &mut config.cassandra.password_file,
             &mut config.kafka.ca_file,
             &mut config.kafka.password_file,
+            &mut config.search.snapshot_dir,
         ] {
             if opt.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 *opt = None;
@@ -239,6 +244,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.runner.validate().map_err(ConfigError::Invalid)?;
         self.push.validate().map_err(ConfigError::Invalid)?;
+        self.search.validate().map_err(ConfigError::Invalid)?;
         let ns = &self.namespace;
         if !ns.is_empty()
             && (ns.len() > MAX_NAMESPACE_LEN
@@ -318,6 +324,19 @@ impl Config {
     /// Where a named view store lives (`data_dir[/namespace]/views/NAME`).
     pub fn view_dir(&self, name: &str) -> PathBuf {
         self.local_root().join("views").join(name)
+    }
+
+    /// The shared store of search generation `g`'s shard snapshots
+    /// (`search.snapshot_dir[/namespace]/search/gN`), if one is configured.
+    pub fn search_snapshots(&self, g: u64) -> Option<courier_sinks::search::SnapshotStore> {
+        let mut root = self.search.snapshot_dir.clone()?;
+        if !self.namespace.is_empty() {
+            root.push(&self.namespace);
+        }
+        Some(courier_sinks::search::SnapshotStore::new(
+            root.join("search").join(format!("g{g}")),
+            std::time::Duration::from_millis(self.search.snapshot_interval_ms),
+        ))
     }
 
     /// The Kafka client settings of this configuration (the password read from

@@ -1,10 +1,14 @@
 //! `courier lag`: how far each processor's consumer group is behind, per partition.
+//!
+//! It only reads, so on the embedded log it opens the log read-only when another
+//! process (`courier up`, `courier run`) holds it, as `courier groups` does.
 
 use std::process::ExitCode;
 
-use crate::config::Config;
-use courier_pipeline::EventLog;
+use anyhow::Context;
 
+use crate::config::Config;
+use crate::groups::open_for_inspection;
 use crate::registry::Processor;
 
 /// Arguments of `lag`.
@@ -15,7 +19,8 @@ pub struct Args {
     json: bool,
 }
 
-pub async fn run(config: &Config, log: &dyn EventLog, args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
+    let log = open_for_inspection(config).context("opening the log")?.log;
     let mut rows = Vec::new();
     for p in Processor::all() {
         let group = p.live_group(config).await?;

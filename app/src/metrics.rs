@@ -1,6 +1,7 @@
 //! The process's metrics as a whole: every crate's metric set registered at start
 //! (so `/metrics` lists each one from the first scrape, and the dashboards can be
-//! checked against them), `courier_build_info`, and the process collector
+//! checked against them; the Kafka statistics gauges too, with no sample on the
+//! embedded log), `courier_build_info`, and the process collector
 //! (`process_cpu_seconds_total`, `process_resident_memory_bytes`, open fds, ...).
 
 use std::collections::BTreeSet;
@@ -12,6 +13,7 @@ pub fn init() {
     ONCE.call_once(|| {
         // Each metric set registers itself on first use.
         let _ = courier_pipeline::metrics::metrics();
+        let _ = courier_pipeline::kafka::stats::metrics();
         let _ = courier_processors::metrics::metrics();
         let _ = courier_sinks::search::metrics::metrics();
         let _ = courier_gateway::metrics::get();

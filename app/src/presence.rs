@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::config::Config;
-use courier_processors::presence::PresenceStore;
+use courier_processors::presence::{self, PresenceStore};
 use courier_sinks::presence::RocksPresenceStore;
 
 /// Arguments of `presence`.
@@ -17,23 +17,22 @@ pub struct Args {
 }
 
 pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
-    let store =
-        RocksPresenceStore::open(&config.view_dir(crate::registry::Processor::Presence.name()))?;
-    let row = store.get(&args.user)?;
-    // A user never seen is offline (docs/DESIGN.md: "last presence says offline, or none
-    // seen"), with no last-seen time.
-    let (status, last_seen) = match &row {
-        Some(r) => (r.status.as_str(), Some(r.last_seen_ms)),
-        None => ("offline", None),
+    let dir = config.view_dir(crate::registry::Processor::Presence.name());
+    // Read-only, so it answers beside a running presence processor (`courier up`).
+    let row = match RocksPresenceStore::open_read_only(&dir)? {
+        Some(store) => store.get(&args.user)?,
+        None => None,
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"user_id": args.user, "status": status, "last_seen_ms": last_seen})
-        );
+        println!("{}", presence::answer(&args.user, row.as_ref()));
     } else {
-        match last_seen {
-            Some(ms) => println!("{} is {status} (last seen at {ms} ms)", args.user),
+        match &row {
+            Some(r) => println!(
+                "{} is {} (last seen at {} ms)",
+                args.user,
+                r.status.as_str(),
+                r.last_seen_ms
+            ),
             None => println!("{} has never been seen", args.user),
         }
     }

@@ -163,7 +163,11 @@ pub async fn run_processor(
             // instance keeps the shards of the partitions it is assigned.
             let generations = Generations::new(config.view_dir(Processor::Search.name()));
             let g = generations.current()?;
-            let index = TantivySearchIndex::new(generations.dir(g));
+            let mut index = TantivySearchIndex::new(generations.dir(g));
+            if let Some(store) = config.search_snapshots(g) {
+                tracing::info!(snapshots = %store.root().display(), every_ms = config.search.snapshot_interval_ms, "search shards are snapshotted for hand-over");
+                index = index.with_snapshots(store);
+            }
             if let Some(listen) = serve {
                 let shards = courier_sinks::search::SearchShards::open(generations.dir(g))?;
                 crate::search::serve(listen, shards, index.owned()).await?;

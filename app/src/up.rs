@@ -2,6 +2,7 @@
 //! processor — embedded by default, until Ctrl-C / SIGTERM.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,11 +11,15 @@ use crate::config::Config;
 use crate::config::ViewsBackend;
 use anyhow::Context;
 use async_trait::async_trait;
-use courier_gateway::{Gateway, Keys, Parts, SearchFailure, SearchViews};
+use courier_gateway::tls;
+use courier_gateway::{Gateway, Keys, Parts, PresenceViews, SearchFailure, SearchViews};
+use courier_pipeline::secret::expand_home;
 use courier_pipeline::{EventLog, shutdown};
 use courier_processors::inbox::store::{ConversationRows, InboxBatch, InboxStore};
 use courier_processors::inbox::{ConversationState, InboxRow};
+use courier_processors::presence::{PresenceRow, PresenceStore};
 use courier_processors::store::StoreError;
+use courier_sinks::presence::RocksPresenceStore;
 use courier_sinks::search::{SearchError, SearchShards};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -103,6 +108,65 @@ pub struct Args {
     /// NAME resolves to), comma-separated, instead of this process's shards.
     #[arg(long, value_delimiter = ',', value_name = "URL")]
     search_peers: Vec<String>,
+    /// Serve HTTPS and wss instead of plain HTTP, with this PEM certificate
+    /// chain (default: `gateway.tls_cert_file`); needs `--tls-key`.
+    #[arg(long, value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, RSA or EC) of `--tls-cert` (default:
+    /// `gateway.tls_key_file`).
+    #[arg(long, value_name = "PATH")]
+    tls_key: Option<PathBuf>,
+    /// Development sign-in for the web client at `/`: `POST /dev/token` gives
+    /// a token for any user id, no questions asked. Only on a loopback address
+    /// (127.0.0.1, ::1); elsewhere `up` refuses to start.
+    #[arg(long)]
+    dev: bool,
+}
+
+/// The listener's TLS: `--tls-cert`/`--tls-key` over `gateway.tls_cert_file` /
+/// `gateway.tls_key_file`, both or neither; none serves plain HTTP.
+fn tls_config(config: &Config, args: &Args) -> anyhow::Result<Option<Arc<tls::ServerConfig>>> {
+    let pick =
+        |flag: &Option<PathBuf>, flag_name, file: &Option<PathBuf>, key_name| match (flag, file) {
+            (Some(p), _) => Some((flag_name, expand_home(p))),
+            (None, Some(p)) => Some((key_name, expand_home(p))),
+            (None, None) => None,
+        };
+    let cert = pick(
+        &args.tls_cert,
+        "--tls-cert",
+        &config.gateway.tls_cert_file,
+        "gateway.tls_cert_file",
+    );
+    let key = pick(
+        &args.tls_key,
+        "--tls-key",
+        &config.gateway.tls_key_file,
+        "gateway.tls_key_file",
+    );
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some((given, _)), None) => anyhow::bail!(
+            "{given} is given without a private key: give --tls-key (or gateway.tls_key_file) \
+             too, or neither to serve plain HTTP"
+        ),
+        (None, Some((given, _))) => anyhow::bail!(
+            "{given} is given without a certificate: give --tls-cert (or gateway.tls_cert_file) \
+             too, or neither to serve plain HTTP"
+        ),
+        (Some((cert_setting, cert)), Some((key_setting, key))) => tls::server_config(
+            tls::PemFile {
+                setting: cert_setting,
+                path: &cert,
+            },
+            tls::PemFile {
+                setting: key_setting,
+                path: &key,
+            },
+        )
+        .map(|c| Some(Arc::new(c)))
+        .map_err(anyhow::Error::msg),
+    }
 }
 
 /// The RocksDB inbox views as the gateway reads them beside the processor that
@@ -113,9 +177,36 @@ struct ReopenedViews(Config);
 
 impl ReopenedViews {
     async fn open(&self) -> Result<Option<Box<dyn InboxStore>>, StoreError> {
-        crate::views::open_views(&self.0)
-            .await
-            .map_err(|e| StoreError::retryable("inbox/rocksdb", format!("{e:#}")))
+        beside_the_writer("the inbox views", || async {
+            crate::views::open_views(&self.0)
+                .await
+                .map_err(|e| StoreError::retryable("inbox/rocksdb", format!("{e:#}")))
+        })
+        .await
+    }
+}
+
+/// A read through a read-only open of a store that this process's processor
+/// writes. Such an open can fail while the processor opens the same store (it
+/// recovers its log and deletes files the open was reading), so a failed read
+/// is tried again, twice, before the request gets a 503.
+async fn beside_the_writer<T, Fut>(
+    what: &'static str,
+    mut read: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match read().await {
+            Err(e) if attempt < 3 => {
+                tracing::debug!(attempt, error = %e, "reading {what} read-only failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+            }
+            done => return done,
+        }
     }
 }
 
@@ -135,6 +226,20 @@ impl InboxStore for ReopenedViews {
         match self.open().await? {
             Some(v) => v.load_states(conversations).await,
             None => Ok(vec![None; conversations.len()]),
+        }
+    }
+
+    /// One open for both: two opens can see the store going back in time (the
+    /// second during the processor's recovery, without its log), and states older
+    /// than the checkpoint would lose the events between them (RELIABILITY.md).
+    async fn states_at_checkpoint(
+        &self,
+        partition: u32,
+        conversations: &[String],
+    ) -> Result<(Option<u64>, Vec<Option<ConversationState>>), StoreError> {
+        match self.open().await? {
+            Some(v) => v.states_at_checkpoint(partition, conversations).await,
+            None => Ok((None, vec![None; conversations.len()])),
         }
     }
 
@@ -171,6 +276,46 @@ async fn gateway_views(config: &Config) -> anyhow::Result<Arc<dyn InboxStore>> {
     })
 }
 
+/// The presence table of this process's presence processor, as the gateway
+/// reads it: opened read-only per call, like [`ReopenedViews`], and tried again
+/// when an open races the processor opening the same store.
+struct ReopenedPresence(std::path::PathBuf);
+
+#[async_trait]
+impl PresenceViews for ReopenedPresence {
+    async fn presence(&self, user: &str) -> Result<Option<PresenceRow>, StoreError> {
+        beside_the_writer("the presence table", || {
+            let (dir, user) = (self.0.clone(), user.to_owned());
+            async move {
+                // RocksDB reads block; keep them off the request threads.
+                tokio::task::spawn_blocking(move || {
+                    match RocksPresenceStore::open_read_only(&dir)? {
+                        Some(table) => table.get(&user),
+                        None => Ok(None),
+                    }
+                })
+                .await
+                .map_err(|e| StoreError::retryable("presence/rocksdb", e))?
+            }
+        })
+        .await
+    }
+}
+
+/// The presence view of this process's presence processor, when it runs here;
+/// else none (the gateway answers 503), as for search: a table written by no
+/// one here would say everyone is offline.
+fn presence_views(config: &Config, processors: &[Processor]) -> Option<Arc<dyn PresenceViews>> {
+    processors
+        .iter()
+        .any(|p| matches!(p, Processor::Presence))
+        .then(|| {
+            Arc::new(ReopenedPresence(
+                config.view_dir(Processor::Presence.name()),
+            )) as Arc<dyn PresenceViews>
+        })
+}
+
 /// Where the gateway's searches go: the peers when given; else this process's
 /// shards when its search processor runs here; else none (the gateway answers
 /// 503), since shards written by no one here would silently answer nothing.
@@ -204,17 +349,37 @@ pub async fn run(
             config.data_dir.display()
         )
     })?;
+    let tls = tls_config(config, &args)?;
     let listen = args.listen.unwrap_or_else(|| config.gateway.listen.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
+    if args.dev && !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "--dev lets anyone who can reach {addr} sign in as any user: it is allowed on a \
+             loopback address only (--listen 127.0.0.1:PORT); without --dev, sign in with a \
+             token from `courier token USER`"
+        );
+    }
+    if tls.is_none() && !addr.ip().is_loopback() {
+        // Not refused: a TLS-terminating proxy in front is a sound deployment.
+        tracing::warn!(
+            %addr,
+            "serving plain HTTP on a non-loopback address: tokens and messages cross the \
+             network unencrypted unless a TLS-terminating proxy is in front; give --tls-cert \
+             and --tls-key to serve HTTPS"
+        );
+    }
+    let tls_on = tls.is_some();
+    let scheme = if tls_on { "https" } else { "http" };
 
     let processors = match &args.processors {
         Some(list) => parse_processors(list)?,
         None => Processor::in_up(config),
     };
     let search = search_views(config, &processors, args.search_peers)?;
+    let presence = presence_views(config, &processors);
     // Each processor on a thread of its own (see `ProcessorThread`), the gateway on
     // this runtime. A processor whose thread panicked ends as an error, which
     // stops everything.
@@ -227,10 +392,14 @@ pub async fn run(
     }
     let gateway = Gateway::start(
         Parts {
-            settings: config.gateway.clone(),
+            settings: courier_gateway::GatewayConfig {
+                dev_sign_in: args.dev,
+                ..config.gateway.clone()
+            },
             log: log.clone(),
             views: gateway_views(config).await?,
             search,
+            presence,
             keys,
         },
         stop.clone(),
@@ -240,11 +409,15 @@ pub async fn run(
     parts.push(Box::pin(async move {
         (
             "gateway",
-            gateway.serve(listener).await.map_err(anyhow::Error::from),
+            match tls {
+                Some(tls) => gateway.serve_tls(listener, tls).await,
+                None => gateway.serve(listener).await,
+            }
+            .map_err(anyhow::Error::from),
         )
     }));
 
-    println!("courier is up: http://{addr}");
+    println!("courier is up: {scheme}://{addr}");
     println!(
         "  log: {}, views: {:?}, processors: {}",
         log.backend(),
@@ -259,12 +432,17 @@ pub async fn run(
                 .join(", ")
         }
     );
+    if args.dev {
+        println!("  web client:   {scheme}://{addr}/  (dev sign-in: any name)");
+    } else {
+        println!("  web client:   {scheme}://{addr}/  (sign in with a token)");
+    }
     println!("  get a token:  courier{cli_flags} token USER");
     println!(
-        "  try:          curl -H \"Authorization: Bearer $(courier{cli_flags} token alice)\" http://{addr}/v1/inbox"
+        "  try:          curl -H \"Authorization: Bearer $(courier{cli_flags} token alice)\" {scheme}://{addr}/v1/inbox"
     );
-    println!("  API:          http://{addr}/openapi.json   stop: Ctrl-C");
-    tracing::info!(%addr, "gateway listening");
+    println!("  API:          {scheme}://{addr}/openapi.json   stop: Ctrl-C");
+    tracing::info!(%addr, tls = tls_on, "gateway listening");
 
     // One part failing stops the others: a platform without its inbox would
     // accept messages nobody can read.

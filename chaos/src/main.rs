@@ -7,6 +7,7 @@ mod courier;
 mod http;
 mod provider;
 mod run;
+mod servers;
 mod traffic;
 
 use std::path::PathBuf;
@@ -21,9 +22,16 @@ use courier_chaos::schedule::{Backend, Faults, Schedule};
 #[derive(Debug, Parser)]
 #[command(name = "courier-chaos")]
 struct Args {
-    /// Where the log and the views live. Embedded only for now: process kills.
-    #[arg(long, default_value = "embedded", value_parser = ["embedded"])]
+    /// Where the log and the views live: `embedded` (process kills) or
+    /// `kafka-cassandra` (process kills, two inbox instances in a group, server
+    /// kills and restarts, on a Kafka broker and a Cassandra node of the
+    /// harness's own, started with compose/local's scripts).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "kafka-cassandra"])]
     backend: String,
+    /// compose/local, whose up.sh and down.sh start and stop the servers of
+    /// Kafka + Cassandra schedules.
+    #[arg(long, value_name = "DIR", default_value = "compose/local")]
+    scripts: PathBuf,
     /// The first schedule's seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -43,14 +51,17 @@ struct Args {
     #[arg(long)]
     plan: bool,
     /// Report differences that are a known, open courier bug (by name; see
-    /// RELIABILITY.md) without failing. The names: up-views-race.
+    /// RELIABILITY.md) without failing. None is open now.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     allow: Vec<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let backend = Backend::Embedded;
+    let backend = match args.backend.as_str() {
+        "kafka-cassandra" => Backend::KafkaCassandra,
+        _ => Backend::Embedded,
+    };
     let schedules: Vec<Schedule> = (0..args.schedules)
         .map(|i| Schedule::generate(args.seed + i, backend))
         .collect();
@@ -84,10 +95,27 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let servers = if backend == Backend::KafkaCassandra {
+        let state = args.work.join("servers");
+        eprintln!(
+            "starting the schedules' own Kafka and Cassandra under {}",
+            state.display()
+        );
+        match servers::Servers::start(&args.scripts, &state) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: starting the servers: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let opts = run::Options {
         bin: copy.clone(),
         keep: args.keep,
         work: args.work,
+        servers,
     };
     let started = Instant::now();
     let mut faults = Faults::default();
@@ -130,7 +158,7 @@ fn main() -> ExitCode {
         rows += r.rows;
         let f = r.faults;
         println!(
-            "seed {}: {} in {:.0} s — kills: processor {}, push {}, up {}, rebuild {}; provider 500 ×{}, 429 ×{}, timeout ×{}; pushes {} (+{} extra)",
+            "seed {}: {} in {:.0} s — kills: processor {} ({} of two), push {}, up {}, rebuild {}, kafka {}, cassandra {}; provider 500 ×{}, 429 ×{}, timeout ×{}; pushes {} (+{} extra)",
             s.seed,
             if r.differences.is_empty() {
                 "ok".to_string()
@@ -139,9 +167,12 @@ fn main() -> ExitCode {
             },
             r.duration.as_secs_f64(),
             f.processor_kills,
+            f.paired_kills,
             f.push_kills,
             f.up_kills,
             f.rebuild_kills,
+            f.kafka_kills,
+            f.cassandra_kills,
             f.provider_500,
             f.provider_429,
             f.provider_timeouts,
@@ -179,11 +210,14 @@ fn main() -> ExitCode {
         secs / n.max(1.0)
     );
     println!(
-        "   faults injected: processor SIGKILL {}, push processor SIGKILL {}, courier up SIGKILL {}, rebuild SIGKILL {}, provider 500 ×{}, 429 ×{}, timeout ×{} ({skipped} kill(s) skipped: the process finished first)",
+        "   faults injected: processor SIGKILL {} ({} of them one of two instances), push processor SIGKILL {}, courier up SIGKILL {}, rebuild SIGKILL {}, Kafka kill -9 + restart {}, Cassandra kill -9 + restart {}, provider 500 ×{}, 429 ×{}, timeout ×{} ({skipped} fault(s) skipped: the process finished first)",
         faults.processor_kills,
+        faults.paired_kills,
         faults.push_kills,
         faults.up_kills,
         faults.rebuild_kills,
+        faults.kafka_kills,
+        faults.cassandra_kills,
         faults.provider_500,
         faults.provider_429,
         faults.provider_timeouts

@@ -19,7 +19,7 @@ use courier_chaos::check::{self, Job, JobKey, Sample, Views};
 use courier_chaos::model::Model;
 use courier_chaos::rng::Rng;
 use courier_chaos::schedule::{
-    Faults, Kill, Phase, Processor, Run, Schedule, View, processors_arg,
+    Backend, Faults, Kill, Phase, Processor, Run, Schedule, Server, View, processors_arg,
 };
 use courier_schemas::Event;
 use courier_schemas::json::parse_line;
@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use crate::courier::{Courier, Proc, free_port};
 use crate::http;
 use crate::provider::{Provider, Trigger};
+use crate::servers::Servers;
 use crate::traffic::{Expect, Request, Traffic};
 
 /// How long any one step may take before it counts as stuck.
@@ -43,6 +44,8 @@ pub struct Options {
     pub keep: bool,
     /// Where schedules' directories go.
     pub work: PathBuf,
+    /// The Kafka broker and Cassandra node (Kafka + Cassandra schedules).
+    pub servers: Option<Servers>,
 }
 
 /// What one schedule did and found.
@@ -86,6 +89,7 @@ struct HttpRecord {
 
 struct Driver<'a> {
     s: &'a Schedule,
+    servers: Option<&'a Servers>,
     courier: Courier,
     provider: Provider,
     traffic: Traffic,
@@ -132,8 +136,19 @@ pub fn run(s: &Schedule, opts: &Options) -> Report {
         ("COURIER_GATEWAY__IP_RATE_PER_SEC".into(), "100000".into()),
         ("COURIER_GATEWAY__IP_BURST".into(), "100000".into()),
     ];
+    let mut env = env;
+    let servers = match (s.backend, &opts.servers) {
+        (Backend::Embedded, _) => None,
+        (Backend::KafkaCassandra, Some(servers)) => {
+            // Topics, groups and the keyspace of this schedule alone.
+            env.extend(servers.client_env(&format!("chaos{}", s.seed)));
+            Some(servers)
+        }
+        (Backend::KafkaCassandra, None) => panic!("Kafka + Cassandra schedules need servers"),
+    };
     let mut d = Driver {
         s,
+        servers,
         courier: Courier::new(opts.bin.clone(), dir.path(), env),
         provider,
         traffic: Traffic::new(s),
@@ -149,7 +164,17 @@ pub fn run(s: &Schedule, opts: &Options) -> Report {
         aborted: false,
         started,
     };
+    if d.servers.is_some() {
+        for args in [&["topics", "apply"][..], &["migrate"]] {
+            if let Err(e) = d.courier.ok(args) {
+                d.abort(format!("{}: {e}", args.join(" ")));
+            }
+        }
+    }
     for (i, phase) in s.phases.iter().enumerate() {
+        if d.aborted {
+            break;
+        }
         match phase {
             Phase::File {
                 messages,
@@ -353,15 +378,66 @@ impl Driver<'_> {
 
     /// One processor to the end of the log: each kill in turn, each time in a
     /// fresh `run --until-caught-up`, then one more that must end by itself.
+    /// With `pair`, a second instance works in the group from start to end.
+    /// With an outage, a server is killed and restarted first, under the
+    /// run's first instance, while the whole run's work is still pending; that
+    /// instance then goes on to the first kill, or to the end.
     fn run(&mut self, r: &Run) {
         let p = r.processor;
-        let args = ["run", p.name(), "--until-caught-up"];
-        for kill in &r.kills {
-            let pending = self.pending(p);
-            let (Kill::Applied(pm) | Kill::AfterAnswer(pm) | Kill::BeforeAnswer(pm)) = *kill;
-            let at = (pending * pm as u64 / 1000).max(1);
-            let number = (p == Processor::Push).then(|| self.provider.begin_process());
+        // On Kafka the killed instance comes back under the same
+        // group.instance.id and takes its partitions back at once.
+        let id = format!("chaos-{}-a", p.name());
+        let plain = ["run", p.name(), "--until-caught-up"];
+        let mut args = plain.to_vec();
+        if self.servers.is_some() {
+            args.splice(0..0, ["--instance-id", id.as_str()]);
+        }
+        // The second instance starts just after the first, so that the group
+        // splits the work between them.
+        let mut paired: Option<Proc> = None;
+        let mut current: Option<Proc> = None;
+        if let Some(o) = r.outage {
+            let at = (self.pending(p) * o.at as u64 / 1000).max(1);
             let mut proc = self.courier.spawn(&args, true);
+            self.pair(r, &plain, &mut paired);
+            self.note(&format!(
+                "{}: kill -9 {} once the group applied {at}",
+                proc.what,
+                o.server.name()
+            ));
+            match self.await_applied(&mut proc, paired.as_ref(), p.name(), at) {
+                Ok(Some(_)) => {
+                    if let Err(e) = self.outage(o.server) {
+                        return self.abort(e);
+                    }
+                    current = Some(proc);
+                }
+                Ok(None) => {
+                    self.note(&format!("{} ended before the outage", p.name()));
+                    self.report.skipped_kills += 1;
+                }
+                Err(e) => return self.abort(e),
+            }
+        }
+        for kill in &r.kills {
+            let mut pending = self.pending(p);
+            if r.pair {
+                // Each instance applies about half.
+                pending /= 2;
+            }
+            let (Kill::Applied(pm) | Kill::AfterAnswer(pm) | Kill::BeforeAnswer(pm)) = *kill;
+            let mut at = (pending * pm as u64 / 1000).max(1);
+            let number = (p == Processor::Push).then(|| self.provider.begin_process());
+            let mut proc = match current.take() {
+                // Outages are drawn for processors other than push, whose
+                // kills count answers from the process's start.
+                Some(proc) => {
+                    at += proc.applied(p.name());
+                    proc
+                }
+                None => self.courier.spawn(&args, true),
+            };
+            self.pair(r, &plain, &mut paired);
             self.note(&format!(
                 "{}: {pending} pending; SIGKILL {kill} = at {at}",
                 proc.what
@@ -379,6 +455,7 @@ impl Driver<'_> {
                     } else {
                         self.report.faults.processor_kills += 1;
                     }
+                    self.report.faults.paired_kills += r.pair as u64;
                 }
                 Ok(None) => {
                     self.note(&format!("{} ended before the kill", p.name()));
@@ -390,10 +467,48 @@ impl Driver<'_> {
         if p == Processor::Push {
             self.provider.begin_process();
         }
-        let mut proc = self.courier.spawn(&args, false);
+        let mut proc = match current.take() {
+            Some(proc) => proc,
+            None => self.courier.spawn(&args, false),
+        };
+        self.pair(r, &plain, &mut paired);
         if let Err(e) = self.await_exit(&mut proc) {
+            return self.abort(e);
+        }
+        if let Some(mut b) = paired
+            && let Err(e) = self.await_exit(&mut b)
+        {
             self.abort(e);
         }
+    }
+
+    /// Starts the run's second instance, if it has one and it is not running.
+    fn pair(&mut self, r: &Run, args: &[&str], paired: &mut Option<Proc>) {
+        if r.pair && paired.is_none() {
+            let b = self.courier.spawn(args, true);
+            self.note(&format!("{}: the second instance", b.what));
+            *paired = Some(b);
+        }
+    }
+
+    /// A server killed with SIGKILL, then started again (returns once it
+    /// serves clients; whatever runs meanwhile must ride it out).
+    fn outage(&mut self, server: Server) -> Result<(), String> {
+        let servers = self.servers.expect("outages only on Kafka + Cassandra");
+        servers.kill_9(server)?;
+        match server {
+            Server::Kafka => self.report.faults.kafka_kills += 1,
+            Server::Cassandra => self.report.faults.cassandra_kills += 1,
+        }
+        self.note(&format!("kill -9 {}; restarting it", server.name()));
+        let started = Instant::now();
+        servers.restart(server)?;
+        self.note(&format!(
+            "{} serves again after {:.1} s",
+            server.name(),
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
     }
 
     /// Waits for a process that must end by itself, successfully.
@@ -431,6 +546,24 @@ impl Driver<'_> {
         label: &str,
         at: u64,
     ) -> Result<Option<Instant>, String> {
+        let reached = self.await_applied(proc, None, label, at)?;
+        if reached.is_some() {
+            proc.kill();
+        }
+        Ok(reached)
+    }
+
+    /// Waits until `proc` (with `other`, the second instance of its group, if
+    /// any) applied `at` records: when it did, or `None` if `proc` ended
+    /// (successfully) first, reaped.
+    fn await_applied(
+        &mut self,
+        proc: &mut Proc,
+        other: Option<&Proc>,
+        label: &str,
+        at: u64,
+    ) -> Result<Option<Instant>, String> {
+        let mut others = 0;
         let deadline = Instant::now() + STEP_LIMIT;
         loop {
             if let Some(status) = proc.exited() {
@@ -445,10 +578,10 @@ impl Driver<'_> {
                     ))
                 };
             }
-            if proc.applied(label) >= at {
-                let when = Instant::now();
-                proc.kill();
-                return Ok(Some(when));
+            // The second instance's count vanishes with it: keep its last.
+            others = other.map_or(0, |o| o.applied(label).max(others));
+            if proc.applied(label) + others >= at {
+                return Ok(Some(Instant::now()));
             }
             if Instant::now() > deadline {
                 proc.kill();

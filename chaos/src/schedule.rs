@@ -10,9 +10,11 @@
 //! On the embedded log one process owns the data directory, so the phases take
 //! turns: traffic goes in (a file through `courier produce`, or HTTP clients
 //! through `courier up`, which runs every processor inside), then each processor
-//! runs to the end of the log, alone. The Kafka + Cassandra backend will run
-//! processors while traffic flows, two instances per group, and kill servers
-//! too; its phases go beside these (see [`Backend`]).
+//! runs to the end of the log, alone. On Kafka + Cassandra the same phases run
+//! with more faults, drawn from a stream of their own so that a seed's embedded
+//! schedule stays what it was: a second inbox instance in the group beside the
+//! one that is killed, and the broker or Cassandra killed with SIGKILL and
+//! restarted while a processor works (see [`Backend`]).
 
 use std::fmt;
 
@@ -23,14 +25,49 @@ use crate::rng::Rng;
 pub enum Backend {
     /// RocksDB log and views under one data directory: process kills only.
     Embedded,
+    /// Kafka log, Cassandra inbox views, both servers the harness's own: process
+    /// kills, two inbox instances in a group, server kills and restarts.
+    KafkaCassandra,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::KafkaCassandra => "kafka-cassandra",
+        }
+    }
 }
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Embedded => "embedded",
-        })
+        f.write_str(self.name())
     }
+}
+
+/// A server the harness runs (Kafka + Cassandra only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Kafka,
+    Cassandra,
+}
+
+impl Server {
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Kafka => "kafka",
+            Server::Cassandra => "cassandra",
+        }
+    }
+}
+
+/// A server killed with SIGKILL once the run's last instance applied this
+/// fraction (per mille) of what was pending, then started again while the
+/// processor keeps working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    pub server: Server,
+    pub at: u32,
 }
 
 /// A processor `courier run` runs.
@@ -107,6 +144,11 @@ impl fmt::Display for Kill {
 pub struct Run {
     pub processor: Processor,
     pub kills: Vec<Kill>,
+    /// A second instance in the group, from the start of the run to its end
+    /// (Kafka + Cassandra, inbox: the killed one is one of two).
+    pub pair: bool,
+    /// A server killed and restarted during the last instance's work.
+    pub outage: Option<Outage>,
 }
 
 /// A view kept in generations.
@@ -211,9 +253,13 @@ pub struct Schedule {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Faults {
     pub processor_kills: u64,
+    /// Of the processor kills, those of one of two instances in a group.
+    pub paired_kills: u64,
     pub push_kills: u64,
     pub up_kills: u64,
     pub rebuild_kills: u64,
+    pub kafka_kills: u64,
+    pub cassandra_kills: u64,
     pub provider_500: u64,
     pub provider_429: u64,
     pub provider_timeouts: u64,
@@ -222,6 +268,9 @@ pub struct Faults {
 impl Faults {
     pub fn add(&mut self, o: &Faults) {
         self.processor_kills += o.processor_kills;
+        self.paired_kills += o.paired_kills;
+        self.kafka_kills += o.kafka_kills;
+        self.cassandra_kills += o.cassandra_kills;
         self.push_kills += o.push_kills;
         self.up_kills += o.up_kills;
         self.rebuild_kills += o.rebuild_kills;
@@ -278,6 +327,9 @@ impl Schedule {
             });
             at += count;
         }
+        if backend == Backend::KafkaCassandra {
+            distributed_faults(seed, &mut phases);
+        }
         Schedule {
             seed,
             backend,
@@ -299,6 +351,14 @@ impl Schedule {
                     f.push_kills += r.kills.len() as u64;
                 } else {
                     f.processor_kills += r.kills.len() as u64;
+                }
+                if r.pair {
+                    f.paired_kills += r.kills.len() as u64;
+                }
+                match r.outage.map(|o| o.server) {
+                    Some(Server::Kafka) => f.kafka_kills += 1,
+                    Some(Server::Cassandra) => f.cassandra_kills += 1,
+                    None => {}
                 }
             }
         };
@@ -328,6 +388,60 @@ impl Schedule {
             .iter()
             .find(|p| (p.from_request..p.from_request + p.count).contains(&n))
             .map(|p| p.answer)
+    }
+}
+
+/// The Kafka + Cassandra faults, from their own stream: the inbox runs with a
+/// second instance half the time (only inbox: the other processors keep local
+/// stores in the one data directory the harness gives a schedule, which two
+/// instances cannot share); one or two server outages, each during a run that
+/// starts with work to do (Cassandra during an inbox run, the only processor
+/// that writes to it).
+fn distributed_faults(seed: u64, phases: &mut [Phase]) {
+    let mut rng = Rng::new(seed ^ 0xD157_C4A0_5EED_0001);
+    // Each run, and whether its processor has work when it starts (not when
+    // `courier up` ran it inside, where an outage would find nothing to do).
+    let mut runs: Vec<(&mut Run, bool)> = phases
+        .iter_mut()
+        .flat_map(|p| match p {
+            Phase::File { runs, .. } => runs.iter_mut().map(|r| (r, true)).collect(),
+            Phase::Gateway { runs, inside, .. } => runs
+                .iter_mut()
+                .map(|r| {
+                    let busy = !inside.contains(&r.processor);
+                    (r, busy)
+                })
+                .collect(),
+            Phase::Rebuild { .. } => Vec::new(),
+        })
+        .collect();
+    for (r, _) in runs.iter_mut() {
+        r.pair = r.processor == Processor::Inbox && rng.chance(0.5);
+    }
+    for _ in 0..rng.range(1, 3) {
+        let server = if rng.chance(0.5) {
+            Server::Kafka
+        } else {
+            Server::Cassandra
+        };
+        let eligible: Vec<usize> = (0..runs.len())
+            .filter(|i| runs[*i].1 && runs[*i].0.outage.is_none())
+            .filter(|i| match runs[*i].0.processor {
+                // Push's kills count the provider's answers from a process's
+                // start: the instance an outage ran under cannot carry one.
+                Processor::Push => false,
+                Processor::Inbox => true,
+                _ => server == Server::Kafka,
+            })
+            .collect();
+        if eligible.is_empty() {
+            continue;
+        }
+        let i = *rng.pick(&eligible);
+        runs[i].0.outage = Some(Outage {
+            server,
+            at: permille(&mut rng),
+        });
     }
 }
 
@@ -372,7 +486,12 @@ fn runs(rng: &mut Rng) -> Vec<Run> {
                     _ => Kill::Applied(permille(rng)),
                 })
                 .collect();
-            Run { processor, kills }
+            Run {
+                processor,
+                kills,
+                pair: false,
+                outage: None,
+            }
         })
         .collect()
 }
@@ -389,8 +508,19 @@ pub fn processors_arg(inside: &[Processor]) -> String {
 impl fmt::Display for Run {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.processor)?;
+        if self.pair {
+            write!(f, " (2 instances)")?;
+        }
         for k in &self.kills {
             write!(f, " [SIGKILL {k}]")?;
+        }
+        if let Some(o) = self.outage {
+            write!(
+                f,
+                " [kill -9 {} {}, restart]",
+                o.server.name(),
+                Kill::Applied(o.at)
+            )?;
         }
         Ok(())
     }
@@ -518,6 +648,37 @@ mod tests {
             ("500", all.provider_500),
             ("429", all.provider_429),
             ("timeout", all.provider_timeouts),
+        ] {
+            assert!(n > 10, "{kind}: {n} in 100 schedules");
+        }
+    }
+
+    #[test]
+    fn kafka_cassandra_adds_its_faults_and_keeps_the_embedded_draws() {
+        let mut all = Faults::default();
+        for seed in 0..100 {
+            let e = Schedule::generate(seed, Backend::Embedded);
+            let d = Schedule::generate(seed, Backend::KafkaCassandra);
+            assert_eq!(e.phases.len(), d.phases.len());
+            assert_eq!(e.provider, d.provider);
+            let plain = |s: &Schedule| -> Vec<(Processor, Vec<Kill>)> {
+                s.phases
+                    .iter()
+                    .flat_map(|p| match p {
+                        Phase::File { runs, .. } | Phase::Gateway { runs, .. } => runs.clone(),
+                        Phase::Rebuild { .. } => Vec::new(),
+                    })
+                    .map(|r| (r.processor, r.kills))
+                    .collect()
+            };
+            assert_eq!(plain(&e), plain(&d), "seed {seed}");
+            assert_eq!(e.planned().kafka_kills + e.planned().cassandra_kills, 0);
+            all.add(&d.planned());
+        }
+        for (kind, n) in [
+            ("paired", all.paired_kills),
+            ("kafka", all.kafka_kills),
+            ("cassandra", all.cassandra_kills),
         ] {
             assert!(n > 10, "{kind}: {n} in 100 schedules");
         }

@@ -213,8 +213,11 @@ commitlog_directory: $CASSANDRA_STATE/commitlog
 saved_caches_directory: $CASSANDRA_STATE/saved_caches
 hints_directory: $CASSANDRA_STATE/hints
 cdc_raw_directory: $CASSANDRA_STATE/cdc_raw
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+# A lone node, with no replica to hold a copy: acknowledge a write only once the
+# commitlog has it on disk. With the default periodic sync, a kill -9 forgot
+# writes it had acknowledged a moment before, and an idle member of a processor's
+# group, which saw no error, never wrote them again (RELIABILITY.md).
+commitlog_sync: batch
 commitlog_segment_size: 32MiB
 memtable_heap_space: 64MiB
 memtable_offheap_space: 64MiB

@@ -222,6 +222,7 @@ fn main() {
                 log: log.clone(),
                 views,
                 search: None,
+                presence: None,
                 keys: Keys::hs256(b"bench"),
             },
             stop,

@@ -2,6 +2,8 @@
 //! listens and the limits it enforces. The application crate puts it together with
 //! the other crates' sections.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// `[gateway]`: where `courier up` listens and the limits it enforces.
@@ -11,6 +13,16 @@ pub struct GatewayConfig {
     /// Address to listen on (`--listen` overrides it).
     #[serde(default = "default_gateway_listen")]
     pub listen: String,
+    /// PEM certificate chain (the server's certificate first) to serve HTTPS
+    /// and wss with, instead of plain HTTP; with `tls_key_file`, both or
+    /// neither (`--tls-cert` overrides it). Without them, a proxy in front is
+    /// expected to terminate TLS.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC) of `tls_cert_file` (`--tls-key`
+    /// overrides it); readable by its owner only.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
     /// Shorthand for one HS256 key, given inline, for tokens without a `kid`.
     /// Without it and without `jwt_keys`, a development secret is generated
     /// once into `data_dir/gateway/jwt_secret` (mode 0600), so tokens survive a
@@ -68,12 +80,31 @@ pub struct GatewayConfig {
     /// Live events queued per WebSocket connection before it is cut off as too slow.
     #[serde(default = "default_ws_queue")]
     pub ws_queue: usize,
+    /// How often, at most, an idle live connection is sent `{"cursor"}` alone,
+    /// when the log moved on without events for it, in ms: keeps a reconnect's
+    /// catch-up short.
+    #[serde(default = "default_ws_cursor_every")]
+    pub ws_cursor_every_ms: u64,
+    /// Most missed events a reconnect with `?since=` delivers; more and it is
+    /// told to re-read its inbox instead (close code 4410).
+    #[serde(default = "default_resume_max_events")]
+    pub resume_max_events: usize,
+    /// Most log records (everyone's) a reconnect with `?since=` reads to find
+    /// its missed events; more and it is told to re-read its inbox.
+    #[serde(default = "default_resume_max_records")]
+    pub resume_max_records: u64,
     /// How long a write waits for the log to acknowledge its event before it
     /// answers 503 with Retry-After (the log unreachable: a broker down), in ms.
     /// Default 5000: a client learns within that, instead of after the Kafka
     /// producer's own 30 s.
     #[serde(default = "default_publish_timeout")]
     pub publish_timeout_ms: u64,
+    /// Development sign-in: `POST /dev/token` mints a token for any user id
+    /// (the web client's name box). Set by `courier up --dev` only, which
+    /// refuses it on a non-loopback address; never read from a file, so no
+    /// deployed configuration can turn it on by mistake.
+    #[serde(skip)]
+    pub dev_sign_in: bool,
 }
 
 fn default_jwt_name() -> String {
@@ -136,6 +167,15 @@ fn default_idempotency_keys() -> usize {
 fn default_ws_queue() -> usize {
     256
 }
+fn default_ws_cursor_every() -> u64 {
+    10_000
+}
+fn default_resume_max_events() -> usize {
+    1_000
+}
+fn default_resume_max_records() -> u64 {
+    100_000
+}
 
 fn default_publish_timeout() -> u64 {
     5_000
@@ -145,6 +185,8 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             listen: default_gateway_listen(),
+            tls_cert_file: None,
+            tls_key_file: None,
             jwt_secret: None,
             jwt_keys: Vec::new(),
             jwt_issuer: default_jwt_name(),
@@ -160,7 +202,11 @@ impl Default for GatewayConfig {
             idempotency_ttl_secs: default_idempotency_ttl(),
             idempotency_max_keys: default_idempotency_keys(),
             ws_queue: default_ws_queue(),
+            ws_cursor_every_ms: default_ws_cursor_every(),
+            resume_max_events: default_resume_max_events(),
+            resume_max_records: default_resume_max_records(),
             publish_timeout_ms: default_publish_timeout(),
+            dev_sign_in: false,
         }
     }
 }

@@ -35,7 +35,9 @@ use courier_topics::CONVERSATIONS;
 use tokio::sync::{Mutex, watch};
 
 use crate::error::ApiError;
-use crate::live::Hub;
+use crate::live::{Hub, Live};
+use crate::resume::Topic;
+use crate::tail::TailReads;
 
 /// More cached states than this in one partition and the cache is emptied:
 /// states come back from the views on demand, so this bounds memory, not
@@ -110,6 +112,7 @@ impl Conversations {
         let mut parts = Vec::new();
         for p in 0..n {
             let (_, high) = log.watermarks(CONVERSATIONS, p).await?;
+            hub.start_tail(Topic::Conversations, p, high);
             parts.push(Partition {
                 inner: Mutex::new(PartState {
                     next: high,
@@ -136,24 +139,11 @@ impl Conversations {
     }
 
     async fn tail(self: Arc<Self>, p: u32, mut stop: Shutdown) {
-        let mut backoff = Duration::from_millis(100);
+        let mut reads = TailReads::new(CONVERSATIONS, p);
         loop {
             let next = self.parts[p as usize].inner.lock().await.next;
-            let read = tokio::select! {
-                r = self.log.read(CONVERSATIONS, p, next, 1000, Duration::from_millis(200)) => r,
-                _ = stop.wait() => return,
-            };
-            let records = match read {
-                Ok(r) => {
-                    backoff = Duration::from_millis(100);
-                    r
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, partition = p, "gateway tail: reading the log failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
+            let Some(records) = reads.next(&*self.log, next, &mut stop).await else {
+                return;
             };
             if records.is_empty() {
                 continue;
@@ -163,8 +153,10 @@ impl Conversations {
                 if r.offset < st.next {
                     continue;
                 }
+                self.hub.claim(Topic::Conversations, p, r.offset + 1);
                 let Ok(event) = courier_schemas::decode(&r.value) else {
                     st.next = r.offset + 1;
+                    self.hub.delivered(Topic::Conversations, p, st.next);
                     continue;
                 };
                 let conv = event.conversation_id().unwrap_or_default().to_string();
@@ -183,11 +175,12 @@ impl Conversations {
                         let audience = audience(state, &before, &event);
                         self.hub.deliver(
                             audience.iter().map(String::as_str),
-                            &courier_schemas::json::to_line(&event),
+                            Live::new(Topic::Conversations, p, r.offset, &event),
                         );
                     }
                 }
                 st.next = r.offset + 1;
+                self.hub.delivered(Topic::Conversations, p, st.next);
             }
             let next = st.next;
             drop(st);
@@ -204,18 +197,13 @@ impl Conversations {
         if st.states.len() >= MAX_CACHED_PER_PARTITION {
             st.states.clear();
         }
-        // Checkpoint first: the state read after it covers at least as much.
-        let checkpoint = self
+        let (checkpoint, mut states) = self
             .views
-            .checkpoint(p)
+            .states_at_checkpoint(p, &[conversation.to_string()])
             .await
-            .map_err(|e| unavailable("reading the inbox views", e))?
-            .unwrap_or(0);
-        let mut state = self
-            .views
-            .load_states(&[conversation.to_string()])
-            .await
-            .map_err(|e| unavailable("reading the inbox views", e))?
+            .map_err(|e| unavailable("reading the inbox views", e))?;
+        let checkpoint = checkpoint.unwrap_or(0);
+        let mut state = states
             .pop()
             .flatten()
             .unwrap_or_else(|| ConversationState::new(conversation));
@@ -320,6 +308,17 @@ impl Conversations {
             (Some(Body::ConversationCreated(_)), _) => used(" with other members or title"),
             _ => used(" (its first write is no longer in the log to compare with)"),
         }
+    }
+
+    /// Whether `user` got `event`, at `offset` of its conversation's partition,
+    /// live (or would have, had they been connected): judged by the
+    /// conversation's state now, whose membership spans and messages tell who
+    /// was a member and who saw which message at any offset. A resume delivers
+    /// what this accepts. Call only for offsets the tail has passed.
+    pub async fn saw(&self, user: &str, event: &Event, offset: u64) -> Result<bool, ApiError> {
+        let conversation = event.conversation_id().unwrap_or_default();
+        self.with_state(conversation, |state, _| saw(state, event, offset, user))
+            .await
     }
 
     /// Waits until the tail has applied `offset` of partition `p`.
@@ -452,6 +451,40 @@ fn audience(state: &ConversationState, before: &[String], event: &Event) -> Vec<
     users
 }
 
+/// [`audience`] of the event at `offset`, judged afterwards from a later state:
+/// whether it contains `user`. Events that changed nothing (a membership change
+/// whose members are the same before and after, a message event naming a
+/// message sent later or never) reached nobody live, and reach nobody here.
+fn saw(state: &ConversationState, event: &Event, offset: u64, user: &str) -> bool {
+    // A message's own event: to members at `offset` who saw the message sent.
+    let seer = |message_id: &str| {
+        state.message_origin(message_id).is_some_and(|(_, sent)| {
+            sent <= offset
+                && state.visible_to(sent).contains(&user)
+                && state.members_after(offset).contains(&user)
+        })
+    };
+    let changed = || state.members_before(offset) != state.members_after(offset);
+    match &event.body {
+        Some(Body::MessageSent(m)) => {
+            state.message_origin(&m.message_id).map(|(_, at)| at) == Some(offset)
+                && seer(&m.message_id)
+        }
+        Some(Body::MessageEdited(m)) => seer(&m.message_id),
+        Some(Body::MessageDeleted(m)) => seer(&m.message_id),
+        Some(Body::Receipt(r)) => {
+            (r.user_id == user || state.message_sender(&r.message_id) == Some(user))
+                && seer(&r.message_id)
+        }
+        Some(Body::ConversationCreated(_)) => {
+            state.created_offset() == Some(offset) && state.members_after(offset).contains(&user)
+        }
+        Some(Body::MembersAdded(_)) => changed() && state.members_after(offset).contains(&user),
+        Some(Body::MembersRemoved(_)) => changed() && state.members_before(offset).contains(&user),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,6 +558,56 @@ mod tests {
                    "sender_id": "carol", "text": "hi all"}),
         );
         assert_eq!(audience(&s, &[], &later), ["alice", "bob", "carol", "dave"]);
+    }
+
+    /// A resume judges missed events from the state of later: for every event
+    /// of a conversation's life, `saw` with the final state must name exactly
+    /// the users `audience` sent it to live.
+    #[test]
+    fn judged_later_each_event_reaches_whom_it_reached_live() {
+        use serde_json::json;
+        let c = "c";
+        let events = [
+            json!({"type": "conversation_created", "conversation_id": c, "kind": "group",
+                   "creator_id": "alice", "member_ids": ["alice", "bob", "dave"]}),
+            json!({"type": "message_sent", "conversation_id": c, "message_id": "m1",
+                   "sender_id": "alice", "text": "all three"}),
+            json!({"type": "members_removed", "conversation_id": c, "actor_id": "alice", "user_ids": ["dave"]}),
+            json!({"type": "message_sent", "conversation_id": c, "message_id": "m2",
+                   "sender_id": "bob", "text": "without dave"}),
+            json!({"type": "members_added", "conversation_id": c, "actor_id": "alice", "user_ids": ["carol", "dave"]}),
+            json!({"type": "message_edited", "conversation_id": c, "message_id": "m1",
+                   "editor_id": "alice", "text": "edited"}),
+            json!({"type": "receipt", "conversation_id": c, "message_id": "m2",
+                   "user_id": "alice", "status": "read"}),
+            json!({"type": "message_deleted", "conversation_id": c, "message_id": "m2", "actor_id": "bob"}),
+            json!({"type": "members_removed", "conversation_id": c, "actor_id": "alice", "user_ids": ["bob"]}),
+            json!({"type": "message_sent", "conversation_id": c, "message_id": "m3",
+                   "sender_id": "carol", "text": "after bob"}),
+        ];
+        let mut s = ConversationState::new(c);
+        let mut live = Vec::new();
+        for (offset, line) in events.into_iter().enumerate() {
+            let before: Vec<String> = s.members().iter().map(|m| m.to_string()).collect();
+            let event = apply(&mut s, offset as u64, line);
+            live.push((offset as u64, audience(&s, &before, &event), event));
+        }
+        // A send under an id already used, and a removal of a non-member: they
+        // applied nowhere and reach nobody.
+        let mut again = live[1].2.clone();
+        again.event_id = "again".into();
+        let mut nobody = live[8].2.clone();
+        nobody.event_id = "nobody".into();
+        for (offset, audience, event) in live
+            .into_iter()
+            .chain([(20, Vec::new(), again), (21, Vec::new(), nobody)])
+        {
+            let later: Vec<&str> = ["alice", "bob", "carol", "dave"]
+                .into_iter()
+                .filter(|u| saw(&s, &event, offset, u))
+                .collect();
+            assert_eq!(later, audience, "offset {offset}: {event:?}");
+        }
     }
 
     fn verdict(actor: &str, state: &ConversationState, line: serde_json::Value) -> (u16, String) {

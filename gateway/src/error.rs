@@ -9,6 +9,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What is wrong, and where.
+    pub error: String,
+}
+
 /// A failed request: the status and a message for the person who sent it.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -82,7 +90,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (
             self.status,
-            Json(serde_json::json!({ "error": self.message })),
+            Json(ErrorBody {
+                error: self.message,
+            }),
         )
             .into_response();
         if let Some(s) = self.retry_after

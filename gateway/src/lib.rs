@@ -15,9 +15,14 @@ pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod presence;
+pub mod resume;
 pub mod routes;
 pub mod search;
+mod tail;
+pub mod tls;
 pub mod validate;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +34,7 @@ use courier_processors::inbox::store::InboxStore;
 
 pub use auth::Keys;
 pub use config::GatewayConfig;
+pub use presence::PresenceViews;
 pub use search::{SearchFailure, SearchViews};
 
 /// A running gateway's shared state.
@@ -38,6 +44,7 @@ pub struct Gateway {
     log: Arc<dyn EventLog>,
     views: Arc<dyn InboxStore>,
     search: Option<Arc<dyn SearchViews>>,
+    presence: Option<Arc<dyn PresenceViews>>,
     keys: Keys,
     user_limits: limits::RateLimiter,
     ip_limits: limits::RateLimiter,
@@ -57,6 +64,8 @@ pub struct Parts {
     pub views: Arc<dyn InboxStore>,
     /// The search view, once one is wired; `None` answers 503.
     pub search: Option<Arc<dyn SearchViews>>,
+    /// The presence view, once one is wired; `None` answers 503.
+    pub presence: Option<Arc<dyn PresenceViews>>,
     /// The token keys.
     pub keys: Keys,
 }
@@ -65,8 +74,23 @@ impl Gateway {
     /// Builds the gateway and starts its tails of the log; they stop with `stop`.
     pub async fn start(parts: Parts, stop: Shutdown) -> Result<Arc<Gateway>, LogError> {
         let s = parts.settings;
-        let hub = Arc::new(live::Hub::new(s.ws_queue));
+        let partitions = [
+            parts.log.partitions(courier_topics::CONVERSATIONS)?,
+            parts.log.partitions(courier_topics::PRESENCE)?,
+        ];
+        let hub = Arc::new(live::Hub::new(
+            s.ws_queue,
+            partitions,
+            Duration::from_millis(s.ws_cursor_every_ms),
+        ));
         let conversations = conversations::Conversations::start(
+            parts.log.clone(),
+            parts.views.clone(),
+            hub.clone(),
+            stop.clone(),
+        )
+        .await?;
+        presence::start_tails(
             parts.log.clone(),
             parts.views.clone(),
             hub.clone(),
@@ -84,6 +108,7 @@ impl Gateway {
             log: parts.log,
             views: parts.views,
             search: parts.search,
+            presence: parts.presence,
             keys: parts.keys,
             conversations,
             hub,
@@ -98,6 +123,24 @@ impl Gateway {
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.wait().await })
+        .await
+    }
+
+    /// [`Gateway::serve`] over TLS with `tls` (see [`tls::server_config`]):
+    /// HTTPS and WebSockets over wss only; a plaintext request gets its
+    /// connection closed.
+    pub async fn serve_tls(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<()> {
+        let mut stop = self.stop.clone();
+        let app = routes::router(self).layer(axum::middleware::map_request(tls::peer_address));
+        axum::serve(
+            tls::TlsListener::new(listener, tls)?,
+            app.into_make_service_with_connect_info::<tls::Peer>(),
         )
         .with_graceful_shutdown(async move { stop.wait().await })
         .await

@@ -17,6 +17,11 @@ pub struct Metrics {
     pub ws_connections: IntGauge,
     /// Live connections cut off for being too slow.
     pub ws_slow_disconnects: IntCounter,
+    /// Reconnects with `?since=`, by outcome (`resumed`, `resync`: told to
+    /// re-read the inbox, `failed`: the log could not be read).
+    pub ws_resumes: IntCounterVec,
+    /// Missed events delivered by resumes.
+    pub ws_resumed_events: IntCounter,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -57,12 +62,27 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "Live connections cut off because their queue was full.",
     )?;
     courier_pipeline::metrics::register(Box::new(ws_slow_disconnects.clone()))?;
+    let ws_resumes = IntCounterVec::new(
+        Opts::new(
+            "courier_gateway_ws_resumes_total",
+            "Live connections that asked to resume from a cursor, by outcome.",
+        ),
+        &["outcome"],
+    )?;
+    courier_pipeline::metrics::register(Box::new(ws_resumes.clone()))?;
+    let ws_resumed_events = IntCounter::new(
+        "courier_gateway_ws_resumed_events_total",
+        "Missed events delivered to resuming live connections.",
+    )?;
+    courier_pipeline::metrics::register(Box::new(ws_resumed_events.clone()))?;
     Ok(Metrics {
         requests,
         request_seconds,
         published,
         ws_connections,
         ws_slow_disconnects,
+        ws_resumes,
+        ws_resumed_events,
     })
 }
 

@@ -14,14 +14,21 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use courier_processors::inbox::store::{self, QueryError};
+use courier_processors::inbox::{ConversationView, InboxRow, Kind, MessageView};
+use courier_processors::presence::{Status, UserPresence};
+use courier_processors::search::SearchHit;
 use courier_schemas::Event;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::Instrument;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::conversations::Judgement;
-use crate::error::{ApiError, Body};
+use crate::error::{ApiError, Body, ErrorBody};
+use crate::health::Health;
 use crate::idempotency::{self, Claim, Stored};
+use crate::live::StreamFrame;
+use crate::openapi::{AuthErrors, BodyErrors, WriteErrors};
 use crate::search::SearchFailure;
 use crate::{Gateway, metrics, validate};
 
@@ -32,6 +39,7 @@ type App = Arc<Gateway>;
 pub fn table() -> Vec<(&'static str, Method, MethodRouter<App>)> {
     vec![
         ("/v1/conversations", Method::POST, post(create_conversation)),
+        ("/v1/conversations/{id}", Method::GET, get(conversation)),
         (
             "/v1/conversations/{id}/members",
             Method::POST,
@@ -47,6 +55,7 @@ pub fn table() -> Vec<(&'static str, Method, MethodRouter<App>)> {
         ("/v1/messages/{id}", Method::DELETE, delete(remove)),
         ("/v1/receipts", Method::POST, post(receipt)),
         ("/v1/presence", Method::PUT, put(presence)),
+        ("/v1/presence/{user_id}", Method::GET, get(presence_of)),
         ("/v1/inbox", Method::GET, get(inbox)),
         ("/v1/search", Method::GET, get(search)),
         ("/v1/stream", Method::GET, get(stream)),
@@ -62,7 +71,8 @@ pub fn router(gw: App) -> axum::Router {
     for (path, _, handler) in table() {
         r = r.route(path, handler);
     }
-    r.fallback(|| async { ApiError::not_found("no such endpoint (see /openapi.json)") })
+    r.merge(crate::web::routes())
+        .fallback(|| async { ApiError::not_found("no such endpoint (see /openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(gw.clone(), observe))
         .with_state(gw)
 }
@@ -352,6 +362,55 @@ async fn publish_judged(
     Ok((status, answer))
 }
 
+/// A write's answer as the JSON value the idempotency store keeps (and replays):
+/// its keys sorted, as they always were on the wire.
+fn answer(a: &impl Serialize) -> Value {
+    serde_json::to_value(a).unwrap_or_default()
+}
+
+/// `{"conversation_id"}`: a conversation created or whose members changed.
+#[derive(Serialize, ToSchema)]
+pub struct ConversationId {
+    /// The conversation.
+    conversation_id: String,
+}
+
+/// `{"message_id"}`: a message sent or edited.
+#[derive(Serialize, ToSchema)]
+pub struct MessageId {
+    /// The message (the client's `message_id`, or one the gateway chose).
+    message_id: String,
+}
+
+/// `{"deleted": true, "message_id"}`: a message deleted for everyone.
+#[derive(Serialize, ToSchema)]
+pub struct MessageDeleted {
+    /// Always true.
+    deleted: bool,
+    /// The message.
+    message_id: String,
+}
+
+/// `{"status", "user_id"}`: the presence just set.
+#[derive(Serialize, ToSchema)]
+pub struct PresenceAnswer {
+    /// As set.
+    #[schema(value_type = Status)]
+    status: String,
+    /// The signed-in user.
+    user_id: String,
+}
+
+/// The `Idempotency-Key` header of the writes.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// Retries with the same key publish once and answer the same.
+    #[param(rename = "Idempotency-Key", max_length = 255, min_length = 1)]
+    #[allow(dead_code)] // read from the headers by `write`; here for the document
+    key: Option<String>,
+}
+
 fn fp(endpoint: &str, body: &impl serde::Serialize) -> u64 {
     idempotency::fingerprint(&[
         endpoint.as_bytes(),
@@ -360,15 +419,25 @@ fn fp(endpoint: &str, body: &impl serde::Serialize) -> u64 {
 }
 
 /// `POST /v1/conversations`.
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConversation {
+    // A string, so that a wrong one gets this gateway's own 422 message.
+    /// Direct (exactly two members: you and one other) or group.
+    #[schema(value_type = Kind)]
     kind: String,
+    /// The creator is added if absent.
     member_ids: Vec<String>,
+    /// At most 256 characters (`validate::MAX_TITLE_CHARS`, which a test holds it to).
     #[serde(default)]
+    #[schema(max_length = 256)]
     title: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/conversations", summary = "Create a conversation",
+    params(IdempotencyKey), request_body = CreateConversation,
+    responses((status = 201, description = "success", body = ConversationId), WriteErrors, BodyErrors, AuthErrors),
+    security(("bearer" = [])))]
 async fn create_conversation(
     State(gw): State<App>,
     User(user): User,
@@ -414,21 +483,66 @@ async fn create_conversation(
         if let Some(t) = &req.title {
             fields["title"] = json!(t);
         }
-        Ok((event(fields)?, json!({ "conversation_id": id })))
+        Ok((
+            event(fields)?,
+            answer(&ConversationId {
+                conversation_id: id,
+            }),
+        ))
     })
     .await
 }
 
+/// `GET /v1/conversations/{id}`: kind, title, creator and members, as the
+/// caller sees them ([`ConversationState::seen_by`]: a former member as it was
+/// when they left). Read from the gateway's own cache, like writes are judged,
+/// so a client sees its own writes at once.
+///
+/// [`ConversationState::seen_by`]: courier_processors::inbox::ConversationState::seen_by
+#[utoipa::path(get, path = "/v1/conversations/{id}",
+    summary = "A conversation of yours: kind, title, creator, members",
+    description = "As you see it: as it is while you are a member, as it was when you left once you are not. title, created_by and created_at_ms are null for conversations created before courier kept them in its states (until the views are rebuilt).",
+    params(("id" = String, Path, description = "The conversation")),
+    responses((status = 200, description = "success", body = ConversationView),
+        (status = 404, description = "no conversation of yours by that id: one answer whether it does not exist or you were never in it", body = ErrorBody),
+        (status = 422, description = "malformed id", body = ErrorBody),
+        (status = 503, description = "the views or the log are unavailable", body = ErrorBody),
+        AuthErrors),
+    security(("bearer" = [])))]
+async fn conversation(
+    State(gw): State<App>,
+    User(user): User,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    validate::id("conversation_id", &id)?;
+    match gw
+        .conversations
+        .with_state(&id, |state, _| state.seen_by(&user))
+        .await?
+    {
+        Some(view) => Ok(Json(view).into_response()),
+        // Not telling a non-member whether the conversation exists.
+        None => Err(ApiError::conversation_not_found(&id)),
+    }
+}
+
 /// `POST /v1/conversations/{id}/members`: exactly one of `add`, `remove`.
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MembersChange {
+    /// Users to add.
     #[serde(default)]
     add: Option<Vec<String>>,
+    /// Users to remove.
     #[serde(default)]
     remove: Option<Vec<String>>,
 }
 
+#[utoipa::path(post, path = "/v1/conversations/{id}/members", summary = "Add or remove members",
+    params(("id" = String, Path, description = "The conversation"), IdempotencyKey),
+    request_body = MembersChange,
+    responses((status = 200, description = "success", body = ConversationId), WriteErrors, BodyErrors, AuthErrors),
+    security(("bearer" = [])))]
 async fn change_members(
     State(gw): State<App>,
     User(user): User,
@@ -462,21 +576,33 @@ async fn change_members(
         let e = event(json!({
             "type": ty, "conversation_id": id, "actor_id": user, "user_ids": ids,
         }))?;
-        Ok((e, json!({ "conversation_id": id })))
+        Ok((
+            e,
+            answer(&ConversationId {
+                conversation_id: id,
+            }),
+        ))
     })
     .await
 }
 
 /// `POST /v1/messages`.
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
+    /// The conversation.
     conversation_id: String,
+    /// The text.
     text: String,
+    /// Client-chosen id; a retry with it publishes once.
     #[serde(default)]
     message_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/messages", summary = "Send a message",
+    params(IdempotencyKey), request_body = SendMessage,
+    responses((status = 201, description = "success", body = MessageId), WriteErrors, BodyErrors, AuthErrors),
+    security(("bearer" = [])))]
 async fn send(
     State(gw): State<App>,
     User(user): User,
@@ -507,19 +633,26 @@ async fn send(
             "type": "message_sent", "conversation_id": req.conversation_id,
             "message_id": id, "sender_id": user, "text": req.text,
         }))?;
-        Ok((e, json!({ "message_id": id })))
+        Ok((e, answer(&MessageId { message_id: id })))
     })
     .await
 }
 
 /// `PATCH /v1/messages/{id}`.
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditMessage {
+    /// The message's conversation.
     conversation_id: String,
+    /// The new text.
     text: String,
 }
 
+#[utoipa::path(patch, path = "/v1/messages/{id}", summary = "Edit your message",
+    params(("id" = String, Path, description = "The message"), IdempotencyKey),
+    request_body = EditMessage,
+    responses((status = 200, description = "success", body = MessageId), WriteErrors, BodyErrors, AuthErrors),
+    security(("bearer" = [])))]
 async fn edit(
     State(gw): State<App>,
     User(user): User,
@@ -536,18 +669,24 @@ async fn edit(
             "type": "message_edited", "conversation_id": req.conversation_id,
             "message_id": id, "editor_id": user, "text": req.text,
         }))?;
-        Ok((e, json!({ "message_id": id })))
+        Ok((e, answer(&MessageId { message_id: id })))
     })
     .await
 }
 
 /// `DELETE /v1/messages/{id}?conversation_id=`.
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Deserialize, serde::Serialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InConversation {
+    /// The message's conversation.
     conversation_id: String,
 }
 
+#[utoipa::path(delete, path = "/v1/messages/{id}", summary = "Delete your message for everyone",
+    params(("id" = String, Path, description = "The message"), InConversation, IdempotencyKey),
+    responses((status = 200, description = "success", body = MessageDeleted), WriteErrors, AuthErrors),
+    security(("bearer" = [])))]
 async fn remove(
     State(gw): State<App>,
     User(user): User,
@@ -564,20 +703,46 @@ async fn remove(
             "type": "message_deleted", "conversation_id": q.conversation_id,
             "message_id": id, "actor_id": user,
         }))?;
-        Ok((e, json!({ "message_id": id, "deleted": true })))
+        Ok((
+            e,
+            answer(&MessageDeleted {
+                deleted: true,
+                message_id: id,
+            }),
+        ))
     })
     .await
 }
 
-/// `POST /v1/receipts`.
-#[derive(Debug, Deserialize, serde::Serialize)]
+/// A receipt: `POST /v1/receipts` takes it, and answers it as given.
+#[derive(Debug, Deserialize, serde::Serialize, ToSchema)]
+#[schema(as = Receipt)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptRequest {
+    /// The conversation.
     conversation_id: String,
+    /// Everything up to this message is delivered, or read.
     message_id: String,
+    // A string, so that a wrong one gets this gateway's own 422 message.
+    /// Delivered or read.
+    #[schema(value_type = ReceiptStatus)]
     status: String,
 }
 
+/// What a receipt says: everything up to the message is delivered, or read.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ReceiptStatus {
+    /// Reached the recipient's device.
+    Delivered,
+    /// Read: implies delivered.
+    Read,
+}
+
+#[utoipa::path(post, path = "/v1/receipts", summary = "Delivered/read up to a message",
+    params(IdempotencyKey), request_body = ReceiptRequest,
+    responses((status = 200, description = "success", body = ReceiptRequest), WriteErrors, BodyErrors, AuthErrors),
+    security(("bearer" = [])))]
 async fn receipt(
     State(gw): State<App>,
     User(user): User,
@@ -598,18 +763,26 @@ async fn receipt(
             "type": "receipt", "conversation_id": req.conversation_id,
             "message_id": req.message_id, "user_id": user, "status": req.status,
         }))?;
-        Ok((e, json!({ "conversation_id": req.conversation_id, "message_id": req.message_id, "status": req.status })))
+        Ok((e, answer(&req)))
     })
     .await
 }
 
 /// `PUT /v1/presence`.
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Deserialize, serde::Serialize, ToSchema)]
+#[schema(as = Presence)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceRequest {
+    // A string, so that a wrong one gets this gateway's own 422 message.
+    /// Online or offline.
+    #[schema(value_type = Status)]
     status: String,
 }
 
+#[utoipa::path(put, path = "/v1/presence", summary = "Set your presence",
+    params(IdempotencyKey), request_body = PresenceRequest,
+    responses((status = 200, description = "success", body = PresenceAnswer), WriteErrors, BodyErrors, AuthErrors),
+    security(("bearer" = [])))]
 async fn presence(
     State(gw): State<App>,
     User(user): User,
@@ -625,26 +798,121 @@ async fn presence(
     let f = fp("presence", &req);
     write(&gw, &user, &headers, "presence", f, None, || {
         let e = event(json!({ "type": "presence", "user_id": user, "status": req.status }))?;
-        Ok((e, json!({ "user_id": user, "status": req.status })))
+        Ok((
+            e,
+            answer(&PresenceAnswer {
+                status: req.status.clone(),
+                user_id: user.clone(),
+            }),
+        ))
     })
     .await
 }
 
-/// `GET /v1/inbox`: exactly what `courier inbox USER --json` prints.
+/// A row of `GET /v1/inbox`: the row `courier inbox USER --json` prints, and
+/// whom and what it is about, so a client can name it.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct InboxEntry {
+    #[serde(flatten)]
+    row: InboxRow,
+    /// Direct or group; null only while the conversation's state is not stored
+    /// yet (Cassandra writes rows before states).
+    #[schema(required)]
+    kind: Option<Kind>,
+    /// Its title, if it was given one.
+    #[schema(required)]
+    title: Option<String>,
+    /// The members as the user sees them (as when they left, for a former
+    /// member), themself included: in a direct conversation, the other one.
+    member_ids: Vec<String>,
+}
+
+/// `GET /v1/inbox`: the rows of `courier inbox USER --json`, each with `kind`,
+/// `title` and `member_ids`. Those come from the conversations' stored states
+/// at read time (the stored rows and their Cassandra tables stay as they are;
+/// docs/decisions/2026-12-07-conversation-details.md).
+#[utoipa::path(get, path = "/v1/inbox",
+    summary = "Your inbox: the rows of `courier inbox YOU --json`, each with kind, title and member_ids",
+    responses((status = 200, description = "success", body = Vec<InboxEntry>),
+        (status = 503, description = "views unavailable", body = ErrorBody),
+        AuthErrors),
+    security(("bearer" = [])))]
 async fn inbox(State(gw): State<App>, User(user): User) -> Result<Response, ApiError> {
-    let rows = store::inbox(&*gw.views, &user)
+    let unavailable = |e: courier_processors::store::StoreError| {
+        ApiError::unavailable(format!("reading the inbox views: {e}"))
+    };
+    let rows = store::inbox(&*gw.views, &user).await.map_err(unavailable)?;
+    let ids: Vec<String> = rows.iter().map(|r| r.conversation_id.clone()).collect();
+    let states = gw.views.load_states(&ids).await.map_err(unavailable)?;
+    let entries: Vec<InboxEntry> = rows
+        .into_iter()
+        .zip(states)
+        .map(|(row, state)| {
+            let seen = state.as_ref().and_then(|s| s.seen_by(&user));
+            InboxEntry {
+                row,
+                kind: seen.as_ref().map(|v| v.kind),
+                title: seen.as_ref().and_then(|v| v.title.clone()),
+                member_ids: seen
+                    .map(|v| v.members.into_iter().map(|m| m.user_id).collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(Json(entries).into_response())
+}
+
+/// `GET /v1/presence/{user_id}`: exactly what `courier presence USER --json`
+/// prints, to the user themself and to their contacts: users who are members
+/// of a conversation they are a member of now. Anyone else gets the 404 of a
+/// user who does not exist, so presence tells nobody who talks to whom.
+#[utoipa::path(get, path = "/v1/presence/{user_id}",
+    summary = "A user's presence, to themself and to their contacts (users in a conversation with them now)",
+    params(("user_id" = String, Path, description = "The user")),
+    responses((status = 200, description = "success: exactly what `courier presence USER --json` prints", body = UserPresence),
+        (status = 404, description = "no contact of yours by that id: one answer whether the user does not exist or shares no conversation with you", body = ErrorBody),
+        (status = 422, description = "malformed user_id", body = ErrorBody),
+        (status = 503, description = "presence view not available, or unreadable", body = ErrorBody),
+        AuthErrors),
+    security(("bearer" = [])))]
+async fn presence_of(
+    State(gw): State<App>,
+    User(user): User,
+    Path(target): Path<String>,
+) -> Result<Response, ApiError> {
+    validate::id("user_id", &target)?;
+    let Some(views) = &gw.presence else {
+        return Err(ApiError::unavailable(
+            "presence view not available: this gateway runs beside no presence processor",
+        ));
+    };
+    let contacts = crate::presence::audience(&*gw.views, &user)
         .await
         .map_err(|e| ApiError::unavailable(format!("reading the inbox views: {e}")))?;
-    Ok(Json(rows).into_response())
+    if !contacts.contains(&target) {
+        return Err(ApiError::not_found(format!(
+            "user {target} not found among your contacts"
+        )));
+    }
+    let row = views
+        .presence(&target)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("reading the presence view: {e}")))?;
+    let answer: UserPresence = courier_processors::presence::presence(&target, row.as_ref());
+    Ok(Json(answer).into_response())
 }
 
 /// `GET /v1/conversations/{id}/messages` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
+    /// Only messages older than this message id.
     #[serde(default)]
     before: Option<String>,
+    /// Only the newest this many.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -654,6 +922,15 @@ pub const MAX_PAGE: usize = 1000;
 /// Exactly what `courier messages ID --as USER --json` prints; with `before` (a
 /// message id) only older messages, with `limit` only the newest `limit` of
 /// those, still oldest first.
+#[utoipa::path(get, path = "/v1/conversations/{id}/messages",
+    summary = "Messages visible to you, oldest first (exactly `courier messages ID --as YOU --json`), with their ticks (delivered_to, read_by)",
+    params(("id" = String, Path, description = "The conversation"), Page),
+    responses((status = 200, description = "success", body = Vec<MessageView>),
+        (status = 404, description = "not a conversation of yours", body = ErrorBody),
+        (status = 422, description = "bad before/limit", body = ErrorBody),
+        (status = 503, description = "views unavailable", body = ErrorBody),
+        AuthErrors),
+    security(("bearer" = [])))]
 async fn messages(
     State(gw): State<App>,
     User(user): User,
@@ -662,6 +939,11 @@ async fn messages(
 ) -> Result<Response, ApiError> {
     let Query(page) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
     validate::id("conversation_id", &id)?;
+    // A message id like any other: `?before=` (empty) or one with a control
+    // character is refused as such, not looked up and echoed back raw.
+    if let Some(b) = &page.before {
+        validate::id("before", b)?;
+    }
     if let Some(l) = page.limit
         && !(1..=MAX_PAGE).contains(&l)
     {
@@ -698,14 +980,27 @@ async fn messages(
 }
 
 /// `GET /v1/search` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
+    /// The query.
     q: String,
+    /// The most hits to answer.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000, default = 20)]
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/search",
+    summary = "Search messages visible to you (exactly `courier search --json`)",
+    params(SearchQuery),
+    responses((status = 200, description = "success", body = Vec<SearchHit>),
+        (status = 400, description = "malformed query", body = ErrorBody),
+        (status = 422, description = "empty q or bad limit", body = ErrorBody),
+        (status = 503, description = "search view not available", body = ErrorBody),
+        AuthErrors),
+    security(("bearer" = [])))]
 async fn search(
     State(gw): State<App>,
     User(user): User,
@@ -734,20 +1029,54 @@ async fn search(
     Ok(([(header::CONTENT_TYPE, "application/json")], hits).into_response())
 }
 
-/// `GET /v1/stream`: the signed-in user's live events, one canonical JSON
-/// object per text frame.
-async fn stream(State(gw): State<App>, session: Session, ws: WebSocketUpgrade) -> Response {
+/// `?since=` of `GET /v1/stream`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// The cursor of the last frame received: resume from there.
+    since: Option<String>,
+}
+
+/// `GET /v1/stream`: the signed-in user's events, one `{"cursor", "event"}`
+/// object per text frame; with `?since=CURSOR`, first what they missed since
+/// that frame (see `resume`).
+#[utoipa::path(get, path = "/v1/stream",
+    summary = "WebSocket: your live events, and your contacts' presence changes, one {cursor, event} object per text frame",
+    description = "With ?since=CURSOR, first every event you missed since the frame that carried CURSOR (in log order within each conversation, each once), then live events. Close codes after a {\"type\":\"error\"} notice: 4410 the cursor cannot be resumed from (older than the log's retention, more missed events than gateway.resume_max_events, or another log's): re-read GET /v1/inbox and the messages, then connect without since; 1011 the log could not be read: retry with the same since; 1008 too slow to keep up; 4401 token expired.",
+    params(("access_token" = Option<String>, Query, description = "The token, for clients that cannot set headers."), StreamParams),
+    responses((status = 101, description = "switching to the WebSocket; each text frame is one StreamFrame", body = StreamFrame),
+        (status = 400, description = "`since` is not a cursor of this stream", body = ErrorBody),
+        AuthErrors),
+    security(("bearer" = [])))]
+async fn stream(
+    State(gw): State<App>,
+    session: Session,
+    Query(params): Query<StreamParams>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    // A malformed cursor is the client's mistake: a 400 before the handshake.
+    let since = params
+        .since
+        .as_deref()
+        .map(crate::resume::Cursor::decode)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     // Registered before the handshake answers, so an event published right after
     // the client sees `101` reaches it. If the upgrade fails, the dropped
     // subscription is pruned at the next delivery.
     let sub = gw.hub.subscribe(&session.claims.sub);
-    let hub = gw.hub.clone();
-    let stop = gw.stop.clone();
+    // Read after subscribing: every record from here on reaches `sub`.
+    let live_from = gw.hub.live_from();
     // The socket lives no longer than a REST call with its token would succeed.
     let expires = gw.keys.valid_until(&session.claims);
-    ws.on_upgrade(move |socket| hub.serve(socket, sub, stop, expires))
+    let user = session.claims.sub;
+    Ok(ws.on_upgrade(move |socket| {
+        crate::resume::serve(gw, socket, sub, live_from, user, since, expires)
+    }))
 }
 
+#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics",
+    responses((status = 200, description = "text exposition format", body = String, content_type = "text/plain")))]
 async fn metrics_text() -> Response {
     let mut r = courier_pipeline::metrics::gather().into_response();
     r.headers_mut().insert(
@@ -757,10 +1086,66 @@ async fn metrics_text() -> Response {
     r
 }
 
+#[utoipa::path(get, path = "/healthz",
+    summary = "Each dependency: the log, the views, this process's processors (lag, stalled)",
+    responses((status = 200, description = "ok, or degraded (views unreachable or a processor stalled)", body = Health),
+        (status = 503, description = "the log is unreachable: no write can be accepted", body = Health)))]
 async fn healthz(State(gw): State<App>) -> Response {
     crate::health::report(&gw).await
 }
 
-async fn openapi() -> Json<Value> {
+#[utoipa::path(get, path = "/openapi.json", summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed answers of the writes print exactly as the `json!` objects
+    /// they replaced did (serde_json's maps sort their keys).
+    #[test]
+    fn the_writes_answers_are_the_bytes_they_were() {
+        let text = |v: Value| v.to_string();
+        assert_eq!(
+            text(answer(&ConversationId {
+                conversation_id: "c".into()
+            })),
+            text(json!({ "conversation_id": "c" }))
+        );
+        assert_eq!(
+            text(answer(&MessageId {
+                message_id: "m".into()
+            })),
+            text(json!({ "message_id": "m" }))
+        );
+        assert_eq!(
+            text(answer(&MessageDeleted {
+                deleted: true,
+                message_id: "m".into()
+            })),
+            text(json!({ "message_id": "m", "deleted": true }))
+        );
+        assert_eq!(
+            text(answer(&ReceiptRequest {
+                conversation_id: "c".into(),
+                message_id: "m".into(),
+                status: "read".into()
+            })),
+            text(json!({ "conversation_id": "c", "message_id": "m", "status": "read" }))
+        );
+        assert_eq!(
+            text(answer(&PresenceAnswer {
+                status: "online".into(),
+                user_id: "u".into()
+            })),
+            text(json!({ "user_id": "u", "status": "online" }))
+        );
+        assert_eq!(
+            serde_json::to_string(&ErrorBody { error: "no".into() }).unwrap(),
+            json!({ "error": "no" }).to_string()
+        );
+    }
 }

@@ -20,6 +20,11 @@ use crate::secret;
 /// Where a local broker listens (compose/local/up.sh).
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 
+/// How often librdkafka reports its statistics by default (`[kafka]
+/// statistics_interval_ms`): as often as Prometheus scrapes by default, so each
+/// scrape sees a fresh report.
+pub const DEFAULT_STATISTICS_INTERVAL_MS: u64 = 15_000;
+
 /// The log backend.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +95,11 @@ pub struct KafkaConfig {
     /// `COURIER_INSTANCE_ID` or `--instance-id`, per instance.
     #[serde(skip)]
     pub instance_id: Option<String>,
+    /// How often the producer and each group member report librdkafka's
+    /// statistics, exported as the `courier_kafka_*` gauges
+    /// (`statistics.interval.ms`); 0 turns them off. Default 15000.
+    #[serde(default = "default_statistics_interval_ms")]
+    pub statistics_interval_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -105,6 +115,7 @@ impl Default for KafkaConfig {
             sasl_mechanism: default_sasl_mechanism(),
             properties: BTreeMap::new(),
             instance_id: None,
+            statistics_interval_ms: DEFAULT_STATISTICS_INTERVAL_MS,
         }
     }
 }
@@ -140,6 +151,9 @@ pub struct MetricsConfig {
 
 fn default_brokers() -> String {
     DEFAULT_BROKERS.to_string()
+}
+fn default_statistics_interval_ms() -> u64 {
+    DEFAULT_STATISTICS_INTERVAL_MS
 }
 fn default_replication_factor() -> i32 {
     1
@@ -327,6 +341,7 @@ impl KafkaConfig {
             replication_factor: self.replication_factor,
             properties,
             instance_id: self.instance_id.clone(),
+            statistics_interval_ms: self.statistics_interval_ms,
         })
     }
 }

@@ -424,6 +424,15 @@ pub enum LogError {
     /// A commit or seek for a partition this consumer does not own (any more).
     #[error("partition {0} is not assigned to this consumer (it was revoked or never owned)")]
     NotOwned(TopicPartition),
+    /// A client the backend declared unusable (librdkafka's fatal errors):
+    /// trying again cannot help; the process must start over.
+    #[error("{op}: {detail}")]
+    Fatal {
+        /// What was being done.
+        op: &'static str,
+        /// The backend's own words.
+        detail: String,
+    },
     /// Storage or broker failure; the message says which operation.
     #[error("{op}: {detail}")]
     Backend {

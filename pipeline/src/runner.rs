@@ -237,17 +237,52 @@ async fn drive(
     let mut stats = RunStats::default();
     let processor = opts.processor.as_str();
     let mut waiting_for: Vec<TopicPartition> = Vec::new();
+    // Offsets of applied batches whose commit failed (the broker or the group
+    // coordinator away): committed with the next batch's, or before the run
+    // reports itself caught up.
+    let mut owed: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+    let mut poll_failures = 0;
     loop {
         if shutdown.is_triggered() {
-            tracing::info!(processor, "shutdown requested; last batch committed");
+            if !owed.is_empty() {
+                commit(consumer, &mut owed, processor, shutdown).await?;
+            }
+            if owed.is_empty() {
+                tracing::info!(processor, "shutdown requested; last batch committed");
+            } else {
+                tracing::warn!(processor, offsets = ?owed, "shutdown requested; the last commits failed: these partitions' next owner applies their last batches again");
+            }
             return Ok(stats);
         }
         let event = tokio::select! {
             ev = consumer.poll(opts.runner.max_batch, poll_timeout) => ev,
             _ = shutdown.wait() => continue,
         };
-        let event =
-            event.inspect_err(|_| m.errors.with_label_values(&[processor, "poll"]).inc())?;
+        let event = match event {
+            Ok(event) => {
+                poll_failures = 0;
+                event
+            }
+            // The log away (a broker restarting while a new assignment's
+            // offsets are read, say): the consumer keeps what it has and the
+            // next poll asks again, so the run waits instead of ending.
+            Err(e @ LogError::Backend { .. }) => {
+                m.errors.with_label_values(&[processor, "poll"]).inc();
+                let wait = backoff(poll_failures);
+                poll_failures += 1;
+                tracing::warn!(processor, error = %e, attempt = poll_failures, retry_in_ms = wait.as_millis() as u64, "poll failed; trying again");
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait() => {}
+                }
+                continue;
+            }
+            Err(e) => {
+                m.errors.with_label_values(&[processor, "poll"]).inc();
+                return Err(e.into());
+            }
+        };
         match event {
             ConsumerEvent::Assigned(tps) => {
                 tracing::info!(processor, partitions = ?tps, "partitions assigned");
@@ -270,6 +305,9 @@ async fn drive(
             }
             ConsumerEvent::Revoked(tps) => {
                 tracing::info!(processor, partitions = ?tps, "partitions revoked");
+                // No longer ours to commit: the next owner starts from the
+                // last commit and applies the rest again (harmless by design).
+                owed.retain(|tp, _| !tps.contains(tp));
                 for tp in &tps {
                     m.lag
                         .with_label_values(&[processor, &tp.topic, &tp.partition.to_string()])
@@ -290,9 +328,12 @@ async fn drive(
                     retry.after(e, "flush", shutdown).await?;
                 }
                 retry.recovered();
+                if !owed.is_empty() {
+                    commit(consumer, &mut owed, processor, shutdown).await?;
+                }
                 if opts.until_caught_up
-                    && caught_up(log, &mut *consumer, &opts.group, targets, &mut waiting_for)
-                        .await?
+                    && owed.is_empty()
+                    && caught_up(log, &mut *consumer, &opts.group, targets, &mut waiting_for).await
                 {
                     tracing::info!(
                         processor,
@@ -310,7 +351,7 @@ async fn drive(
                     first_offset = records[0].offset,
                     partition = records[0].partition
                 );
-                let applied = process_batch(consumer, handler, opts, &records, shutdown)
+                let applied = process_batch(consumer, handler, opts, &records, &mut owed, shutdown)
                     .instrument(span)
                     .await?;
                 if !applied {
@@ -320,8 +361,8 @@ async fn drive(
                 stats.records += records.len() as u64;
                 stats.batches += 1;
                 if opts.until_caught_up
-                    && caught_up(log, &mut *consumer, &opts.group, targets, &mut waiting_for)
-                        .await?
+                    && owed.is_empty()
+                    && caught_up(log, &mut *consumer, &opts.group, targets, &mut waiting_for).await
                 {
                     tracing::info!(
                         processor,
@@ -430,15 +471,22 @@ async fn caught_up(
     group: &str,
     targets: &BTreeMap<TopicPartition, u64>,
     waiting_for: &mut Vec<TopicPartition>,
-) -> Result<bool, LogError> {
+) -> bool {
     let assignment = consumer.assignment();
     if !reached(&assignment, |tp| consumer.position(tp), targets) {
-        return Ok(false);
+        return false;
     }
     let mut committed: BTreeMap<&str, Vec<Option<u64>>> = BTreeMap::new();
     for tp in targets.keys().filter(|tp| !assignment.contains(tp)) {
         if !committed.contains_key(tp.topic.as_str()) {
-            committed.insert(&tp.topic, log.committed(group, &tp.topic).await?);
+            match log.committed(group, &tp.topic).await {
+                Ok(c) => committed.insert(&tp.topic, c),
+                Err(e) => {
+                    // The broker away: not known to be caught up, so not yet.
+                    tracing::warn!(group, error = %e, "reading the group's committed offsets failed; asking again later");
+                    return false;
+                }
+            };
         }
     }
     let behind = elsewhere_behind(&assignment, targets, |tp| {
@@ -447,7 +495,7 @@ async fn caught_up(
             .and_then(|c| c.get(tp.partition as usize).copied().flatten())
     });
     if behind.is_empty() {
-        return Ok(true);
+        return true;
     }
     if *waiting_for != behind {
         tracing::info!(
@@ -457,7 +505,7 @@ async fn caught_up(
         );
         *waiting_for = behind;
     }
-    Ok(false)
+    false
 }
 
 /// Whether every assigned partition's position reached its target. With nothing
@@ -494,11 +542,70 @@ fn elsewhere_behind(
         .collect()
 }
 
+/// Commit attempts of one round before the run carries on without it: about
+/// 40 s of backoff, longer than a broker takes to restart.
+const COMMIT_ATTEMPTS: u32 = 10;
+
+/// Commits `owed` (clearing it) with retries while the log fails: a broker
+/// restarting, the group coordinator moving or not yet known. Past
+/// [`COMMIT_ATTEMPTS`], or on a stop request, the offsets stay owed and the
+/// run goes on: the batches are applied, the next commit covers them, and if
+/// the partitions move meanwhile their next owner applies them again
+/// (redelivery is harmless by design), so a commit failure never ends a run.
+/// Partitions no longer owned are dropped from `owed` for the same reason.
+async fn commit(
+    consumer: &mut dyn GroupConsumer,
+    owed: &mut BTreeMap<TopicPartition, u64>,
+    processor: &str,
+    shutdown: &Shutdown,
+) -> Result<(), RunError> {
+    let m = metrics();
+    let mut attempt = 0;
+    while !owed.is_empty() {
+        let offsets: Vec<(TopicPartition, u64)> =
+            owed.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
+        let e = match consumer.commit(&offsets).await {
+            Ok(()) => {
+                if attempt > 0 {
+                    tracing::info!(processor, attempts = attempt + 1, "commit succeeded");
+                }
+                owed.clear();
+                return Ok(());
+            }
+            Err(LogError::NotOwned(tp)) => {
+                tracing::warn!(processor, %tp, "partition revoked before its commit; its next owner applies the batch again");
+                owed.remove(&tp);
+                continue;
+            }
+            Err(e @ LogError::Backend { .. }) => e,
+            Err(e) => {
+                m.errors.with_label_values(&[processor, "commit"]).inc();
+                return Err(e.into());
+            }
+        };
+        m.errors.with_label_values(&[processor, "commit"]).inc();
+        attempt += 1;
+        if attempt >= COMMIT_ATTEMPTS || shutdown.is_triggered() {
+            tracing::warn!(processor, error = %e, attempt, "commit keeps failing; going on: the next commit covers these offsets");
+            return Ok(());
+        }
+        let wait = backoff(attempt - 1);
+        tracing::warn!(processor, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "commit failed; retrying");
+        let mut stop = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait() => {}
+        }
+    }
+    Ok(())
+}
+
 async fn process_batch(
     consumer: &mut dyn GroupConsumer,
     handler: &mut dyn Handler,
     opts: &RunOptions,
     records: &[ConsumedRecord],
+    owed: &mut BTreeMap<TopicPartition, u64>,
     shutdown: &Shutdown,
 ) -> Result<bool, RunError> {
     let m = metrics();
@@ -550,10 +657,11 @@ async fn process_batch(
         *e = (*e).max(r.offset + 1);
     }
     let offsets: Vec<_> = next.into_iter().collect();
-    consumer
-        .commit(&offsets)
-        .await
-        .inspect_err(|_| m.errors.with_label_values(&[processor, "commit"]).inc())?;
+    for (tp, offset) in &offsets {
+        let e = owed.entry(tp.clone()).or_insert(0);
+        *e = (*e).max(*offset);
+    }
+    commit(consumer, owed, processor, shutdown).await?;
 
     m.batch_seconds
         .with_label_values(&[processor])
@@ -589,6 +697,167 @@ mod tests {
 
     fn tp(p: u32) -> TopicPartition {
         TopicPartition::new("t", p)
+    }
+
+    /// A consumer owning nothing whose log fails as scripted: the next
+    /// `poll_errors` polls and `commit_fails` commits fail (then polls come
+    /// back empty), and a commit naming `revoked` is refused as not owned.
+    #[derive(Default)]
+    struct Scripted {
+        poll_errors: Vec<LogError>,
+        polled: u32,
+        commit_fails: u32,
+        revoked: Option<TopicPartition>,
+        committed: Vec<(TopicPartition, u64)>,
+    }
+
+    #[async_trait]
+    impl GroupConsumer for Scripted {
+        async fn poll(&mut self, _: usize, _: Duration) -> Result<ConsumerEvent, LogError> {
+            self.polled += 1;
+            match self.poll_errors.pop() {
+                Some(e) => Err(e),
+                None => Ok(ConsumerEvent::Records(Vec::new())),
+            }
+        }
+        fn assignment(&self) -> Vec<TopicPartition> {
+            Vec::new()
+        }
+        fn position(&self, _: &TopicPartition) -> Option<u64> {
+            None
+        }
+        async fn seek(&mut self, _: &TopicPartition, _: u64) -> Result<(), LogError> {
+            Ok(())
+        }
+        async fn commit(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<(), LogError> {
+            if let Some((tp, _)) = offsets
+                .iter()
+                .find(|(tp, _)| Some(tp) == self.revoked.as_ref())
+            {
+                return Err(LogError::NotOwned(tp.clone()));
+            }
+            if self.commit_fails > 0 {
+                self.commit_fails -= 1;
+                return Err(LogError::backend(
+                    "commit offsets",
+                    "Consumer commit error: WaitingForCoordinator",
+                ));
+            }
+            self.committed.extend_from_slice(offsets);
+            Ok(())
+        }
+        fn lag(&self) -> Vec<(TopicPartition, u64)> {
+            Vec::new()
+        }
+        async fn close(self: Box<Self>) -> Result<(), LogError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_the_log_fails_is_retried_and_never_ends_the_run() {
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let mut c = Scripted {
+            commit_fails: 3,
+            ..Scripted::default()
+        };
+        let mut owed = BTreeMap::from([(tp(0), 7), (tp(1), 3)]);
+        commit(&mut c, &mut owed, "test", &shutdown).await.unwrap();
+        assert!(owed.is_empty(), "committed once the log answered");
+        assert_eq!(c.committed, vec![(tp(0), 7), (tp(1), 3)]);
+
+        // Still failing past the attempts of a round (here: asked to stop):
+        // the run goes on and the offsets stay owed for the next commit.
+        let (trigger, stopping) = crate::shutdown::channel();
+        trigger.trigger();
+        let mut c = Scripted {
+            commit_fails: u32::MAX,
+            ..Scripted::default()
+        };
+        let mut owed = BTreeMap::from([(tp(0), 9)]);
+        commit(&mut c, &mut owed, "test", &stopping).await.unwrap();
+        assert_eq!(owed, BTreeMap::from([(tp(0), 9)]));
+    }
+
+    struct Nothing;
+
+    #[async_trait]
+    impl Handler for Nothing {
+        async fn handle(&mut self, _: &[ConsumedRecord]) -> Result<(), HandlerError> {
+            Ok(())
+        }
+    }
+
+    #[cfg(feature = "embedded")]
+    #[tokio::test]
+    async fn a_poll_the_log_fails_is_tried_again_and_a_fatal_one_ends_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::EmbeddedLog::open(
+            dir.path(),
+            courier_topics::Catalog::builtin(),
+            crate::embedded::EmbeddedOptions::default(),
+        )
+        .unwrap();
+        let opts = RunOptions {
+            processor: "test".into(),
+            group: "courier.test".into(),
+            topics: vec![courier_topics::PRESENCE.into()],
+            until_caught_up: true,
+            runner: RunnerConfig::default(),
+        };
+        let run = async |mut c: Scripted| {
+            let (_trigger, mut shutdown) = crate::shutdown::channel();
+            let ended = drive(
+                &log,
+                &mut c,
+                &mut Nothing,
+                &opts,
+                &BTreeMap::new(),
+                &mut shutdown,
+            )
+            .await;
+            (ended, c.polled)
+        };
+        // The broker away while an assignment's offsets are read, twice; then
+        // nothing to catch up with (no targets): the run ends at its first
+        // answered poll.
+        let timed_out = || {
+            LogError::backend(
+                "read watermarks",
+                "Meta data fetch error: OperationTimedOut",
+            )
+        };
+        let (ended, polled) = run(Scripted {
+            poll_errors: vec![timed_out(), timed_out()],
+            ..Scripted::default()
+        })
+        .await;
+        let stats = ended.expect("failed polls are tried again");
+        assert_eq!((stats.records, polled), (0, 3));
+
+        let (ended, polled) = run(Scripted {
+            poll_errors: vec![LogError::Fatal {
+                op: "poll a Kafka consumer group",
+                detail: "fatal: FencedInstanceId".into(),
+            }],
+            ..Scripted::default()
+        })
+        .await;
+        assert!(ended.is_err(), "a fatal poll ends the run");
+        assert_eq!(polled, 1);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_partition_is_dropped_from_the_commit_and_the_rest_committed() {
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let mut c = Scripted {
+            revoked: Some(tp(1)),
+            ..Scripted::default()
+        };
+        let mut owed = BTreeMap::from([(tp(0), 7), (tp(1), 3)]);
+        commit(&mut c, &mut owed, "test", &shutdown).await.unwrap();
+        assert!(owed.is_empty());
+        assert_eq!(c.committed, vec![(tp(0), 7)]);
     }
 
     #[test]

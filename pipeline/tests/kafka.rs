@@ -792,3 +792,72 @@ AgNJADBGAiEA23Xs6bZlOWs3wQQofdNytfqT1fzmGrcSSOHjoP4jDrUCIQCFLxJB
 ZRV765tK4t2A43ekJucBnqF1rIfk/Uo/BBetrg==
 -----END CERTIFICATE-----
 ";
+
+/// A static member the coordinator fences (a broker restart can leave it
+/// holding another member id for the same `group.instance.id`; fencing is
+/// fatal to a librdkafka client) joins again with a new client and hands what
+/// it owned out as revoked, instead of ending the processor. Fenced again
+/// soon after, it is not an outage but a second process with its id: then an
+/// error that says so. Two members with one id make both happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_static_member_joins_again_once_then_names_the_duplicate_id() {
+    use courier_pipeline::{ConsumerEvent, LogError};
+
+    if !kafka_available() {
+        return;
+    }
+    let ns = fresh_namespace();
+    let mut s = settings().with_namespace(&ns);
+    s.instance_id = Some("twin".into());
+    let open = || async {
+        Arc::new(
+            KafkaLog::connect(s.clone(), Catalog::builtin())
+                .await
+                .expect("connect"),
+        ) as Arc<dyn EventLog>
+    };
+    let (log_a, log_b) = (open().await, open().await);
+    let topics = [PRESENCE.to_string()];
+    let mut a = log_a.subscribe("courier.twins", &topics).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while a.assignment().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "a never assigned");
+        a.poll(10, Duration::from_millis(200))
+            .await
+            .expect("poll a");
+    }
+    let owned = a.assignment();
+    // b takes the id: the coordinator fences a.
+    let mut b = log_b.subscribe("courier.twins", &topics).await.unwrap();
+    let mut revoked_from_a = None;
+    let (who, error) = 'fencing: loop {
+        assert!(
+            std::time::Instant::now() < deadline + Duration::from_secs(60),
+            "no member was fenced twice"
+        );
+        for (name, c) in [("a", &mut a), ("b", &mut b)] {
+            match c.poll(10, Duration::from_millis(200)).await {
+                Ok(ConsumerEvent::Revoked(tps)) if name == "a" && revoked_from_a.is_none() => {
+                    revoked_from_a = Some(tps);
+                }
+                Ok(_) => {}
+                Err(e) => break 'fencing (name, e),
+            }
+        }
+    };
+    // The first fencing was ridden out: a handed its partitions out as
+    // revoked (and joined again) rather than failing.
+    assert_eq!(
+        revoked_from_a.as_deref(),
+        Some(&owned[..]),
+        "a's first fencing: {who} failed with {error}"
+    );
+    // The second, within a minute of joining again, names the cause.
+    assert!(matches!(error, LogError::Fatal { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains("another consumer with group.instance.id \"twin\"")
+            && text.contains("--instance-id twin"),
+        "{who}: {text}"
+    );
+}

@@ -1,7 +1,7 @@
 //! The sinks' sections of the configuration: `[views]` and `[cassandra]` (which
 //! store holds the views, and how to reach Cassandra) and `[push]` (the push
-//! provider and how hard to try). The application crate puts every crate's
-//! sections together.
+//! provider and how hard to try), `[search]` (where search shards are
+//! snapshotted). The application crate puts every crate's sections together.
 
 use std::path::PathBuf;
 
@@ -315,5 +315,47 @@ impl PushConfig {
             client_cert_file: self.client_cert_file.clone(),
             client_key_file: self.client_key_file.clone(),
         }
+    }
+}
+
+/// The search view (`[search]`): where shards are snapshotted for their next
+/// owners (docs/decisions/2026-12-07-search-hand-over.md).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// A directory every search instance reaches (in production a shared
+    /// volume): each shard's owner copies its committed shard there, and the
+    /// next owner of a partition restores from it and replays only the log
+    /// after it, instead of re-indexing the partition from its start. Default
+    /// none: a moved partition is re-indexed.
+    #[serde(default)]
+    pub snapshot_dir: Option<PathBuf>,
+    /// How often a shard with new commits is snapshotted, in ms; also when it
+    /// is revoked. The next owner replays at most about this much of the log
+    /// (plus the commit interval).
+    #[serde(default = "default_snapshot_interval_ms")]
+    pub snapshot_interval_ms: u64,
+}
+
+fn default_snapshot_interval_ms() -> u64 {
+    60_000
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            snapshot_dir: None,
+            snapshot_interval_ms: default_snapshot_interval_ms(),
+        }
+    }
+}
+
+impl SearchConfig {
+    /// What is wrong with it, as `search.KEY: ...`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.snapshot_interval_ms == 0 {
+            return Err("search.snapshot_interval_ms must be at least 1".into());
+        }
+        Ok(())
     }
 }

@@ -29,6 +29,18 @@ impl RocksPresenceStore {
             db: rocks::open(dir, STORE)?,
         })
     }
+
+    /// Opens the table read-only, beside the processor that writes it (a
+    /// read-only handle sees what was written before it was opened); `None`
+    /// while nothing has created it yet.
+    pub fn open_read_only(dir: &Path) -> Result<Option<Self>, StoreError> {
+        if !dir.join("CURRENT").exists() {
+            return Ok(None);
+        }
+        let db = DB::open_for_read_only(&rocksdb::Options::default(), dir, false)
+            .map_err(|e| StoreError::retryable(STORE, format!("opening {}: {e}", dir.display())))?;
+        Ok(Some(RocksPresenceStore { db }))
+    }
 }
 
 impl PresenceStore for RocksPresenceStore {
@@ -111,4 +123,26 @@ mod tests {
     }
 
     courier_processors::presence_store_conformance!(RocksFactory);
+
+    /// The gateway's read: beside the writer, nothing before it exists.
+    #[test]
+    fn a_read_only_open_sees_what_the_writer_wrote_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("presence");
+        assert!(
+            RocksPresenceStore::open_read_only(&table)
+                .unwrap()
+                .is_none()
+        );
+        let mut writer = RocksPresenceStore::open(&table).unwrap();
+        let row = PresenceRow {
+            user_id: "u1".into(),
+            status: Status::Online,
+            last_seen_ms: 7,
+        };
+        writer.write(std::slice::from_ref(&row), &[(0, 1)]).unwrap();
+        let reader = RocksPresenceStore::open_read_only(&table).unwrap().unwrap();
+        assert_eq!(reader.get("u1").unwrap(), Some(row));
+        assert_eq!(reader.get("u2").unwrap(), None);
+    }
 }

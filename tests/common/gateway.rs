@@ -38,8 +38,9 @@ impl Up {
             .spawn()
             .expect("spawn courier up");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = super::wait_for_line(&mut lines, "the URL", |l| l.contains("http://"));
-        let addr = line.split("http://").nth(1).unwrap().trim().to_string();
+        // http:// or, with --tls-cert, https://.
+        let line = super::wait_for_line(&mut lines, "the URL", |l| l.contains("://"));
+        let addr = line.split("://").nth(1).unwrap().trim().to_string();
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Up { child, addr }
@@ -105,7 +106,20 @@ pub fn http(
     body: Option<&str>,
     extra: &[(&str, &str)],
 ) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap();
+    let s = TcpStream::connect(addr).unwrap();
+    http_on(s, addr, method, path, token, body, extra)
+}
+
+/// [`http`] over a connection of the caller's (a TLS stream, say) to `addr`.
+pub fn http_on(
+    mut s: impl Read + Write,
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Answer {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));

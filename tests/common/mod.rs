@@ -199,17 +199,37 @@ pub fn wait_for_line(
     panic!("the process ended before printing {what}");
 }
 
-/// GET /metrics over a plain socket and sum a processor's event counter (0 while
-/// the endpoint is not up).
-pub fn processed_so_far(addr: &str, processor: &str) -> u64 {
+/// GET /metrics over a plain socket: the whole answer, empty while the endpoint
+/// is not up.
+pub fn metrics_text(addr: &str) -> String {
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return 0;
+        return String::new();
     };
     // A wedged process must fail the caller's deadline, not hang the test.
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let _ = s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes());
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
+    body
+}
+
+/// The sum of the samples of metric `name` whose labels include every one of
+/// `labels` (`key="value"`), in a `/metrics` answer.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && labels.iter().all(|want| l.contains(want))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// GET /metrics over a plain socket and sum a processor's event counter (0 while
+/// the endpoint is not up).
+pub fn processed_so_far(addr: &str, processor: &str) -> u64 {
+    let body = metrics_text(addr);
     let label = format!("processor=\"{processor}\"");
     body.lines()
         .filter(|l| l.starts_with("courier_processor_events_total{") && l.contains(&label))

@@ -220,7 +220,7 @@ pub struct Ratios {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
@@ -233,9 +233,9 @@ mod tests {
         assert_eq!(serde_json::to_value(&summary).unwrap(), v);
     }
 
-    #[test]
-    fn a_summary_keeps_its_json() {
-        let run = json!({
+    /// A run's `--json` summary (values shortened).
+    pub(crate) fn example() -> Value {
+        json!({
             "backend": {"log": "embedded", "views": "rocksdb"},
             "dead_letters": 0,
             "events": 4747,
@@ -270,7 +270,12 @@ mod tests {
                 "push": {"count": 2000, "max_ms": 40.0, "p50_ms": 3.0, "p999_ms": 39.0, "p99_ms": 37.0},
                 "search": {"count": 2000, "max_ms": 900.0, "p50_ms": 350.0, "p999_ms": 899.0, "p99_ms": 800.0},
             },
-        });
+        })
+    }
+
+    #[test]
+    fn a_summary_keeps_its_json() {
+        let run = example();
         round_trips(run.clone());
 
         let mut with = run.clone();

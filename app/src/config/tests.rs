@@ -520,3 +520,30 @@ fn the_printed_config_has_every_section_and_masks_secrets() {
         .insert("sasl.password".into(), "********".into());
     assert_eq!(back, expected);
 }
+
+#[test]
+fn search_snapshots_are_off_by_default_and_live_per_namespace_and_generation() {
+    let c = Config::load(None, env(&[])).unwrap();
+    assert!(
+        c.search_snapshots(0).is_none(),
+        "no store unless configured"
+    );
+    let c = Config::load(
+        None,
+        env(&[
+            ("COURIER_SEARCH__SNAPSHOT_DIR", "/mnt/shared"),
+            ("COURIER_SEARCH__SNAPSHOT_INTERVAL_MS", "500"),
+            ("COURIER_NAMESPACE", "eu"),
+        ]),
+    )
+    .unwrap();
+    let store = c.search_snapshots(3).unwrap();
+    assert_eq!(store.root(), Path::new("/mnt/shared/eu/search/g3"));
+    assert_eq!(store.interval(), std::time::Duration::from_millis(500));
+    let c = Config::load(None, env(&[("COURIER_SEARCH__SNAPSHOT_DIR", "")])).unwrap();
+    assert!(c.search_snapshots(0).is_none(), "empty means unset");
+    let e = Config::load(None, env(&[("COURIER_SEARCH__SNAPSHOT_INTERVAL_MS", "0")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("search.snapshot_interval_ms"), "{e}");
+}

@@ -61,11 +61,13 @@ enum Step {
     Revoked(Vec<TopicPartition>),
 }
 
-/// The consumer's context: rebalance callbacks push into `steps`.
+/// The consumer's context: rebalance callbacks push into `steps`; statistics
+/// (with `statistics.interval.ms`) go to the gauges under the logical group.
 struct GroupContext {
     names: Names,
     group: String,
     steps: Arc<Mutex<VecDeque<Step>>>,
+    stats: super::stats::Exporter,
 }
 
 impl GroupContext {
@@ -97,6 +99,10 @@ impl ClientContext for GroupContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", group = %self.group, error = %error, reason, "consumer error");
+    }
+
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.stats.export(&statistics);
     }
 }
 
@@ -147,15 +153,26 @@ struct State {
     scratch: TopicPartition,
     /// The logical name of the topic of the last record.
     topics: TopicMemo,
+    /// librdkafka declared this static member fenced (fatal for its client).
+    fenced: bool,
 }
 
 /// One member of a Kafka consumer group.
 pub(crate) struct KafkaConsumer {
     inner: Arc<Inner>,
     group: String,
+    /// The logical group and topics (a fenced member joins again with them).
+    logical_group: String,
+    topics: Vec<String>,
     consumer: Option<Arc<BaseConsumer<GroupContext>>>,
     state: Arc<Mutex<State>>,
+    /// When this member last joined again after being fenced.
+    rejoined: Option<Instant>,
 }
+
+/// A static member fenced again this soon after joining again is not the
+/// victim of an outage but of a second process with its `group.instance.id`.
+const REFENCED_WITHIN: Duration = Duration::from_secs(60);
 
 fn has_steps(c: &BaseConsumer<GroupContext>) -> bool {
     !c.context()
@@ -179,6 +196,26 @@ impl KafkaConsumer {
         group: &str,
         topics: &[String],
     ) -> Result<Self, LogError> {
+        let consumer = Self::create(&inner, group, topics).await?;
+        let kafka_group = inner.names().group(group);
+        tracing::info!(group = %kafka_group, topics = ?topics, "joining Kafka consumer group");
+        Ok(KafkaConsumer {
+            inner,
+            group: kafka_group,
+            logical_group: group.to_string(),
+            topics: topics.to_vec(),
+            consumer: Some(Arc::new(consumer)),
+            state: Arc::new(Mutex::new(State::default())),
+            rejoined: None,
+        })
+    }
+
+    /// A client subscribed to `topics` as a member of `group`.
+    async fn create(
+        inner: &Arc<Inner>,
+        group: &str,
+        topics: &[String],
+    ) -> Result<BaseConsumer<GroupContext>, LogError> {
         let kafka_group = inner.names().group(group);
         let kafka_topics: Vec<String> = topics.iter().map(|t| inner.names().topic(t)).collect();
         let steps = Arc::new(Mutex::new(VecDeque::new()));
@@ -186,9 +223,14 @@ impl KafkaConsumer {
             names: inner.names().clone(),
             group: kafka_group.clone(),
             steps,
+            stats: super::stats::Exporter::new("consumer", group, inner.names().clone()),
         };
+        let interval = inner.settings().statistics_interval_ms.to_string();
         let mut defaults: Vec<(&str, &str)> = GROUP_DEFAULTS.to_vec();
         defaults.push(("group.id", &kafka_group));
+        if inner.settings().statistics_interval_ms > 0 {
+            defaults.push(("statistics.interval.ms", &interval));
+        }
         if let Some(id) = &inner.settings().instance_id {
             defaults.push(("group.instance.id", id));
         }
@@ -209,13 +251,56 @@ impl KafkaConsumer {
             Ok(c)
         })
         .await?;
-        tracing::info!(group = %kafka_group, topics = ?topics, "joining Kafka consumer group");
-        Ok(KafkaConsumer {
-            inner,
-            group: kafka_group,
-            consumer: Some(Arc::new(consumer)),
-            state: Arc::new(Mutex::new(State::default())),
-        })
+        Ok(consumer)
+    }
+
+    /// After librdkafka declared this static member fenced: a broker restart
+    /// can leave the coordinator holding another member id for our
+    /// `group.instance.id` (a join retried during the outage), and fencing is
+    /// fatal for the client. The member joins again with a new client, and
+    /// what it owned is handed out as revoked (its next owner, likely itself
+    /// again, starts from the last commit). Fenced again within
+    /// [`REFENCED_WITHIN`] means another process has the same id: an error.
+    async fn rejoin_after_fencing(&mut self) -> Result<ConsumerEvent, LogError> {
+        let id = self
+            .inner
+            .settings()
+            .instance_id
+            .clone()
+            .unwrap_or_default();
+        if self.rejoined.is_some_and(|t| t.elapsed() < REFENCED_WITHIN) {
+            return Err(LogError::Fatal {
+                op: "poll a Kafka consumer group",
+                detail: format!(
+                    "group {}: fenced again by another consumer with group.instance.id {id:?} \
+                     (is a second instance running with --instance-id {id}?)",
+                    self.group
+                ),
+            });
+        }
+        tracing::warn!(group = %self.group, instance_id = %id, "fenced by the coordinator (after a broker restart?): joining again with a new client");
+        let lost: Vec<TopicPartition> = {
+            let mut s = self.state();
+            let lost = s.owned.iter().cloned().collect();
+            let topics = std::mem::take(&mut s.topics);
+            *s = State {
+                topics,
+                ..State::default()
+            };
+            lost
+        };
+        if let Some(old) = self.consumer.take() {
+            // Closing a fenced client talks to the broker: off the async threads.
+            blocking("close a fenced Kafka consumer", move || {
+                drop(old);
+                Ok(())
+            })
+            .await?;
+        }
+        let fresh = Self::create(&self.inner, &self.logical_group, &self.topics).await?;
+        self.consumer = Some(Arc::new(fresh));
+        self.rejoined = Some(Instant::now());
+        Ok(ConsumerEvent::Revoked(lost))
     }
 
     fn consumer(&self) -> Result<Arc<BaseConsumer<GroupContext>>, LogError> {
@@ -441,11 +526,18 @@ impl State {
                         }
                     }
                 }
+                Some(Err(KafkaError::MessageConsumptionFatal(
+                    rdkafka::types::RDKafkaErrorCode::FencedInstanceId,
+                ))) => {
+                    self.unread(&mut out);
+                    self.fenced = true;
+                    return Ok(ConsumerEvent::Records(Vec::new()));
+                }
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
-                    return Err(LogError::backend(
-                        "poll a Kafka consumer group",
-                        format!("group {group}: fatal: {code}"),
-                    ));
+                    return Err(LogError::Fatal {
+                        op: "poll a Kafka consumer group",
+                        detail: format!("group {group}: fatal: {code}"),
+                    });
                 }
                 Some(Err(e)) => {
                     tracing::warn!(group, error = %e, "consumer error (librdkafka retries)");
@@ -475,6 +567,9 @@ impl GroupConsumer for KafkaConsumer {
             Ok(())
         })
         .await?;
+        if std::mem::take(&mut self.state().fenced) {
+            return self.rejoin_after_fencing().await;
+        }
         self.state()
             .outbox
             .take()

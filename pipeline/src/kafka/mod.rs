@@ -23,6 +23,7 @@ mod consumer;
 mod groups;
 pub mod perf;
 mod reader;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -72,6 +73,9 @@ pub struct KafkaSettings {
     /// back without a rebalance. One per process (ids are per group, and Kafka
     /// fences a second member with the same id); `None`: dynamic members.
     pub instance_id: Option<String>,
+    /// `statistics.interval.ms` of the producer and the group members, whose
+    /// reports become the `courier_kafka_*` gauges ([`stats`]); 0: none.
+    pub statistics_interval_ms: u64,
 }
 
 impl fmt::Debug for KafkaSettings {
@@ -94,6 +98,7 @@ impl fmt::Debug for KafkaSettings {
             .field("replication_factor", &self.replication_factor)
             .field("properties", &properties)
             .field("instance_id", &self.instance_id)
+            .field("statistics_interval_ms", &self.statistics_interval_ms)
             .finish()
     }
 }
@@ -107,6 +112,7 @@ impl KafkaSettings {
             replication_factor: 1,
             properties: BTreeMap::new(),
             instance_id: None,
+            statistics_interval_ms: crate::config::DEFAULT_STATISTICS_INTERVAL_MS,
         }
     }
 
@@ -213,13 +219,25 @@ fn topic_name<'a>(m: &'a BorrowedMessage<'_>) -> &'a [u8] {
     }
 }
 
-/// Forwards librdkafka's logs and global errors to `tracing`.
+/// Forwards librdkafka's logs and global errors to `tracing`, and the
+/// statistics of a client made with an exporter to its gauges.
 #[derive(Clone, Default)]
-pub(crate) struct LogContext;
+pub(crate) struct LogContext {
+    stats: Option<Arc<stats::Exporter>>,
+}
 
 impl ClientContext for LogContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         forward_log(level, fac, log_message);
+    }
+
+    // Overridden even without an exporter: rdkafka's default logs the whole
+    // report at info, for a client given `statistics.interval.ms` through
+    // `[kafka.properties]`.
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        if let Some(e) = &self.stats {
+            e.export(&statistics);
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -308,7 +326,7 @@ impl Inner {
                 "offsets",
                 &[("group.id", &kafka_group), ("enable.auto.commit", "false")],
             )
-            .create_with_context(LogContext)
+            .create_with_context(LogContext::default())
             .map_err(|e| {
                 LogError::backend(
                     "create a Kafka client for committed offsets",
@@ -473,29 +491,36 @@ impl KafkaLog {
     /// created or checked on first use. Fails only on invalid client settings.
     pub fn new(settings: KafkaSettings, catalog: &Catalog) -> Result<Self, LogError> {
         let names = Names::new(&settings.namespace, catalog);
-        let producer: FutureProducer<LogContext> = client_config(
-            &settings,
-            "producer",
-            &[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("compression.type", "lz4"),
-                ("linger.ms", "5"),
-                // An append reports failure after this long instead of retrying
-                // for librdkafka's default five minutes.
-                ("message.timeout.ms", "30000"),
-            ],
-        )
-        .create_with_context(LogContext)
-        .map_err(|e| {
-            LogError::backend(
-                "create the Kafka producer",
-                format!("{}: {e}", settings.brokers),
-            )
-        })?;
+        let interval = settings.statistics_interval_ms.to_string();
+        let mut defaults = vec![
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            // An append reports failure after this long instead of retrying
+            // for librdkafka's default five minutes.
+            ("message.timeout.ms", "30000"),
+        ];
+        let mut context = LogContext::default();
+        if settings.statistics_interval_ms > 0 {
+            defaults.push(("statistics.interval.ms", &interval));
+            context.stats = Some(Arc::new(stats::Exporter::new(
+                "producer",
+                "",
+                names.clone(),
+            )));
+        }
+        let producer: FutureProducer<LogContext> = client_config(&settings, "producer", &defaults)
+            .create_with_context(context)
+            .map_err(|e| {
+                LogError::backend(
+                    "create the Kafka producer",
+                    format!("{}: {e}", settings.brokers),
+                )
+            })?;
         let meta: BaseConsumer<LogContext> =
             client_config(&settings, "meta", &[("enable.auto.commit", "false")])
-                .create_with_context(LogContext)
+                .create_with_context(LogContext::default())
                 .map_err(|e| {
                     LogError::backend(
                         "create the Kafka metadata client",
@@ -503,7 +528,7 @@ impl KafkaLog {
                     )
                 })?;
         let admin = client_config(&settings, "admin", &[])
-            .create_with_context(LogContext)
+            .create_with_context(LogContext::default())
             .map_err(|e| {
                 LogError::backend(
                     "create the Kafka admin client",

@@ -92,7 +92,7 @@ impl Readers {
                     ("queued.max.messages.kbytes", "16384"),
                 ],
             )
-            .create_with_context(LogContext)
+            .create_with_context(LogContext::default())
             .map_err(|e| {
                 LogError::backend(
                     "create a Kafka reader",

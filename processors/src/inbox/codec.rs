@@ -12,13 +12,17 @@
 //! ```text
 //! magic 0xC5 | format varint | conversation_id str | applied opt varint
 //! | kind u8 (0 none, 1 direct, 2 group)
-//! | users: count, each: id str | spans: count, each (from varint, to opt varint)
+//! | users: count, each: id str | spans: count, each (from varint, to opt varint,
+//!          joined at_ms opt zz [format ≥ 2])
 //!          | joined_at_ms zz | delivered opt | read opt | unread varint | last opt
 //! | messages: count, each: id str | sender << 2 | edited << 1 | deleted varint
 //!          | offset − previous offset zz | at_ms − previous at_ms zz
 //! | previews: count, each: message index varint | str
 //! | seen_event_ids: count, each str
+//! | [format ≥ 2] title opt str | created_by opt str | created_at_ms opt zz
 //! ```
+//!
+//! This build writes [`STATE_FORMAT`] and reads it and format 1.
 //!
 //! A store that rewrites states often keeps them in parts instead
 //! ([`ConversationState::encode_parts`]): a head, `0xC6 | message count`
@@ -37,7 +41,7 @@
 use std::borrow::Cow;
 
 use super::effects::Span;
-use super::state::{ConversationState, Kind, MessageMeta, UserState};
+use super::state::{ConversationState, Kind, MessageMeta, STATE_FORMAT, UserState};
 
 /// The first byte of every encoding: never `{`, so it cannot be taken for JSON.
 const MAGIC: u8 = 0xC5;
@@ -144,7 +148,9 @@ impl ConversationState {
 
     /// Everything after the first byte; the messages' bytes only if `inline`.
     fn encode_body(&self, out: &mut Vec<u8>, inline: bool) {
-        varint(out, u64::from(self.format));
+        // Always this build's format: what follows is in its layout, whatever
+        // format the state was read in.
+        varint(out, u64::from(STATE_FORMAT));
         string(out, &self.conversation_id);
         option(out, self.applied);
         out.push(match self.kind {
@@ -156,9 +162,10 @@ impl ConversationState {
         for u in &self.users {
             string(out, &u.id);
             varint(out, u.spans.len() as u64);
-            for s in &u.spans {
+            for (i, s) in u.spans.iter().enumerate() {
                 varint(out, s.from);
                 option(out, s.to);
+                option(out, u.joined_ms(i).map(zigzag));
             }
             varint(out, zigzag(u.joined_at_ms));
             option(out, u.delivered);
@@ -186,6 +193,9 @@ impl ConversationState {
         for id in &self.seen_event_ids {
             string(out, id);
         }
+        optional_string(out, self.title.as_deref());
+        optional_string(out, self.created_by.as_deref());
+        option(out, self.created_at_ms.map(zigzag));
     }
 
     /// Decodes a state written by [`Self::encode_into`]; the error says what is
@@ -226,6 +236,7 @@ impl ConversationState {
                 id,
                 spans: Vec::with_capacity(spans),
                 joined_at_ms: 0,
+                joins_ms: Vec::new(),
                 delivered: None,
                 read: None,
                 unread: 0,
@@ -235,6 +246,10 @@ impl ConversationState {
                 let from = r.varint("a span's start")?;
                 let to = r.option("a span's end")?;
                 user.spans.push(Span { from, to });
+                if format >= 2 {
+                    let at = r.option("a span's join at_ms")?.map(unzigzag);
+                    user.joins_ms.push(at);
+                }
             }
             user.joined_at_ms = unzigzag(r.varint("joined_at_ms")?);
             user.delivered = r.option("a delivered watermark")?;
@@ -299,6 +314,11 @@ impl ConversationState {
         for _ in 0..seen {
             let id = r.string("a seen event id")?;
             s.seen_event_ids.insert(id);
+        }
+        if format >= 2 {
+            s.title = r.optional_string("the title")?;
+            s.created_by = r.optional_string("the creator")?;
+            s.created_at_ms = r.option("created_at_ms")?.map(unzigzag);
         }
         if r.at != r.bytes.len() {
             return Err(r.error(&format!("{} bytes after the state", r.bytes.len() - r.at)));
@@ -397,6 +417,16 @@ fn option(out: &mut Vec<u8>, v: Option<u64>) {
     }
 }
 
+fn optional_string(out: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            string(out, v);
+        }
+    }
+}
+
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -461,6 +491,14 @@ impl Reader<'_> {
             .map_err(|e| self.error(&format!("{what} is not UTF-8: {e}")))?;
         self.at += n;
         Ok(s.to_owned())
+    }
+
+    fn optional_string(&mut self, what: &str) -> Result<Option<String>, String> {
+        match self.byte(what)? {
+            0 => Ok(None),
+            1 => self.string(what).map(Some),
+            b => Err(self.error(&format!("{what}: presence byte {b} is neither 0 nor 1"))),
+        }
     }
 
     fn option(&mut self, what: &str) -> Result<Option<u64>, String> {
@@ -539,6 +577,52 @@ mod tests {
             binary.len(),
             json.len()
         );
+    }
+
+    /// A state written before format 2 is read: what it did not keep is
+    /// unknown (the latest join's time it did keep), and it is written back in
+    /// this build's format.
+    #[test]
+    fn a_state_of_format_1_is_read_with_what_it_kept() {
+        let mut v1 = vec![MAGIC, 1];
+        string(&mut v1, "c1");
+        option(&mut v1, Some(5));
+        v1.push(2); // group
+        varint(&mut v1, 2);
+        for (id, spans, joined) in [
+            ("u1", &[(1, None)][..], 1),
+            ("u2", &[(1, Some(3)), (4, None)], 40),
+        ] {
+            string(&mut v1, id);
+            varint(&mut v1, spans.len() as u64);
+            for (from, to) in spans {
+                varint(&mut v1, *from);
+                option(&mut v1, *to);
+            }
+            varint(&mut v1, zigzag(joined));
+            v1.extend([0, 0, 0, 0]); // delivered, read, unread, last
+        }
+        v1.extend([0, 0, 0]); // messages, previews, seen event ids
+        let s = ConversationState::decode(&v1).unwrap();
+        assert_eq!(s.format(), 1);
+        let seen = s.seen_by("u2").unwrap();
+        assert_eq!(
+            (seen.title, seen.created_by, seen.created_at_ms),
+            (None, None, None)
+        );
+        let joined: Vec<_> = seen.members.iter().map(|m| m.joined_at_ms).collect();
+        assert_eq!(joined, [Some(1), Some(40)]);
+        assert_eq!(
+            s.users[1].joined_ms(0),
+            None,
+            "an earlier join's time was not kept"
+        );
+        let mut v2 = Vec::new();
+        s.encode_into(&mut v2);
+        let again = ConversationState::decode(&v2).unwrap();
+        assert_eq!(again.format(), STATE_FORMAT);
+        assert_eq!(again.seen_by("u2"), s.seen_by("u2"));
+        assert_eq!(again.users[1].joins_ms, [None, Some(40)]);
     }
 
     #[test]

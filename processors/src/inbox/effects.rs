@@ -149,6 +149,7 @@ pub enum Content {
 }
 
 /// A media reference, as in the `MediaRef` of the wire format.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Media {
     /// Where the media is.
@@ -207,15 +208,19 @@ pub struct InboxUpdate {
 }
 
 /// A row of a user's inbox, in the exact JSON shape of `courier inbox --json`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboxRow {
     /// The conversation.
     pub conversation_id: String,
-    /// The last message visible to the user; `None` when none is.
+    /// The last message visible to the user; null when none is.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub last_message_id: Option<String>,
     /// The first 100 characters of its current text; `""` if deleted or not text.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub last_message_preview: Option<String>,
     /// Whether that message is deleted.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub last_message_deleted: Option<bool>,
     /// The later of the user's most recent join and that message's `at_ms`.
     pub last_activity_ms: i64,

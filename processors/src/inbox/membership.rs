@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use courier_schemas::proto::{ConversationCreated, ConversationKind, MembersAdded, MembersRemoved};
 
-use super::effects::{Ignored, Span};
+use super::effects::Ignored;
 use super::fold::{Change, Step, StepResult};
 use super::state::Kind;
 
@@ -41,6 +41,9 @@ impl Step<'_> {
             ));
         }
         self.state.kind = Some(kind);
+        self.state.title = b.title.clone();
+        self.state.created_by = Some(b.creator_id.clone());
+        self.state.created_at_ms = Some(self.at_ms);
         for m in members {
             self.join(m);
         }
@@ -105,12 +108,7 @@ impl Step<'_> {
     /// Makes user `id` (not a current member) a member from this event on.
     fn join(&mut self, id: &str) {
         let u = self.state.user_or_insert(id);
-        let user = &mut self.state.users[u];
-        user.spans.push(Span {
-            from: self.at.offset,
-            to: None,
-        });
-        user.joined_at_ms = self.at_ms;
+        self.state.users[u].open_span(self.at.offset, self.at_ms);
         self.emit_participant(u);
         self.emit_inbox(u);
     }

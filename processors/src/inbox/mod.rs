@@ -78,5 +78,5 @@ pub use effects::{
 pub use fold::{apply, apply_without_inbox_rows, route};
 pub use handler::InboxProcessor;
 pub(crate) use handler::{Triage, triage};
-pub use state::{ConversationState, Kind, STATE_FORMAT};
+pub use state::{ConversationState, ConversationView, Kind, MemberView, STATE_FORMAT};
 pub use view::{MessageView, NotAMember, ViewModel};

@@ -25,8 +25,11 @@ use serde::{Deserialize, Serialize};
 use super::codec::EncodedMessages;
 use super::effects::{ParticipantRow, Span};
 
-/// Bumped when a stored state can no longer be read by this code.
-pub const STATE_FORMAT: u32 = 1;
+/// Bumped when a stored state can no longer be read by this code. 2 added the
+/// title, creator and creation time, and the `at_ms` of every join (so a former
+/// member sees the conversation as it was when they left); a state of format 1
+/// is still read, with those unknown (docs/decisions/2026-12-07-conversation-details.md).
+pub const STATE_FORMAT: u32 = 2;
 
 /// Everything the fold remembers about one conversation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +45,14 @@ pub struct ConversationState {
     /// `None` until a valid `conversation_created`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) kind: Option<Kind>,
+    /// The `conversation_created`'s title, creator and `at_ms` (it never
+    /// changes); `None` before it, or when a state of format 1 did not keep them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) created_at_ms: Option<i64>,
     /// Every user who was ever a member; messages refer to senders by index.
     #[serde(default)]
     pub(super) users: Vec<UserState>,
@@ -71,12 +82,54 @@ pub struct ConversationState {
 
 /// Direct or group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// Exactly two members, for ever.
     Direct,
     /// Members come and go.
     Group,
+}
+
+/// A conversation as one member sees it ([`ConversationState::seen_by`]), in the
+/// JSON shape of `GET /v1/conversations/{id}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "A conversation as you see it: as it is while you are a member, as it was when you left once you are not."
+    )
+)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConversationView {
+    /// The conversation.
+    pub conversation_id: String,
+    /// Direct or group.
+    pub kind: Kind,
+    /// Its title, if it was given one (null also when a state of format 1 did
+    /// not keep it: until the views are rebuilt).
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub title: Option<String>,
+    /// Who created it (null when a state of format 1 did not keep it).
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub created_by: Option<String>,
+    /// When it was created (null when a state of format 1 did not keep it).
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub created_at_ms: Option<i64>,
+    /// The members, by user id.
+    pub members: Vec<MemberView>,
+}
+
+/// One member of a conversation, as a member sees it ([`ConversationView`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberView {
+    /// The member.
+    pub user_id: String,
+    /// When their membership (the one current at the moment seen) began; null
+    /// for an earlier membership a state of format 1 did not keep the time of.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub joined_at_ms: Option<i64>,
 }
 
 /// One user who is or was a member.
@@ -87,6 +140,10 @@ pub(super) struct UserState {
     pub(super) spans: Vec<Span>,
     /// `at_ms` of the event that most recently made them a member.
     pub(super) joined_at_ms: i64,
+    /// `at_ms` of the event that opened each span, beside `spans`; empty in a
+    /// state of format 1, which kept only `joined_at_ms` (see [`Self::joined_ms`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) joins_ms: Vec<Option<i64>>,
     /// Delivered watermark (a message offset); never below `read`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) delivered: Option<u64>,
@@ -107,6 +164,25 @@ impl UserState {
 
     pub(super) fn sees(&self, offset: u64) -> bool {
         self.spans.iter().any(|s| s.contains(offset))
+    }
+
+    /// `at_ms` of the join that opened span `i`, if known: a state of format 1
+    /// knew only the latest join's.
+    pub(super) fn joined_ms(&self, i: usize) -> Option<i64> {
+        if self.joins_ms.len() == self.spans.len() {
+            return self.joins_ms.get(i).copied().flatten();
+        }
+        (i + 1 == self.spans.len()).then_some(self.joined_at_ms)
+    }
+
+    /// Opens a span at `from` by an event of `at_ms`.
+    pub(super) fn open_span(&mut self, from: u64, at_ms: i64) {
+        if self.joins_ms.len() != self.spans.len() {
+            self.joins_ms = (0..self.spans.len()).map(|i| self.joined_ms(i)).collect();
+        }
+        self.spans.push(Span { from, to: None });
+        self.joins_ms.push(Some(at_ms));
+        self.joined_at_ms = at_ms;
     }
 
     /// Whether a watermark at `mark` covers the message at `offset`.
@@ -146,6 +222,9 @@ impl ConversationState {
             conversation_id: conversation_id.into(),
             applied: None,
             kind: None,
+            title: None,
+            created_by: None,
+            created_at_ms: None,
             users: Vec::new(),
             messages: Vec::new(),
             previews: BTreeMap::new(),
@@ -181,6 +260,46 @@ impl ConversationState {
         self.kind
     }
 
+    /// The conversation as `user` sees it: as it is, to a current member; as it
+    /// was just before they left, to a former one; `None` to anyone who was never
+    /// a member, or when it does not exist.
+    pub fn seen_by(&self, user: &str) -> Option<ConversationView> {
+        let kind = self.kind?;
+        let me = self.users.iter().find(|u| u.id == user)?;
+        let left = match me.spans.last()? {
+            Span { to: None, .. } => None,
+            Span { to: Some(to), .. } => Some(*to),
+        };
+        let mut members: Vec<MemberView> = self
+            .users
+            .iter()
+            .filter_map(|u| {
+                // The span open at the moment seen: now, or just before `left`
+                // (everyone removed by that same event was still in).
+                let i = match left {
+                    None => u.is_member().then(|| u.spans.len() - 1)?,
+                    Some(l) => u
+                        .spans
+                        .iter()
+                        .position(|s| s.from < l && s.to.is_none_or(|to| to >= l))?,
+                };
+                Some(MemberView {
+                    user_id: u.id.clone(),
+                    joined_at_ms: u.joined_ms(i),
+                })
+            })
+            .collect();
+        members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        Some(ConversationView {
+            conversation_id: self.conversation_id.clone(),
+            kind,
+            title: self.title.clone(),
+            created_by: self.created_by.clone(),
+            created_at_ms: self.created_at_ms,
+            members,
+        })
+    }
+
     /// Current members, sorted.
     pub fn members(&self) -> Vec<&str> {
         let mut m: Vec<&str> = self
@@ -202,6 +321,30 @@ impl ConversationState {
             .filter(|u| u.sees(offset))
             .map(|u| u.id.as_str())
             .collect()
+    }
+
+    /// The members just after the event at `offset` was applied (those it added
+    /// are in, those it removed are out), sorted: whom a membership change at
+    /// `offset` went to live. The gateway's resume judges old events by it.
+    pub fn members_after(&self, offset: u64) -> Vec<&str> {
+        self.members_where(|s| s.from <= offset && s.to.is_none_or(|to| offset < to))
+    }
+
+    /// The members just before the event at `offset` (those it removed are in),
+    /// sorted: whom a removal at `offset` went to live.
+    pub fn members_before(&self, offset: u64) -> Vec<&str> {
+        self.members_where(|s| s.from < offset && s.to.is_none_or(|to| offset <= to))
+    }
+
+    fn members_where(&self, open: impl Fn(&Span) -> bool) -> Vec<&str> {
+        let mut m: Vec<&str> = self
+            .users
+            .iter()
+            .filter(|u| u.spans.iter().any(&open))
+            .map(|u| u.id.as_str())
+            .collect();
+        m.sort_unstable();
+        m
     }
 
     /// The sender of an applied message, if there is one with that id. Scans from
@@ -298,6 +441,7 @@ impl ConversationState {
             id: id.to_owned(),
             spans: Vec::new(),
             joined_at_ms: 0,
+            joins_ms: Vec::new(),
             delivered: None,
             read: None,
             unread: 0,

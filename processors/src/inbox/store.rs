@@ -74,6 +74,25 @@ pub trait InboxStore: Send + Sync {
         conversations: &[String],
     ) -> Result<Vec<Option<ConversationState>>, StoreError>;
 
+    /// A partition's checkpoint and the stored states of these conversations,
+    /// read so that the states cover at least what the checkpoint says: replaying
+    /// the log from the checkpoint onto them gives the current states.
+    ///
+    /// Reading the checkpoint first and the states after it does that on a live
+    /// store, where what is read later never goes back in time. A store read
+    /// through separate snapshots (a read-only RocksDB open per call, beside the
+    /// processor that writes it) must read both from one snapshot instead: a
+    /// later open can see less than an earlier one while the writer recovers.
+    async fn states_at_checkpoint(
+        &self,
+        partition: u32,
+        conversations: &[String],
+    ) -> Result<(Option<u64>, Vec<Option<ConversationState>>), StoreError> {
+        let checkpoint = self.checkpoint(partition).await?;
+        let states = self.load_states(conversations).await?;
+        Ok((checkpoint, states))
+    }
+
     /// Makes a batch durable, following the module's durability contract (rows,
     /// then states, then checkpoints, unless all at once).
     async fn write(&mut self, batch: &InboxBatch) -> Result<(), StoreError>;

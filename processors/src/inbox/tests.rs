@@ -772,3 +772,74 @@ fn state_grows_with_messages_but_not_with_receipts() {
         r#"[{"conversation_id":"c1","last_message_id":"m0999","last_message_preview":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx","last_message_deleted":false,"last_activity_ms":1001,"unread_count":0}]"#,
     );
 }
+
+/// Issue 18: a member sees the conversation as it is; a former member as it was
+/// just before they left (those removed with them included, nobody added
+/// since, and the join time of the membership open then, not of a later one);
+/// someone never in sees nothing.
+#[test]
+fn a_conversation_is_seen_as_it_is_or_as_it_was_when_one_left() {
+    let case = run(&format!(
+        r#"
+        {GROUP_C1}
+        {{"type":"members_removed","conversation_id":"c1","actor_id":"u1","user_ids":["u2"]}}
+        {{"type":"members_added","conversation_id":"c1","actor_id":"u1","user_ids":["u4"]}}
+        {{"type":"members_removed","conversation_id":"c1","actor_id":"u1","user_ids":["u3","u4"]}}
+        {{"type":"members_added","conversation_id":"c1","actor_id":"u1","user_ids":["u2","u5"]}}
+        "#
+    ));
+    let s = &case.states["c1"];
+    let seen = |u: &str| {
+        s.seen_by(u).map(|v| {
+            let members: Vec<(String, Option<i64>)> = v
+                .members
+                .into_iter()
+                .map(|m| (m.user_id, m.joined_at_ms))
+                .collect();
+            (v.title, v.created_by, v.created_at_ms, members)
+        })
+    };
+    let m = |u: &str, at: i64| (u.to_string(), Some(at));
+    let head = (Some("team".to_string()), Some("u1".to_string()), Some(1));
+    let now = (
+        head.0.clone(),
+        head.1.clone(),
+        head.2,
+        vec![m("u1", 1), m("u2", 5), m("u5", 5)],
+    );
+    assert_eq!(seen("u1"), Some(now.clone()));
+    // u2 left and came back: now again.
+    assert_eq!(seen("u2"), Some(now));
+    // u3 and u4 left together: both are in what they saw; u2 (out then) is not.
+    let u3_left = (
+        head.0.clone(),
+        head.1.clone(),
+        head.2,
+        vec![m("u1", 1), m("u3", 1), m("u4", 3)],
+    );
+    assert_eq!(seen("u3"), Some(u3_left.clone()));
+    assert_eq!(seen("u4"), Some(u3_left));
+    assert_eq!(seen("u9"), None);
+    assert_eq!(
+        s.seen_by("u1").map(|v| v.kind),
+        Some(Kind::Group),
+        "the kind"
+    );
+    // The shape of `GET /v1/conversations/{id}`.
+    let json = serde_json::to_value(s.seen_by("u3").unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"conversation_id": "c1", "kind": "group", "title": "team",
+            "created_by": "u1", "created_at_ms": 1,
+            "members": [{"user_id": "u1", "joined_at_ms": 1}, {"user_id": "u3", "joined_at_ms": 1},
+                        {"user_id": "u4", "joined_at_ms": 3}]})
+    );
+    // Through both encodings, and a state that does not exist yet.
+    let mut binary = Vec::new();
+    s.encode_into(&mut binary);
+    let back = ConversationState::decode(&binary).unwrap();
+    assert_eq!(back.seen_by("u3"), s.seen_by("u3"));
+    let json: ConversationState = serde_json::from_str(&serde_json::to_string(s).unwrap()).unwrap();
+    assert_eq!(json.seen_by("u3"), s.seen_by("u3"));
+    assert_eq!(ConversationState::new("c9").seen_by("u1"), None);
+}

@@ -22,6 +22,7 @@ pub fn preview(text: &str) -> String {
 
 /// A message as `courier messages CONVERSATION --as USER --json` shows it.
 /// `ciphertext` (base64) and `media` appear only on messages that carry them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {
     /// Unique within the conversation.
@@ -29,6 +30,7 @@ pub struct MessageView {
     /// Who sent it.
     pub sender_id: String,
     /// Current text; null when deleted or not a text message.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub text: Option<String>,
     /// Encrypted content, standard base64 as in the canonical JSON of events.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,7 +4,9 @@ use courier_schemas::Event;
 use courier_schemas::proto::{PresenceStatus, event::Body};
 
 /// Online or offline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Status {
     /// Connected.
     Online,

@@ -13,7 +13,7 @@ use courier_processors::search::SearchDoc;
 use courier_processors::store::StoreError;
 use tantivy::{Index, IndexWriter};
 
-use super::{Fields, STORE, WRITER_MEMORY, shard_dir};
+use super::{Documents, Fields, STORE, WRITER_MEMORY, shard_dir};
 
 fn fatal(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::fatal(STORE, format!("raw baseline: {what}: {e}"))

@@ -1,12 +1,11 @@
-//! The pure half of the tantivy sink: the schema, and index operations and
-//! conversation states → tantivy documents and terms. No I/O here.
+//! The pure half of the tantivy sink: index operations and conversation states
+//! → tantivy documents of the shard schema, and the commit payload. No I/O here.
 
 use courier_processors::inbox::ConversationState;
 use courier_processors::search::SearchDoc;
 use courier_processors::store::StoreError;
 use serde::{Deserialize, Serialize};
-use tantivy::schema::{Field, INDEXED, STORED, STRING, Schema, TEXT};
-use tantivy::{TantivyDocument, Term};
+use tantivy::TantivyDocument;
 
 use super::STORE;
 
@@ -15,69 +14,23 @@ use super::STORE;
 /// layout 1 (JSON states) is read as it is, and its next commit says 2.
 pub const LAYOUT: u32 = 2;
 
-/// The fields of every shard.
-///
-/// Message documents and state documents share one index so one commit covers
-/// both; they are told apart by `key`'s prefix, and only message documents have
-/// `visible` terms, so no query ever matches a state.
-#[derive(Debug, Clone)]
-pub struct Fields {
-    pub schema: Schema,
-    /// `m␟conversation␟message` or `s␟conversation`: what upserts replace.
-    pub key: Field,
-    /// Stored, and indexed raw for `--conversation`.
-    pub conversation_id: Field,
-    pub message_id: Field,
-    pub sender_id: Field,
-    /// The current text: the default tokenizer (runs of alphanumeric characters,
-    /// lowercased, tokens over 40 bytes dropped), with positions for phrases.
-    pub text: Field,
-    pub sent_at_ms: Field,
-    /// One raw term per user who sees the message.
-    pub visible: Field,
-    /// A conversation state, binary encoded (state documents only).
-    pub state: Field,
+pub use courier_search_query::Fields;
+
+/// The documents of the shard schema ([`Fields`], which the query side shares and
+/// so lives in courier-search-query): an extension of it, as the documents need
+/// the processors' types and the state encoding, which the query side must not link.
+pub trait Documents {
+    /// The document of a message.
+    fn message_doc(&self, d: &SearchDoc) -> TantivyDocument;
+
+    /// The document holding a conversation's state, in the binary encoding
+    /// (`crate::states`); `buf` is scratch space, reused across the states of
+    /// a commit.
+    fn state_doc(&self, s: &ConversationState, buf: &mut Vec<u8>) -> TantivyDocument;
 }
 
-impl Fields {
-    pub fn new() -> Self {
-        let mut b = Schema::builder();
-        let key = b.add_text_field("key", STRING);
-        let conversation_id = b.add_text_field("conversation_id", STRING | STORED);
-        let message_id = b.add_text_field("message_id", STORED);
-        let sender_id = b.add_text_field("sender_id", STORED);
-        let text = b.add_text_field("text", TEXT | STORED);
-        let sent_at_ms = b.add_i64_field("sent_at_ms", STORED | INDEXED);
-        let visible = b.add_text_field("visible", STRING);
-        let state = b.add_bytes_field("state", STORED);
-        Fields {
-            schema: b.build(),
-            key,
-            conversation_id,
-            message_id,
-            sender_id,
-            text,
-            sent_at_ms,
-            visible,
-            state,
-        }
-    }
-
-    /// The key term of a message document.
-    pub fn message_key(&self, conversation_id: &str, message_id: &str) -> Term {
-        Term::from_field_text(
-            self.key,
-            &format!("m\u{1f}{conversation_id}\u{1f}{message_id}"),
-        )
-    }
-
-    /// The key term of a conversation's state document.
-    pub fn state_key(&self, conversation_id: &str) -> Term {
-        Term::from_field_text(self.key, &format!("s\u{1f}{conversation_id}"))
-    }
-
-    /// The document of a message.
-    pub fn message_doc(&self, d: &SearchDoc) -> TantivyDocument {
+impl Documents for Fields {
+    fn message_doc(&self, d: &SearchDoc) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_text(
             self.key,
@@ -94,22 +47,13 @@ impl Fields {
         doc
     }
 
-    /// The document holding a conversation's state, in the binary encoding
-    /// (`crate::states`); `buf` is scratch space, reused across the states of
-    /// a commit.
-    pub fn state_doc(&self, s: &ConversationState, buf: &mut Vec<u8>) -> TantivyDocument {
+    fn state_doc(&self, s: &ConversationState, buf: &mut Vec<u8>) -> TantivyDocument {
         buf.clear();
         crate::states::encode(s, buf);
         let mut doc = TantivyDocument::default();
         doc.add_text(self.key, format!("s\u{1f}{}", s.conversation_id()));
         doc.add_bytes(self.state, buf.as_slice());
         doc
-    }
-}
-
-impl Default for Fields {
-    fn default() -> Self {
-        Fields::new()
     }
 }
 

@@ -7,63 +7,19 @@ use std::time::Instant;
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
-use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RegexQuery, TermQuery,
-};
-use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
-use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::query::Query;
+use tantivy::schema::Value;
 use tantivy::snippet::SnippetGenerator;
-use tantivy::tokenizer::TokenizerManager;
-use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument};
 
-use super::documents::Fields;
+use courier_search_query::{Fields, Queries, SearchError};
+
 use super::metrics::metrics;
 
-/// One result, in the exact JSON shape of `courier search --json` and of the
-/// gateway's `GET /v1/search`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SearchHit {
-    pub message_id: String,
-    pub conversation_id: String,
-    pub sender_id: String,
-    /// The current text.
-    pub text: String,
-    pub sent_at_ms: i64,
-    /// BM25 relevance within the message's shard (higher is better).
-    pub score: f32,
-    /// The best fragment of the text, matches wrapped in `<b>…</b>`, HTML-escaped.
-    pub snippet: String,
-}
-
-/// Longest query accepted, in bytes. Far beyond what anyone types into a search
-/// box, and a bound on the work one request can ask of the parser.
-pub const MAX_QUERY_BYTES: usize = 1024;
-
-/// Deepest nesting of parentheses accepted. tantivy's parser recurses once per
-/// level with no bound of its own: 10,000 levels overflowed a worker thread's
-/// stack and aborted the whole process.
-pub const MAX_QUERY_DEPTH: usize = 16;
-
-/// Why a search failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SearchError {
-    /// The query does not parse; the user's fault (HTTP 400, CLI exit code 2).
-    #[error("malformed query {query:?}: {reason}")]
-    MalformedQuery {
-        /// The query as given.
-        query: String,
-        /// What the parser objected to.
-        reason: String,
-    },
-    /// A limit of 0.
-    #[error("--limit must be at least 1")]
-    ZeroLimit,
-    /// The index could not be read.
-    #[error("search index: {0}")]
-    Index(String),
-}
+/// One result (it lives with the search processor, so the gateway, which links
+/// no sinks, can document it).
+pub use courier_processors::search::SearchHit;
 
 /// One shard open for reading.
 struct ReadShard {
@@ -79,7 +35,7 @@ struct ReadShard {
 pub struct SearchShards {
     root: PathBuf,
     fields: Fields,
-    parser: QueryParser,
+    queries: Queries,
     shards: Mutex<Vec<ReadShard>>,
 }
 
@@ -87,17 +43,10 @@ impl SearchShards {
     /// The shards under `root` (a generation directory); none there yet is fine.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, SearchError> {
         let fields = Fields::new();
-        let mut parser = QueryParser::new(
-            fields.schema.clone(),
-            vec![fields.text],
-            TokenizerManager::default(),
-        );
-        // Every word must match, as in every search box users know; `OR` widens.
-        parser.set_conjunction_by_default();
         let shards = SearchShards {
             root: root.into(),
+            queries: Queries::new(&fields),
             fields,
-            parser,
             shards: Mutex::new(Vec::new()),
         };
         shards.refresh()?;
@@ -152,47 +101,10 @@ impl SearchShards {
         &self.root
     }
 
-    /// Parses a query with the syntax `search` accepts: words (all must match),
-    /// `"phrases"`, `AND`/`OR`/`NOT`, `+`/`-`, `(…)`, and prefixes (`hel*`).
-    ///
-    /// tantivy's parser has prefixes only at the end of phrases (`"standup mo"*`),
-    /// so a bare word ending in `*` (`stand*`, `-stand*`) is taken out of the
-    /// query first and becomes a required (or, with `-`, excluded) prefix of a word
-    /// of the text, AND-ed with the rest.
+    /// Parses a query with the syntax `search` accepts (see
+    /// [`Queries::parse`], which this is).
     pub fn parse(&self, query: &str) -> Result<Box<dyn Query>, SearchError> {
-        let malformed = |reason: String| SearchError::MalformedQuery {
-            query: query.to_string(),
-            reason,
-        };
-        check_bounds(query).map_err(malformed)?;
-        let (rest, prefixes) = split_prefixes(query);
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        if !rest.trim().is_empty() || prefixes.is_empty() {
-            let ast = tantivy::query_grammar::parse_query(&rest).map_err(|_| {
-                malformed("syntax error (check its quotes and parentheses)".to_string())
-            })?;
-            only_the_text(&ast).map_err(malformed)?;
-            let parsed = self
-                .parser
-                .build_query_from_user_input_ast(ast)
-                .map_err(|e| malformed(e.to_string()))?;
-            if prefixes.is_empty() {
-                return Ok(parsed);
-            }
-            clauses.push((Occur::Must, parsed));
-        }
-        let mut positive = false;
-        for (exclude, word) in prefixes {
-            let regex = RegexQuery::from_pattern(&format!("{word}.*"), self.fields.text)
-                .map_err(|e| malformed(format!("prefix {word}*: {e}")))?;
-            positive |= !exclude;
-            let occur = if exclude { Occur::MustNot } else { Occur::Must };
-            clauses.push((occur, Box::new(regex)));
-        }
-        if clauses.iter().all(|(o, _)| *o == Occur::MustNot) && !positive {
-            return Err(malformed("only excluded words".to_string()));
-        }
-        Ok(Box::new(BooleanQuery::new(clauses)))
+        self.queries.parse(query)
     }
 
     /// The messages `user` may see (a member when they were sent), not deleted,
@@ -254,17 +166,7 @@ impl SearchShards {
         let parsed = self.parse(query)?;
         self.refresh()?;
         let f = &self.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, parsed.box_clone()),
-            (Occur::Must, filter(Term::from_field_text(f.visible, user))),
-        ];
-        if let Some(c) = conversation {
-            clauses.push((
-                Occur::Must,
-                filter(Term::from_field_text(f.conversation_id, c)),
-            ));
-        }
-        let full = BooleanQuery::new(clauses);
+        let full = self.queries.restrict(&*parsed, user, conversation);
         let searchers: Vec<Searcher> = self
             .shards
             .lock()
@@ -324,14 +226,6 @@ impl SearchShards {
     }
 }
 
-/// A clause that filters without scoring: only the user's words rank results.
-fn filter(term: Term) -> Box<dyn Query> {
-    Box::new(ConstScoreQuery::new(
-        Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
-        0.0,
-    ))
-}
-
 /// Merges hits from several shards or instances: best first (ties: conversation,
 /// then message id), each message once (a shard that just moved between instances
 /// may answer from both), at most `limit`.
@@ -346,102 +240,6 @@ pub fn merge(mut hits: Vec<SearchHit>, limit: usize) -> Vec<SearchHit> {
     hits.retain(|h| seen.insert((h.conversation_id.clone(), h.message_id.clone())));
     hits.truncate(limit);
     hits
-}
-
-/// Refuses a query too long or too deeply nested for the parser to be handed
-/// safely (see [`MAX_QUERY_BYTES`], [`MAX_QUERY_DEPTH`]). Parentheses inside
-/// quotes are words, not nesting.
-fn check_bounds(query: &str) -> Result<(), String> {
-    let (mut depth, mut deepest, mut quoted) = (0usize, 0usize, false);
-    for c in query.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '(' if !quoted => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            ')' if !quoted => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    if deepest > MAX_QUERY_DEPTH {
-        return Err(format!(
-            "parentheses nest {deepest} deep; at most {MAX_QUERY_DEPTH} levels are accepted"
-        ));
-    }
-    if query.len() > MAX_QUERY_BYTES {
-        return Err(format!(
-            "the query is {} bytes long; at most {MAX_QUERY_BYTES} are accepted",
-            query.len()
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses any part of a parsed query that names a field (`visible:bob`,
-/// `conversation_id:*`, `text:[a TO b]`) or asks whether one exists (`*` on a
-/// field): only the message text is searchable. The index's other fields are
-/// internal — `visible` says who was a member when — and some answer such
-/// queries only with an error at search time. The same words for every field
-/// name, so an answer tells nothing about which fields exist.
-fn only_the_text(ast: &UserInputAst) -> Result<(), String> {
-    let named = |field: &Option<String>| match field {
-        Some(f) => Err(format!(
-            "`{f}:` names a field; only the message text is searched, so write the words alone"
-        )),
-        None => Ok(()),
-    };
-    match ast {
-        UserInputAst::Clause(clauses) => clauses.iter().try_for_each(|(_, a)| only_the_text(a)),
-        UserInputAst::Boost(a, _) => only_the_text(a),
-        UserInputAst::Leaf(leaf) => match &**leaf {
-            UserInputLeaf::Literal(l) => named(&l.field_name),
-            UserInputLeaf::All => Ok(()),
-            UserInputLeaf::Range { field, .. }
-            | UserInputLeaf::Set { field, .. }
-            | UserInputLeaf::Regex { field, .. } => named(field),
-            UserInputLeaf::Exists { field } => named(&Some(field.clone())),
-        },
-    }
-}
-
-/// Takes the bare prefix words (`stand*`, `-stand*`, `+stand*`) out of a query
-/// outside quotes: (the rest, [(excluded, lowercased prefix)]). A word is what the
-/// default tokenizer keeps: alphanumeric characters.
-fn split_prefixes(query: &str) -> (String, Vec<(bool, String)>) {
-    let mut rest = String::with_capacity(query.len());
-    let mut prefixes = Vec::new();
-    let mut quoted = false;
-    let mut word = String::new();
-    let flush = |word: &mut String, rest: &mut String, prefixes: &mut Vec<(bool, String)>| {
-        let (sign, body) = match word.chars().next() {
-            Some(c @ ('-' | '+')) => (Some(c), &word[1..]),
-            _ => (None, word.as_str()),
-        };
-        let stem = body.strip_suffix('*').unwrap_or_default();
-        if !stem.is_empty() && stem.chars().all(char::is_alphanumeric) {
-            prefixes.push((sign == Some('-'), stem.to_lowercase()));
-        } else {
-            rest.push_str(word);
-        }
-        word.clear();
-    };
-    for c in query.chars() {
-        if quoted {
-            rest.push(c);
-            quoted = c != '"';
-        } else if c == '"' && word.is_empty() {
-            rest.push(c);
-            quoted = true;
-        } else if c.is_whitespace() {
-            flush(&mut word, &mut rest, &mut prefixes);
-            rest.push(c);
-        } else {
-            word.push(c);
-        }
-    }
-    flush(&mut word, &mut rest, &mut prefixes);
-    (rest, prefixes)
 }
 
 #[cfg(test)]

@@ -763,3 +763,93 @@ async fn shards_of_layout_1_are_read_and_newer_ones_refused() {
     let offsets = super::committed_offsets(dir.path()).unwrap();
     assert_eq!(offsets.get(&4), Some(&7));
 }
+
+/// Hand-over: an instance indexes part of the log and stops; another, with an
+/// empty disk and the same snapshot store, restores every shard from the
+/// snapshots and applies only the records after them, and answers as one
+/// clean pass over the whole log does. A copy abandoned mid-way (a writer
+/// killed) is never taken for a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_restores_snapshots_and_replays_only_what_follows() {
+    use std::time::Duration;
+
+    use super::SnapshotStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let stream = generated();
+    let lines: Vec<&str> = stream.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let log = log_with(&dir.path().join("log"), &first.join("\n")).await;
+
+    // The reference: one clean pass over everything, without snapshots.
+    let clean_log = log_with(&dir.path().join("clean-log"), &stream).await;
+    let clean = dir.path().join("clean");
+    let mut p = SearchProcessor::new(TantivySearchIndex::new(&clean), clean_log.clone());
+    run(clean_log, &mut p, opts("clean", 50), Shutdown::never())
+        .await
+        .unwrap();
+    drop(p);
+    let want = everything(&SearchShards::open(&clean).unwrap());
+
+    let store = SnapshotStore::new(dir.path().join("store"), Duration::from_secs(3600));
+    // One instance over `root` in `group`, until caught up; stopping snapshots
+    // every shard (the interval is far off). The records it applied.
+    let instance = async |root: &Path, group: &str| {
+        let index = TantivySearchIndex::new(root).with_snapshots(store.clone());
+        let mut p = SearchProcessor::new(index, log.clone());
+        run(log.clone(), &mut p, opts(group, 50), Shutdown::never())
+            .await
+            .unwrap()
+            .records
+    };
+    let a = dir.path().join("a");
+    assert_eq!(instance(&a, "a").await, first.len() as u64);
+    let offsets = super::committed_offsets(&a).unwrap();
+    assert!(offsets.len() > 3, "the stream spans shards: {offsets:?}");
+    for (&partition, &next) in &offsets {
+        let newest = store.newest(partition).unwrap().expect("a snapshot");
+        assert_eq!(newest.next_offset, next, "p{partition}");
+        // A copy killed mid-way: a temp directory, with a higher offset.
+        let torn = store
+            .root()
+            .join(format!("p{partition:02}/.tmp-{:020}-x", next + 5));
+        std::fs::create_dir_all(&torn).unwrap();
+        std::fs::write(torn.join("meta.json"), b"{").unwrap();
+        assert_eq!(store.newest(partition).unwrap(), Some(newest));
+    }
+
+    let events: Vec<_> = second.iter().map(|l| parse_line(l).unwrap()).collect();
+    producer::publish(&*log, &events).await.unwrap();
+    let restores = |source: &str| -> u64 {
+        offsets
+            .keys()
+            .map(|p| {
+                super::metrics::metrics()
+                    .restores
+                    .with_label_values(&[&p.to_string(), source])
+                    .get()
+            })
+            .sum()
+    };
+    let before = restores("snapshot");
+    let b = dir.path().join("b");
+    assert_eq!(
+        instance(&b, "b").await,
+        second.len() as u64,
+        "only what follows the snapshots is applied"
+    );
+    assert_eq!(restores("snapshot") - before, offsets.len() as u64);
+    assert_eq!(everything(&SearchShards::open(&b).unwrap()), want);
+
+    // The old owner, behind the store now, restores over its own shards too.
+    assert_eq!(
+        instance(&a, "a").await,
+        0,
+        "everything came from the snapshots"
+    );
+    assert_eq!(everything(&SearchShards::open(&a).unwrap()), want);
+    // At most two snapshots a partition are kept.
+    for &partition in offsets.keys() {
+        assert!(store.list(partition).unwrap().len() <= 2);
+    }
+}

@@ -17,8 +17,9 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 
 use super::STORE;
-use super::documents::{Fields, LAYOUT, Payload};
+use super::documents::{Documents, Fields, LAYOUT, Payload};
 use super::metrics::metrics;
+use super::snapshots::{self, SnapshotStore};
 use crate::states;
 
 /// Indexing memory per shard. tantivy needs at least 15 MB per indexing thread;
@@ -81,6 +82,14 @@ struct Shard {
     /// latest versions are written once per commit, read from the processor
     /// then (a state is only needed together with the commit that covers it).
     dirty: HashSet<String>,
+    /// The next offset of the shard's last commit.
+    committed: Option<u64>,
+    /// The next offset of the newest snapshot known to hold this shard.
+    snapshotted: Option<u64>,
+    /// When the last snapshot was started (or the shard opened).
+    last_snapshot: Instant,
+    /// A snapshot being written on a thread of its own: its offset once done.
+    snapshotting: Option<std::thread::JoinHandle<Option<u64>>>,
 }
 
 /// A shard's work since its last commit.
@@ -169,6 +178,7 @@ impl Shard {
             .map_err(|e| err(partition, "committing", e))?;
         self.stale = true;
         self.pending = None;
+        self.committed = Some(next_offset);
         Ok(())
     }
 }
@@ -185,6 +195,8 @@ pub struct TantivySearchIndex {
     /// answers only for the shards this instance owns (a stale copy of a shard
     /// that moved to another instance must not answer).
     owned: Arc<RwLock<BTreeSet<u32>>>,
+    /// Where shards are snapshotted for their next owners, if anywhere.
+    snapshots: Option<SnapshotStore>,
 }
 
 /// How long ago a record with log timestamp `record_ms` was appended; zero for a
@@ -194,6 +206,54 @@ fn behind(record_ms: i64) -> Duration {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     Duration::from_millis(now_ms.saturating_sub(record_ms).max(0) as u64)
+}
+
+/// Attempts at restoring a shard from the newest snapshot (one may be pruned
+/// while it is read).
+const RESTORE_ATTEMPTS: usize = 3;
+
+/// Writes a captured commit to the store, with its span, log and metrics; the
+/// offset it covers, `None` if it failed.
+fn write_snapshot(
+    store: &SnapshotStore,
+    capture: snapshots::Capture,
+    started: Instant,
+) -> Option<u64> {
+    let partition = capture.partition;
+    let span = tracing::info_span!(
+        "search_snapshot",
+        partition,
+        next_offset = capture.next_offset
+    );
+    let _enter = span.enter();
+    match store.write(capture) {
+        Ok(s) => {
+            let m = metrics();
+            let seconds = started.elapsed().as_secs_f64();
+            m.snapshot_seconds.observe(seconds);
+            m.snapshots
+                .with_label_values(&[&partition.to_string(), "ok"])
+                .inc();
+            m.snapshot_offset
+                .with_label_values(&[&partition.to_string()])
+                .set(s.next_offset as i64);
+            tracing::debug!(partition, next_offset = s.next_offset, dir = %s.dir.display(), seconds, "search shard snapshotted");
+            Some(s.next_offset)
+        }
+        Err(e) => {
+            snapshot_failed(partition, &e);
+            None
+        }
+    }
+}
+
+/// A snapshot that could not be taken: the next owner replays more.
+fn snapshot_failed(partition: u32, error: &str) {
+    metrics()
+        .snapshots
+        .with_label_values(&[&partition.to_string(), "error"])
+        .inc();
+    tracing::warn!(partition, %error, "search shard snapshot failed; its next owner replays from an older one");
 }
 
 fn err(partition: u32, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -208,7 +268,16 @@ impl TantivySearchIndex {
             fields: Fields::new(),
             shards: HashMap::new(),
             owned: Arc::default(),
+            snapshots: None,
         }
+    }
+
+    /// Snapshots every shard into `store` at most once per its interval while it
+    /// commits, and when it is revoked; and on assignment restores a shard from
+    /// the store's newest snapshot when that is ahead of the local commit.
+    pub fn with_snapshots(mut self, store: SnapshotStore) -> Self {
+        self.snapshots = Some(store);
+        self
     }
 
     /// The partitions this index has open for writing, kept up to date as they
@@ -351,6 +420,156 @@ impl TantivySearchIndex {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Starts a snapshot of a shard whose last commit is newer than its last
+    /// snapshot, once the store's interval has passed since the previous one.
+    /// The commit's files are captured (held open) here, between two commits;
+    /// the copy runs on a thread of its own, so indexing goes on meanwhile. One
+    /// snapshot at a time per process, the longest-waiting shard first: a
+    /// capture holds every file of a commit open (several per segment), so all
+    /// shards at once could pass the open-file limit, and their copies would
+    /// share one disk anyway. A failed snapshot costs only a longer replay for
+    /// the next owner: logged and counted, never an error of the processor.
+    fn snapshot_due(&mut self) {
+        let Some(store) = &self.snapshots else {
+            return;
+        };
+        for shard in self.shards.values_mut() {
+            if shard.snapshotting.as_ref().is_some_and(|h| h.is_finished())
+                && let Some(h) = shard.snapshotting.take()
+                && let Ok(Some(offset)) = h.join()
+            {
+                shard.snapshotted = Some(offset);
+            }
+        }
+        if self.shards.values().any(|s| s.snapshotting.is_some()) {
+            return;
+        }
+        let Some((&partition, shard)) = self
+            .shards
+            .iter_mut()
+            .filter(|(_, s)| {
+                s.committed > s.snapshotted && s.last_snapshot.elapsed() >= store.interval()
+            })
+            .min_by_key(|(_, s)| s.last_snapshot)
+        else {
+            return;
+        };
+        shard.last_snapshot = Instant::now();
+        let started = Instant::now();
+        let dir = shard_dir(&self.root, partition);
+        let capture = match snapshots::capture(&dir, shard.writer.index(), partition) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => return snapshot_failed(partition, &e),
+        };
+        let store = store.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("courier-snapshot-p{partition}"))
+            .spawn(move || write_snapshot(&store, capture, started));
+        match spawned {
+            Ok(h) => shard.snapshotting = Some(h),
+            Err(e) => snapshot_failed(partition, &format!("starting its thread: {e}")),
+        }
+    }
+
+    /// Before a revoked shard closes: its last commit is snapshotted now, so its
+    /// next owner replays nothing of what this instance handled.
+    fn snapshot_now(&mut self, partition: u32) {
+        let Some(store) = &self.snapshots else {
+            return;
+        };
+        let Some(shard) = self.shards.get_mut(&partition) else {
+            return;
+        };
+        if let Some(h) = shard.snapshotting.take()
+            && let Ok(Some(offset)) = h.join()
+        {
+            shard.snapshotted = Some(offset);
+        }
+        if shard.committed <= shard.snapshotted {
+            return;
+        }
+        let started = Instant::now();
+        let dir = shard_dir(&self.root, partition);
+        match snapshots::capture(&dir, shard.writer.index(), partition) {
+            Ok(Some(c)) => {
+                shard.snapshotted = write_snapshot(store, c, started);
+            }
+            Ok(None) => {}
+            Err(e) => snapshot_failed(partition, &e),
+        }
+    }
+
+    /// On assignment, with a snapshot store: restores the shard in `dir` from
+    /// the newest snapshot if that is ahead of the shard's own commit (`local`),
+    /// and says where the shard's contents come from (log and metric). A restore
+    /// that fails is tried again from the then newest snapshot; after the last
+    /// attempt the shard starts from its own commit, which is slower, not wrong.
+    /// Returns the next offset of the newest snapshot seen.
+    fn restore_if_behind(&self, dir: &Path, partition: u32, local: Option<u64>) -> Option<u64> {
+        let store = self.snapshots.as_ref()?;
+        let span = tracing::info_span!("search_restore", partition);
+        let _enter = span.enter();
+        let m = metrics();
+        let label = partition.to_string();
+        let from_own = if local.is_some() { "local" } else { "reindex" };
+        let mut last_error = None;
+        for _ in 0..RESTORE_ATTEMPTS {
+            let newest = match store.newest(partition) {
+                Ok(n) => n,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            let seen = newest.as_ref().map(|s| s.next_offset);
+            let Some(snapshot) = newest.filter(|s| local.is_none_or(|l| s.next_offset > l)) else {
+                m.restores.with_label_values(&[&label, from_own]).inc();
+                match local {
+                    Some(next_offset) => tracing::info!(
+                        partition,
+                        next_offset,
+                        "search shard resumes from its own commit"
+                    ),
+                    None => tracing::info!(
+                        partition,
+                        snapshots = %store.root().display(),
+                        "no snapshot of this search shard: re-indexing it from the partition's start"
+                    ),
+                }
+                return seen;
+            };
+            let started = Instant::now();
+            match snapshots::restore(&snapshot, dir) {
+                Ok(r) => {
+                    let seconds = started.elapsed().as_secs_f64();
+                    m.restore_seconds.observe(seconds);
+                    m.restores.with_label_values(&[&label, "snapshot"]).inc();
+                    tracing::info!(
+                        partition,
+                        next_offset = snapshot.next_offset,
+                        local_next_offset = ?local,
+                        snapshot = %snapshot.dir.display(),
+                        files = r.files,
+                        bytes = r.bytes,
+                        seconds,
+                        "restored search shard from a snapshot; replaying the log after it"
+                    );
+                    return seen;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        m.restores.with_label_values(&[&label, from_own]).inc();
+        tracing::error!(
+            partition,
+            error = %last_error.unwrap_or_default(),
+            snapshots = %store.root().display(),
+            "cannot restore search shard from a snapshot; starting from its own commit"
+        );
+        None
+    }
+
     /// After a failed write: every shard of the batch goes back to its commit.
     /// Retryable only if that loses nothing but this batch.
     fn fail(&mut self, batch: &SearchBatch, acked_pending: bool, e: StoreError) -> StoreError {
@@ -386,6 +605,18 @@ impl TantivySearchIndex {
     }
 }
 
+impl Drop for TantivySearchIndex {
+    /// A stopping processor hands its shards over as a revoked one does: what it
+    /// committed is snapshotted before it goes (a run ends with a flush, then
+    /// leaves its group without revoking).
+    fn drop(&mut self) {
+        let partitions: Vec<u32> = self.shards.keys().copied().collect();
+        for partition in partitions {
+            self.snapshot_now(partition);
+        }
+    }
+}
+
 #[async_trait]
 impl SearchIndex for TantivySearchIndex {
     async fn open_shard(&mut self, partition: u32) -> Result<Option<u64>, StoreError> {
@@ -395,6 +626,21 @@ impl SearchIndex for TantivySearchIndex {
         let fatal = |what: &str, e: &dyn std::fmt::Display| {
             StoreError::fatal(STORE, format!("{what} {}: {e}", dir.display()))
         };
+        let mut snapshotted = None;
+        if self.snapshots.is_some() {
+            let local = if dir.join("meta.json").exists() {
+                let metas = Index::open_in_dir(&dir)
+                    .and_then(|i| i.load_metas())
+                    .map_err(|e| fatal("reading the commit of", &e))?;
+                match metas.payload {
+                    Some(p) => Some(Payload::parse(&p, partition)?.next_offset),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            snapshotted = self.restore_if_behind(&dir, partition, local);
+        }
         let index = if dir.join("meta.json").exists() {
             let index = Index::open_in_dir(&dir).map_err(|e| fatal("opening", &e))?;
             if index.schema() != self.fields.schema {
@@ -419,6 +665,20 @@ impl SearchIndex for TantivySearchIndex {
             Some(p) => Some(Payload::parse(&p, partition)?.next_offset),
             None => None,
         };
+        if self.snapshots.is_none() {
+            // Said with a snapshot store by `restore_if_behind`.
+            let source = if next.is_some() { "local" } else { "reindex" };
+            metrics()
+                .restores
+                .with_label_values(&[&partition.to_string(), source])
+                .inc();
+            if next.is_none() {
+                tracing::info!(
+                    partition,
+                    "no snapshot store ([search] snapshot_dir): re-indexing it from the partition's start"
+                );
+            }
+        }
         let writer = index
             .writer_with_num_threads(1, WRITER_MEMORY)
             .map_err(|e| match e {
@@ -444,9 +704,17 @@ impl SearchIndex for TantivySearchIndex {
                 stale: false,
                 pending: None,
                 dirty: HashSet::new(),
+                committed: next,
+                snapshotted,
+                last_snapshot: Instant::now(),
+                snapshotting: None,
             },
         );
         self.owned.write().expect("owned lock").insert(partition);
+        metrics()
+            .owned
+            .with_label_values(&[&partition.to_string()])
+            .set(1);
         Ok(next)
     }
 
@@ -468,8 +736,13 @@ impl SearchIndex for TantivySearchIndex {
                 )
             })?;
         }
+        self.snapshot_now(partition);
         // Dropping the writer releases the lock.
         self.owned.write().expect("owned lock").remove(&partition);
+        metrics()
+            .owned
+            .with_label_values(&[&partition.to_string()])
+            .set(0);
         self.shards.remove(&partition);
         Ok(())
     }
@@ -551,6 +824,7 @@ impl SearchIndex for TantivySearchIndex {
         if let Err(e) = self.commit_all(&due, latest) {
             return Err(self.fail(batch, acked_pending, e));
         }
+        self.snapshot_due();
         Ok(())
     }
 
@@ -566,6 +840,8 @@ impl SearchIndex for TantivySearchIndex {
                 STORE,
                 format!("{e} (uncommitted work is redone on restart)"),
             )
-        })
+        })?;
+        self.snapshot_due();
+        Ok(())
     }
 }
