@@ -1654,8 +1654,10 @@ fn authorization_matrix() {
             [200, 200, 200, 200],
         ),
     ];
-    // What each caller may never read: nora nothing of g, rita nothing after
-    // her removal (not even who joined since).
+    // What each caller may never read: nora nothing of g, rita nothing sent
+    // after her removal (not even who joined since). An edit of a message she
+    // saw is not something new: it changes that message for all who see it
+    // (docs/DESIGN.md, "Edits and deletes"), checked below.
     let forbidden: [&[&str]; 4] = [
         &[
             "secret-before",
@@ -1666,7 +1668,7 @@ fn authorization_matrix() {
             &before,
             &after,
         ],
-        &["secret-after", "secret-edited", "dana", &after],
+        &["secret-after", "dana", &after],
         &[],
         &[],
     ];
@@ -1797,6 +1799,23 @@ fn authorization_matrix() {
             assert!(!r.body.contains(f), "{who} finds {f}: {}", r.body);
         }
     }
+    // alice's edit of a message rita saw reaches rita's search and history
+    // alike, each once its view has applied it.
+    eventually("rita finds the edited message", || {
+        let r = http(a, "GET", "/v1/search?q=edited", Some(&rita), None, NONE);
+        r.body.contains(&before).then_some(())
+    });
+    eventually("rita's history shows the edit", || {
+        let r = http(
+            a,
+            "GET",
+            &format!("/v1/conversations/{g}/messages"),
+            Some(&rita),
+            None,
+            NONE,
+        );
+        r.body.contains("secret-edited").then_some(())
+    });
     // The stream: refused without a valid token.
     for (who, t) in bad {
         let url = match t {
