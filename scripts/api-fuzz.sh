@@ -39,8 +39,10 @@ if [[ ! -x $venv/bin/st ]] || [[ $("$venv/bin/st" --version 2>/dev/null) != *" $
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
 fi
 
-say "building courier (debug)"
-cargo build --quiet -p courier --bin courier
+# The binary the test suite builds (and CI's test stage has built): `cargo
+# build -p courier` would resolve other features and compile most crates again.
+say "building courier (debug, as the tests build it)"
+cargo test --workspace --all-targets --no-run --quiet
 
 data=$(mktemp -d "${TMPDIR:-/tmp}/courier-api-fuzz.XXXXXX")
 pid=
